@@ -1,0 +1,178 @@
+//! The `/access` command language, shared by every chat platform:
+//! `/access <app> <entitlement> [for <duration>|permanent] [because <reason>]`, and `help`.
+
+use crate::domain::duration::DurationError;
+use crate::domain::AccessDuration;
+
+/// How long a request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DurationSpec {
+    For(AccessDuration),
+    Permanent,
+}
+
+/// A request as typed, before the catalog is consulted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestText {
+    pub app: String,
+    pub entitlement: String,
+    pub duration: Option<DurationSpec>,
+    pub reason: Option<String>,
+}
+
+/// What the person asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessCommand {
+    Help,
+    Request(RequestText),
+}
+
+/// Why the text could not be understood; each message tells the person what to type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    #[error("Tell me which entitlement of *{app}* you need: `/access {app} <entitlement> for 4h because <reason>`")]
+    MissingEntitlement { app: String },
+    #[error("Say how long after `for`, like `for 4h` (units: m, h, d, w).")]
+    MissingDuration,
+    #[error("{0}")]
+    BadDuration(DurationError),
+    #[error("I did not understand `{0}`. Write `for <duration>` and `because <reason>`, like `/access github readers for 4h because onboarding`.")]
+    Unexpected(String),
+    #[error("Say why after `because`.")]
+    MissingReason,
+}
+
+/// Parses the text after `/access`.
+pub fn parse(text: &str) -> Result<AccessCommand, CommandError> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    match words.as_slice() {
+        [] | ["help"] | ["-h"] | ["--help"] | ["?"] => return Ok(AccessCommand::Help),
+        [app] => {
+            return Err(CommandError::MissingEntitlement {
+                app: (*app).to_string(),
+            })
+        }
+        _ => {}
+    }
+    let app = words[0].to_string();
+    let entitlement = words[1].to_string();
+    let mut duration = None;
+    let mut reason = None;
+    let mut i = 2;
+    while i < words.len() {
+        match words[i].to_ascii_lowercase().as_str() {
+            "for" => {
+                let next = words.get(i + 1).ok_or(CommandError::MissingDuration)?;
+                duration = Some(
+                    if next.eq_ignore_ascii_case("permanent") || next.eq_ignore_ascii_case("ever") {
+                        DurationSpec::Permanent
+                    } else {
+                        DurationSpec::For(
+                            AccessDuration::parse(next).map_err(CommandError::BadDuration)?,
+                        )
+                    },
+                );
+                i += 2;
+            }
+            "permanent" | "permanently" => {
+                duration = Some(DurationSpec::Permanent);
+                i += 1;
+            }
+            "because" | "reason" | "why" => {
+                // The reason is the rest of the original text, spacing kept.
+                let rest = text_after_word(text, i + 1);
+                if rest.is_empty() {
+                    return Err(CommandError::MissingReason);
+                }
+                reason = Some(rest);
+                break;
+            }
+            other => return Err(CommandError::Unexpected(other.to_string())),
+        }
+    }
+    Ok(AccessCommand::Request(RequestText {
+        app,
+        entitlement,
+        duration,
+        reason,
+    }))
+}
+
+/// The original text from the `n`th whitespace-separated word on, trimmed.
+fn text_after_word(text: &str, n: usize) -> String {
+    let mut rest = text.trim_start();
+    for _ in 0..n {
+        match rest.find(char::is_whitespace) {
+            Some(i) => rest = rest[i..].trim_start(),
+            None => return String::new(),
+        }
+    }
+    rest.trim().to_string()
+}
+
+/// The help text.
+pub const HELP: &str = "*grantry* keeps the grants: ask for access, owners approve, access ends on time.\n\
+• `/access <app> <entitlement> for <duration> because <reason>`: ask for access, e.g. `/access github platform-admins for 4h because incident INC-42`\n\
+• Durations: `30m`, `4h`, `2d`, `1w` (the catalog sets the longest allowed).\n\
+• `/access help`: this message.";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_example_parses() {
+        let c = parse("github platform-admins for 4h because incident INC-42").unwrap();
+        assert_eq!(
+            c,
+            AccessCommand::Request(RequestText {
+                app: "github".into(),
+                entitlement: "platform-admins".into(),
+                duration: Some(DurationSpec::For(AccessDuration::parse("4h").unwrap())),
+                reason: Some("incident INC-42".into()),
+            })
+        );
+    }
+
+    #[test]
+    fn reasons_keep_their_words_and_order_is_free() {
+        let c = parse("okta  admins because  the  for 4h thing").unwrap();
+        let AccessCommand::Request(r) = c else {
+            panic!()
+        };
+        assert_eq!(r.reason.as_deref(), Some("the  for 4h thing"));
+        assert_eq!(r.duration, None);
+    }
+
+    #[test]
+    fn helpful_errors() {
+        assert_eq!(parse("").unwrap(), AccessCommand::Help);
+        assert!(matches!(
+            parse("github"),
+            Err(CommandError::MissingEntitlement { .. })
+        ));
+        assert!(matches!(
+            parse("github x for"),
+            Err(CommandError::MissingDuration)
+        ));
+        assert!(matches!(
+            parse("github x for 4q"),
+            Err(CommandError::BadDuration(_))
+        ));
+        assert!(matches!(
+            parse("github x please"),
+            Err(CommandError::Unexpected(_))
+        ));
+        assert!(matches!(
+            parse("github x because"),
+            Err(CommandError::MissingReason)
+        ));
+        assert!(matches!(
+            parse("github x for permanent because y").unwrap(),
+            AccessCommand::Request(RequestText {
+                duration: Some(DurationSpec::Permanent),
+                ..
+            })
+        ));
+    }
+}

@@ -1,0 +1,121 @@
+//! Chat platforms behind one trait: what the jobs need to say, not how each platform says it.
+//!
+//! Invariant: nothing here knows about the store or the connectors; `chat` depends only on
+//! `domain` (and the shared outbound helpers).
+
+pub mod command;
+pub mod slack;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+/// A failure to talk to a chat platform, classified for the job queue.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChatError {
+    /// Worth retrying (rate limits, 5xx, timeouts), after `retry_after` when the platform said so.
+    #[error("{message} (will retry)")]
+    Transient {
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// Retrying will not help (bad token, unknown channel); IT must fix something.
+    #[error("{message}")]
+    Permanent { message: String },
+}
+
+/// Where a posted message is, so it can be updated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageRef {
+    pub channel: String,
+    pub ts: String,
+}
+
+/// A person as a card shows them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersonLabel {
+    pub name: String,
+    /// Their id on the card's platform (to mention them), when known.
+    pub chat_id: Option<String>,
+}
+
+/// How a request ended, for the cards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Approved,
+    Denied,
+}
+
+/// Whether the card still asks for a decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CardStatus {
+    /// Buttons live.
+    Pending,
+    /// Decided: no button stays live.
+    Decided {
+        verdict: Verdict,
+        by: PersonLabel,
+        at_ms: i64,
+    },
+}
+
+/// The approval card an approver sees: who, what, how long, why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalCard {
+    pub request_id: String,
+    pub requester: PersonLabel,
+    pub subject: PersonLabel,
+    pub app: String,
+    pub entitlement: String,
+    /// `4h`, or `permanent`.
+    pub duration: String,
+    pub reason: String,
+    pub ticket: Option<String>,
+    pub risk: String,
+    /// The policy's reasons, in words.
+    pub policy_reasons: Vec<String>,
+    pub status: CardStatus,
+}
+
+/// A chat platform, as the jobs use it.
+#[async_trait]
+pub trait ChatPlatform: Send + Sync {
+    /// `slack`, `teams`.
+    fn name(&self) -> &'static str;
+    /// The platform user id for an email, if the person is on the platform.
+    async fn find_user_by_email(&self, email: &str) -> Result<Option<String>, ChatError>;
+    /// Sends an approver their card (a direct message).
+    async fn post_card(&self, user: &str, card: &ApprovalCard) -> Result<MessageRef, ChatError>;
+    /// Replaces a posted card (after a decision).
+    async fn update_card(&self, at: &MessageRef, card: &ApprovalCard) -> Result<(), ChatError>;
+    /// Sends a person a direct message. `text` may use `*bold*`; user input in it is escaped.
+    async fn send_direct(&self, user: &str, text: &str) -> Result<(), ChatError>;
+    /// Shows a message only `user` sees, in `channel`.
+    async fn send_ephemeral(&self, channel: &str, user: &str, text: &str) -> Result<(), ChatError>;
+}
+
+/// Escapes user-provided text for a message: `&`, `<`, `>` (so a reason cannot ping `@channel`,
+/// mention people or fake a link).
+pub fn escape(text: &str) -> String {
+    let mut s = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => s.push_str("&amp;"),
+            '<' => s.push_str("&lt;"),
+            '>' => s.push_str("&gt;"),
+            c => s.push(c),
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn escape_defuses_mentions_and_links() {
+        assert_eq!(
+            super::escape("<!channel> see <https://evil|slack.com> & co"),
+            "&lt;!channel&gt; see &lt;https://evil|slack.com&gt; &amp; co"
+        );
+    }
+}

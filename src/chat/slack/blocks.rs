@@ -1,0 +1,137 @@
+//! Block Kit rendering of grantry's messages.
+
+use serde_json::{json, Value};
+
+use crate::chat::{escape, ApprovalCard, CardStatus, PersonLabel, Verdict};
+
+/// `action_id` of the Approve button.
+pub const APPROVE: &str = "grantry.approve";
+/// `action_id` of the Deny button.
+pub const DENY: &str = "grantry.deny";
+
+fn who(p: &PersonLabel) -> String {
+    match &p.chat_id {
+        Some(id) => format!("<@{id}>"),
+        None => escape(&p.name),
+    }
+}
+
+/// Plain-text fallback (notifications, screen readers).
+pub fn card_text(card: &ApprovalCard) -> String {
+    let head = format!(
+        "{} asks for {} / {} for {} ({})",
+        card.requester.name, card.app, card.entitlement, card.duration, card.request_id
+    );
+    match &card.status {
+        CardStatus::Pending => format!("Approval needed: {head}"),
+        CardStatus::Decided { verdict, by, .. } => format!(
+            "{} by {}: {head}",
+            if *verdict == Verdict::Approved {
+                "Approved"
+            } else {
+                "Denied"
+            },
+            by.name
+        ),
+    }
+}
+
+/// The approval card: who, what, how long, why, the policy's reasons; Approve/Deny while pending,
+/// who decided and when afterwards (no live buttons).
+pub fn approval_card(card: &ApprovalCard) -> Vec<Value> {
+    let mut fields = vec![
+        json!({"type": "mrkdwn", "text": format!("*Requester*\n{}", who(&card.requester))}),
+        json!({"type": "mrkdwn", "text": format!("*For*\n{}", who(&card.subject))}),
+        json!({"type": "mrkdwn", "text": format!("*Access*\n{} / {}", escape(&card.app), escape(&card.entitlement))}),
+        json!({"type": "mrkdwn", "text": format!("*Duration*\n{}", escape(&card.duration))}),
+        json!({"type": "mrkdwn", "text": format!("*Risk*\n{}", escape(&card.risk))}),
+    ];
+    if let Some(t) = &card.ticket {
+        fields.push(json!({"type": "mrkdwn", "text": format!("*Ticket*\n{}", escape(t))}));
+    }
+    let mut blocks = vec![
+        json!({"type": "header", "text": {"type": "plain_text", "text": format!("Access request {}", card.request_id)}}),
+        json!({"type": "section", "fields": fields}),
+        json!({"type": "section", "text": {"type": "mrkdwn", "text": format!("*Reason*\n{}", quote(&escape(&card.reason)))}}),
+    ];
+    if !card.policy_reasons.is_empty() {
+        let reasons: Vec<String> = card.policy_reasons.iter().map(|r| escape(r)).collect();
+        blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!("Policy: {}", reasons.join("; "))}]}));
+    }
+    match &card.status {
+        CardStatus::Pending => blocks.push(json!({
+            "type": "actions",
+            "block_id": "grantry.decision",
+            "elements": [
+                {"type": "button", "action_id": APPROVE, "style": "primary", "value": card.request_id,
+                 "text": {"type": "plain_text", "text": "Approve"}},
+                {"type": "button", "action_id": DENY, "style": "danger", "value": card.request_id,
+                 "text": {"type": "plain_text", "text": "Deny"}}
+            ]
+        })),
+        CardStatus::Decided { verdict, by, at_ms } => {
+            let (mark, word) = match verdict {
+                Verdict::Approved => (":white_check_mark:", "Approved"),
+                Verdict::Denied => (":no_entry:", "Denied"),
+            };
+            let secs = at_ms / 1000;
+            let fallback = crate::clock::format_utc(*at_ms);
+            blocks.push(json!({"type": "section", "text": {"type": "mrkdwn",
+                "text": format!("{mark} *{word}* by {} at <!date^{secs}^{{date_short_pretty}} {{time}}|{fallback}>", who(by))}}));
+        }
+    }
+    blocks
+}
+
+/// Quotes every line of (already escaped) text.
+fn quote(text: &str) -> String {
+    text.lines()
+        .map(|l| format!(">{l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn card(status: CardStatus) -> ApprovalCard {
+        ApprovalCard {
+            request_id: "R-ABCDEFGH".into(),
+            requester: PersonLabel {
+                name: "Alice".into(),
+                chat_id: Some("U1".into()),
+            },
+            subject: PersonLabel {
+                name: "Alice".into(),
+                chat_id: Some("U1".into()),
+            },
+            app: "GitHub".into(),
+            entitlement: "platform-admins".into(),
+            duration: "4h".into(),
+            reason: "incident <!channel>".into(),
+            ticket: None,
+            risk: "high".into(),
+            policy_reasons: vec!["owners approve".into()],
+            status,
+        }
+    }
+
+    #[test]
+    fn pending_cards_have_buttons_and_decided_ones_none() {
+        let pending = serde_json::to_string(&approval_card(&card(CardStatus::Pending))).unwrap();
+        assert!(pending.contains(APPROVE) && pending.contains(DENY));
+        assert!(!pending.contains("<!channel>"), "reason must be escaped");
+        let decided = serde_json::to_string(&approval_card(&card(CardStatus::Decided {
+            verdict: Verdict::Approved,
+            by: PersonLabel {
+                name: "Bob".into(),
+                chat_id: Some("U2".into()),
+            },
+            at_ms: 1_700_000_000_000,
+        })))
+        .unwrap();
+        assert!(!decided.contains("\"button\""));
+        assert!(decided.contains("Approved") && decided.contains("<@U2>"));
+    }
+}

@@ -1,0 +1,66 @@
+//! Slack: signed HTTP endpoints in, Block Kit and the Web API out.
+
+pub mod blocks;
+pub mod client;
+pub mod payload;
+pub mod signature;
+
+use async_trait::async_trait;
+
+use crate::chat::{ApprovalCard, ChatError, ChatPlatform, MessageRef};
+pub use client::SlackClient;
+
+/// Slack behind [`ChatPlatform`].
+#[derive(Clone)]
+pub struct SlackPlatform {
+    client: SlackClient,
+}
+
+impl SlackPlatform {
+    /// Slack through this Web API client.
+    pub fn new(client: SlackClient) -> Self {
+        Self { client }
+    }
+}
+
+#[async_trait]
+impl ChatPlatform for SlackPlatform {
+    fn name(&self) -> &'static str {
+        "slack"
+    }
+
+    async fn find_user_by_email(&self, email: &str) -> Result<Option<String>, ChatError> {
+        self.client.lookup_by_email(email).await
+    }
+
+    async fn post_card(&self, user: &str, card: &ApprovalCard) -> Result<MessageRef, ChatError> {
+        let (channel, ts) = self
+            .client
+            .post_message(
+                user,
+                &blocks::card_text(card),
+                Some(&blocks::approval_card(card)),
+            )
+            .await?;
+        Ok(MessageRef { channel, ts })
+    }
+
+    async fn update_card(&self, at: &MessageRef, card: &ApprovalCard) -> Result<(), ChatError> {
+        self.client
+            .update_message(
+                &at.channel,
+                &at.ts,
+                &blocks::card_text(card),
+                &blocks::approval_card(card),
+            )
+            .await
+    }
+
+    async fn send_direct(&self, user: &str, text: &str) -> Result<(), ChatError> {
+        self.client.post_message(user, text, None).await.map(|_| ())
+    }
+
+    async fn send_ephemeral(&self, channel: &str, user: &str, text: &str) -> Result<(), ChatError> {
+        self.client.post_ephemeral(channel, user, text).await
+    }
+}

@@ -1,0 +1,367 @@
+//! Configuration: one TOML file, overridden by `GRANTRY__SECTION__KEY` environment variables.
+//!
+//! Secrets (signing secrets, tokens) are never written in the file: each is named by an
+//! environment variable (`*_env`) or a file (`*_file`) and held in [`Secret`], which never prints.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// A value that must never reach a log, an error or the audit.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    /// The value, for the one place that needs it (an HMAC key, an Authorization header).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    /// Whether it is empty (not configured).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+/// Where a secret comes from: an environment variable or a file (Kubernetes Secret mounts).
+#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SecretSource {
+    pub env: Option<String>,
+    pub file: Option<PathBuf>,
+}
+
+/// Why the configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("environment override {var}: {message}")]
+    Override { var: String, message: String },
+    #[error("secret {what}: {message}")]
+    Secret { what: String, message: String },
+}
+
+impl SecretSource {
+    /// Reads the secret. `default_env` is used when neither `env` nor `file` is set.
+    /// A missing secret is an empty [`Secret`]; the caller decides whether that is fatal.
+    pub fn load(&self, what: &str, default_env: &str) -> Result<Secret, ConfigError> {
+        if let Some(path) = &self.file {
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Secret {
+                what: what.to_string(),
+                message: format!("cannot read file {}: {}", path.display(), e.kind()),
+            })?;
+            return Ok(Secret::new(text.trim_end_matches(['\r', '\n'])));
+        }
+        let var = self.env.as_deref().unwrap_or(default_env);
+        Ok(std::env::var(var).map(Secret::new).unwrap_or_default())
+    }
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on, e.g. `0.0.0.0:3000`.
+    pub listen: String,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:3000".into(),
+            max_body_bytes: 256 * 1024,
+        }
+    }
+}
+
+/// `[database]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://path/to/grantry.db` (created on first start).
+    pub url: String,
+    /// SQLite `synchronous`: `full` (default: every acknowledged request survives power loss)
+    /// or `normal` (survives a process crash; faster).
+    pub synchronous: String,
+    /// Readers in the pool (writes go through one connection).
+    pub read_connections: u32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://grantry.db".into(),
+            synchronous: "full".into(),
+            read_connections: 4,
+        }
+    }
+}
+
+/// `[slack]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SlackConfig {
+    /// Web API base, e.g. `https://slack.com/api` (GovSlack: `https://slack-gov.com/api`).
+    pub api_base_url: String,
+    /// Default env: `SLACK_SIGNING_SECRET`.
+    pub signing_secret: SecretSource,
+    /// Default env: `SLACK_BOT_TOKEN`.
+    pub bot_token: SecretSource,
+    /// Accepted clock skew for request timestamps, in seconds (Slack: 5 minutes).
+    pub max_skew_secs: i64,
+    /// Per-call timeout for Web API calls, in seconds.
+    pub timeout_secs: u64,
+    /// The IT status channel id, for failures that need a human.
+    pub status_channel: Option<String>,
+}
+
+impl Default for SlackConfig {
+    fn default() -> Self {
+        Self {
+            api_base_url: "https://slack.com/api".into(),
+            signing_secret: SecretSource::default(),
+            bot_token: SecretSource::default(),
+            max_skew_secs: 300,
+            timeout_secs: 10,
+            status_channel: None,
+        }
+    }
+}
+
+/// `[jobs]`: the durable job queue's workers.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobsConfig {
+    /// Worker tasks in this process (0: this process only takes requests).
+    pub workers: usize,
+    /// Tries before a job is given up as failed.
+    pub max_attempts: i64,
+    /// First retry delay, in milliseconds; doubles each try, with jitter.
+    pub backoff_base_ms: i64,
+    /// Longest retry delay, in milliseconds.
+    pub backoff_max_ms: i64,
+    /// How long a claimed job is reserved before another worker may take it over.
+    pub lease_secs: i64,
+    /// How often idle workers look for jobs another replica enqueued, in milliseconds.
+    pub poll_interval_ms: u64,
+    /// How often the expiry sweeper runs, in milliseconds.
+    pub sweep_interval_ms: u64,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        Self {
+            workers: 4,
+            max_attempts: 8,
+            backoff_base_ms: 1_000,
+            backoff_max_ms: 15 * 60 * 1_000,
+            lease_secs: 120,
+            poll_interval_ms: 2_000,
+            sweep_interval_ms: 30_000,
+        }
+    }
+}
+
+/// `[catalog]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CatalogConfig {
+    /// Catalog file, relative to the config file's folder.
+    pub path: PathBuf,
+}
+
+impl Default for CatalogConfig {
+    fn default() -> Self {
+        Self {
+            path: "catalog.toml".into(),
+        }
+    }
+}
+
+/// `[directory]`
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct DirectoryConfig {
+    /// People file (TOML `[[people]]`), relative to the config file's folder.
+    pub people_file: Option<PathBuf>,
+}
+
+/// `[requests]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RequestsConfig {
+    /// Shortest reason accepted, in characters.
+    pub min_reason_chars: usize,
+}
+
+impl Default for RequestsConfig {
+    fn default() -> Self {
+        Self {
+            min_reason_chars: 8,
+        }
+    }
+}
+
+/// One `[connectors.<name>]` table: `type` picks the connector, the rest is its own.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct ConnectorConfig {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(flatten)]
+    pub settings: toml::Table,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub slack: SlackConfig,
+    pub jobs: JobsConfig,
+    pub catalog: CatalogConfig,
+    pub directory: DirectoryConfig,
+    pub requests: RequestsConfig,
+    pub connectors: BTreeMap<String, ConnectorConfig>,
+    /// Folder relative paths are resolved against (the config file's folder).
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+/// Prefix of environment overrides: `GRANTRY__DATABASE__URL=…`.
+pub const ENV_PREFIX: &str = "GRANTRY__";
+
+impl Config {
+    /// Reads `path` (a missing file is an error) and applies environment overrides.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let vars: Vec<(String, String)> = std::env::vars()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+            .collect();
+        let mut cfg = Self::from_toml(&text, path, &vars)?;
+        cfg.base_dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        Ok(cfg)
+    }
+
+    /// Parses TOML text and applies the given `GRANTRY__…` overrides.
+    pub fn from_toml(
+        text: &str,
+        path: &Path,
+        overrides: &[(String, String)],
+    ) -> Result<Self, ConfigError> {
+        let mut table: toml::Table =
+            text.parse()
+                .map_err(|e: toml::de::Error| ConfigError::Parse {
+                    path: path.to_path_buf(),
+                    message: e.to_string(),
+                })?;
+        for (var, value) in overrides {
+            apply_override(&mut table, var, value)?;
+        }
+        toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Parse {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })
+    }
+
+    /// A path from the config, resolved against the config file's folder.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+}
+
+/// `GRANTRY__JOBS__WORKERS=0` sets `jobs.workers = 0`; values are read as TOML when they parse
+/// (numbers, booleans), else as strings. Keys are lower-cased.
+fn apply_override(table: &mut toml::Table, var: &str, value: &str) -> Result<(), ConfigError> {
+    let path: Vec<String> = var[ENV_PREFIX.len()..]
+        .split("__")
+        .map(|s| s.to_ascii_lowercase())
+        .collect();
+    if path.iter().any(|p| p.is_empty()) {
+        return Err(ConfigError::Override {
+            var: var.to_string(),
+            message: "empty key segment".into(),
+        });
+    }
+    let parsed: toml::Value = format!("v = {value}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(value.to_string()));
+    let (last, parents) = path.split_last().expect("non-empty split");
+    let mut cur = table;
+    for p in parents {
+        let entry = cur
+            .entry(p.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        cur = entry.as_table_mut().ok_or_else(|| ConfigError::Override {
+            var: var.to_string(),
+            message: format!("'{p}' is not a table"),
+        })?;
+    }
+    cur.insert(last.clone(), parsed);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_nested_keys_with_types() {
+        let cfg = Config::from_toml(
+            "[jobs]\nworkers = 4\n",
+            Path::new("x.toml"),
+            &[
+                ("GRANTRY__JOBS__WORKERS".into(), "0".into()),
+                ("GRANTRY__DATABASE__URL".into(), "sqlite:///tmp/x.db".into()),
+            ],
+        )
+        .unwrap();
+        assert_eq!(cfg.jobs.workers, 0);
+        assert_eq!(cfg.database.url, "sqlite:///tmp/x.db");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let err = Config::from_toml("[jobs]\nworkerz = 4\n", Path::new("x.toml"), &[]).unwrap_err();
+        assert!(err.to_string().contains("workerz"), "{err}");
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Secret::new("xoxb-very-secret");
+        assert!(!format!("{s:?}").contains("xoxb"));
+    }
+}

@@ -1,0 +1,134 @@
+//! Connectors: how access is really granted and removed in each SaaS app.
+//!
+//! One file per app behind [`Connector`]; the registry below is the only place that names them.
+//! Grant and revoke are idempotent: granting what is held, or revoking what is gone, succeeds
+//! and says so ([`Change::AlreadyInPlace`]).
+
+pub mod scim;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::config::ConnectorConfig;
+
+/// A failure, classified so the job queue knows whether to try again.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectorError {
+    /// Worth retrying (timeouts, 5xx, 429): after `retry_after` when the app said so.
+    #[error("{message} (will retry)")]
+    Transient {
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// Retrying will not help; the message says what to fix.
+    #[error("{message}")]
+    Permanent { message: String },
+}
+
+impl ConnectorError {
+    pub(crate) fn transient(message: impl Into<String>) -> Self {
+        Self::Transient {
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+    pub(crate) fn permanent(message: impl Into<String>) -> Self {
+        Self::Permanent {
+            message: message.into(),
+        }
+    }
+}
+
+/// The subject's account in the app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// The app's id for the account (SCIM user id, GitHub login, Okta user id).
+    pub id: String,
+    /// A human-readable login, when the app has one.
+    pub login: Option<String>,
+}
+
+/// What a grant or revoke did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// The app changed.
+    Applied,
+    /// The app already was as asked (idempotent re-grant or re-revoke).
+    AlreadyInPlace,
+}
+
+/// One SaaS app's provisioning API.
+#[async_trait]
+pub trait Connector: Send + Sync {
+    /// The connector type, e.g. `scim`.
+    fn kind(&self) -> &'static str;
+    /// Finds the person's account in the app by email.
+    async fn resolve_account(&self, email: &str) -> Result<Account, ConnectorError>;
+    /// Gives the account the entitlement named `target` (a group name, a team slug…).
+    async fn grant(&self, account: &Account, target: &str) -> Result<Change, ConnectorError>;
+    /// Removes the entitlement from the account.
+    async fn revoke(&self, account: &Account, target: &str) -> Result<Change, ConnectorError>;
+    /// Every account that holds the entitlement now (for reconciliation).
+    async fn list_members(&self, target: &str) -> Result<Vec<Account>, ConnectorError>;
+}
+
+/// Why a connector could not be built from its config.
+#[derive(Debug, thiserror::Error)]
+#[error("connector '{name}': {message}")]
+pub struct ConnectorConfigError {
+    pub name: String,
+    pub message: String,
+}
+
+/// The configured connector instances, by name.
+#[derive(Clone, Default)]
+pub struct Connectors {
+    by_name: HashMap<String, Arc<dyn Connector>>,
+}
+
+impl Connectors {
+    /// Builds every `[connectors.<name>]` instance.
+    pub fn from_config(
+        configs: &std::collections::BTreeMap<String, ConnectorConfig>,
+    ) -> Result<Self, ConnectorConfigError> {
+        let mut by_name: HashMap<String, Arc<dyn Connector>> = HashMap::new();
+        for (name, cfg) in configs {
+            let err = |message: String| ConnectorConfigError {
+                name: name.clone(),
+                message,
+            };
+            let c: Arc<dyn Connector> = match cfg.kind.as_str() {
+                "scim" => {
+                    Arc::new(scim::ScimConnector::from_settings(name, &cfg.settings).map_err(err)?)
+                }
+                other => {
+                    return Err(err(format!(
+                        "unknown connector type '{other}' (known: scim)"
+                    )))
+                }
+            };
+            by_name.insert(name.clone(), c);
+        }
+        Ok(Self { by_name })
+    }
+
+    /// Adds (or replaces) an instance.
+    pub fn insert(&mut self, name: impl Into<String>, c: Arc<dyn Connector>) {
+        self.by_name.insert(name.into(), c);
+    }
+
+    /// The instance with this name.
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Connector>> {
+        self.by_name.get(name)
+    }
+
+    /// Every instance's name, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut v: Vec<_> = self.by_name.keys().cloned().collect();
+        v.sort();
+        v
+    }
+}

@@ -1,0 +1,91 @@
+//! The directory: who people are, read from a people file (TOML `[[people]]`).
+//!
+//! Maps chat user ids to people and back, so that approvers are authorised by identity
+//! kept on our side, never by what a payload claims.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::domain::Person;
+
+/// Why the people file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum DirectoryError {
+    #[error("cannot read people file {path}: {message}")]
+    Read { path: String, message: String },
+    #[error("people file {path}: {message}")]
+    Parse { path: String, message: String },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PeopleFile {
+    #[serde(default)]
+    people: Vec<Person>,
+}
+
+/// An in-memory directory with lookups by email and chat id.
+#[derive(Debug, Default, Clone)]
+pub struct Directory {
+    people: Vec<Person>,
+    by_email: HashMap<String, usize>,
+    by_slack: HashMap<String, usize>,
+}
+
+impl Directory {
+    /// A directory of these people.
+    pub fn new(people: Vec<Person>) -> Self {
+        let mut d = Directory::default();
+        for mut p in people {
+            p.email = p.email.to_ascii_lowercase();
+            let i = d.people.len();
+            d.by_email.insert(p.email.clone(), i);
+            if let Some(s) = &p.slack_id {
+                d.by_slack.insert(s.clone(), i);
+            }
+            d.people.push(p);
+        }
+        d
+    }
+
+    /// Reads a people file.
+    pub fn load(path: &Path) -> Result<Self, DirectoryError> {
+        let text = std::fs::read_to_string(path).map_err(|e| DirectoryError::Read {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let file: PeopleFile = toml::from_str(&text).map_err(|e| DirectoryError::Parse {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Ok(Self::new(file.people))
+    }
+
+    /// The person with this email (case-insensitive).
+    pub fn by_email(&self, email: &str) -> Option<&Person> {
+        self.by_email
+            .get(&email.to_ascii_lowercase())
+            .map(|&i| &self.people[i])
+    }
+
+    /// The person with this chat user id on `platform`.
+    pub fn by_chat_id(&self, platform: &str, id: &str) -> Option<&Person> {
+        match platform {
+            "slack" => self.by_slack.get(id).map(|&i| &self.people[i]),
+            _ => self
+                .people
+                .iter()
+                .find(|p| p.teams_id.as_deref() == Some(id)),
+        }
+    }
+
+    /// The person's user id on `platform`, if the directory knows it.
+    pub fn chat_id<'a>(&'a self, platform: &str, person: &'a Person) -> Option<&'a str> {
+        match platform {
+            "slack" => person.slack_id.as_deref(),
+            _ => person.teams_id.as_deref(),
+        }
+    }
+}

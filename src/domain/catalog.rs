@@ -1,0 +1,405 @@
+//! The catalog: apps, their owners and connector, and the entitlements one may request.
+//!
+//! Access-as-code: a TOML file the deploying team keeps in its own repository. [`Catalog::parse`]
+//! returns every problem at once, each with its place, so `grantry catalog check` can list them all.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+
+use serde::Deserialize;
+
+use super::AccessDuration;
+
+/// How much harm misuse of an entitlement could do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Risk {
+    Low,
+    #[default]
+    Medium,
+    High,
+    Critical,
+}
+
+impl fmt::Display for Risk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Risk::Low => "low",
+            Risk::Medium => "medium",
+            Risk::High => "high",
+            Risk::Critical => "critical",
+        })
+    }
+}
+
+/// What an entitlement is in the app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum EntitlementKind {
+    #[default]
+    Group,
+    Team,
+    Role,
+    License,
+}
+
+/// One requestable entitlement of an app.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entitlement {
+    pub id: String,
+    pub name: String,
+    pub kind: EntitlementKind,
+    /// The name of the group/team/role in the app (a SCIM group's displayName, a team slug).
+    pub target: String,
+    pub risk: Risk,
+    /// `None`: no limit other than `permanent`.
+    pub max_duration: Option<AccessDuration>,
+    /// Used when a request names no duration.
+    pub default_duration: AccessDuration,
+    /// Whether access without an end date may be requested.
+    pub allow_permanent: bool,
+}
+
+/// One app in the catalog.
+#[derive(Debug, Clone, PartialEq)]
+pub struct App {
+    pub id: String,
+    pub name: String,
+    /// Name of a connector instance in `grantry.toml` (`[connectors.<name>]`).
+    pub connector: String,
+    /// Owners' emails: the approvers of this app's requests.
+    pub owners: Vec<String>,
+    pub risk: Risk,
+    pub entitlements: Vec<Entitlement>,
+}
+
+impl App {
+    /// The entitlement with this id (case-insensitive).
+    pub fn entitlement(&self, id: &str) -> Option<&Entitlement> {
+        self.entitlements
+            .iter()
+            .find(|e| e.id.eq_ignore_ascii_case(id))
+    }
+}
+
+/// The whole catalog, validated.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Catalog {
+    pub apps: Vec<App>,
+}
+
+/// One problem in a catalog file, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogProblem {
+    /// e.g. `apps[1] (github).entitlements[0] (admins).max_duration`
+    pub place: String,
+    pub message: String,
+}
+
+impl fmt::Display for CatalogProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.place, self.message)
+    }
+}
+
+/// A catalog that could not be accepted; holds every problem found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the catalog has {} problem(s):\n{}", .0.len(), .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+pub struct CatalogError(pub Vec<CatalogProblem>);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCatalog {
+    #[serde(default, rename = "apps")]
+    apps: Vec<RawApp>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApp {
+    id: String,
+    name: Option<String>,
+    connector: String,
+    #[serde(default)]
+    owners: Vec<String>,
+    #[serde(default)]
+    risk: Risk,
+    #[serde(default)]
+    entitlements: Vec<RawEntitlement>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEntitlement {
+    id: String,
+    name: Option<String>,
+    #[serde(default)]
+    kind: EntitlementKind,
+    target: Option<String>,
+    risk: Option<Risk>,
+    max_duration: Option<String>,
+    default_duration: Option<String>,
+    #[serde(default)]
+    allow_permanent: bool,
+}
+
+fn valid_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+}
+
+fn looks_like_email(s: &str) -> bool {
+    match s.split_once('@') {
+        Some((local, domain)) => !local.is_empty() && domain.contains('.') && !s.contains(' '),
+        None => false,
+    }
+}
+
+impl Catalog {
+    /// Parses and checks a catalog. `known_connectors` are the connector instance names configured;
+    /// pass `None` to skip that check.
+    pub fn parse(text: &str, known_connectors: Option<&[String]>) -> Result<Self, CatalogError> {
+        let raw: RawCatalog = toml::from_str(text).map_err(|e| {
+            let place = match e.span() {
+                Some(span) => {
+                    let line = text[..span.start.min(text.len())].lines().count().max(1);
+                    format!("line {line}")
+                }
+                None => "catalog".to_string(),
+            };
+            CatalogError(vec![CatalogProblem {
+                place,
+                message: e.message().to_string(),
+            }])
+        })?;
+        let mut problems = Vec::new();
+        let mut apps = Vec::new();
+        let mut seen_apps = HashSet::new();
+        for (i, a) in raw.apps.into_iter().enumerate() {
+            let place = format!("apps[{i}] ({})", a.id);
+            let mut problem = |field: &str, message: String| {
+                problems.push(CatalogProblem {
+                    place: if field.is_empty() {
+                        place.clone()
+                    } else {
+                        format!("{place}.{field}")
+                    },
+                    message,
+                })
+            };
+            if !valid_id(&a.id) {
+                problem(
+                    "id",
+                    "use letters, digits, '-', '_' or '.' (at most 64)".into(),
+                );
+            }
+            if !seen_apps.insert(a.id.to_ascii_lowercase()) {
+                problem("id", format!("app '{}' is defined twice", a.id));
+            }
+            if let Some(known) = known_connectors {
+                if !known.iter().any(|k| k == &a.connector) {
+                    problem(
+                        "connector",
+                        format!(
+                            "unknown connector '{}' (configured: {})",
+                            a.connector,
+                            if known.is_empty() {
+                                "none".to_string()
+                            } else {
+                                known.join(", ")
+                            }
+                        ),
+                    );
+                }
+            }
+            if a.owners.is_empty() {
+                problem(
+                    "owners",
+                    "an app needs at least one owner to approve its requests".into(),
+                );
+            }
+            for o in &a.owners {
+                if !looks_like_email(o) {
+                    problem("owners", format!("'{o}' is not an email address"));
+                }
+            }
+            if a.entitlements.is_empty() {
+                problem(
+                    "entitlements",
+                    "an app needs at least one entitlement".into(),
+                );
+            }
+            let mut ents = Vec::new();
+            let mut seen_ents = HashSet::new();
+            for (j, e) in a.entitlements.into_iter().enumerate() {
+                let eplace = format!("entitlements[{j}] ({})", e.id);
+                if !valid_id(&e.id) {
+                    problem(
+                        &format!("{eplace}.id"),
+                        "use letters, digits, '-', '_' or '.'".into(),
+                    );
+                }
+                if !seen_ents.insert(e.id.to_ascii_lowercase()) {
+                    problem(&eplace, format!("entitlement '{}' is defined twice", e.id));
+                }
+                let max = match e.max_duration.as_deref().map(AccessDuration::parse) {
+                    None => None,
+                    Some(Ok(d)) => Some(d),
+                    Some(Err(err)) => {
+                        problem(&format!("{eplace}.max_duration"), err.to_string());
+                        None
+                    }
+                };
+                let default = match e.default_duration.as_deref().map(AccessDuration::parse) {
+                    None => None,
+                    Some(Ok(d)) => Some(d),
+                    Some(Err(err)) => {
+                        problem(&format!("{eplace}.default_duration"), err.to_string());
+                        None
+                    }
+                };
+                if let (Some(d), Some(m)) = (default, max) {
+                    if d > m {
+                        problem(
+                            &format!("{eplace}.default_duration"),
+                            format!("{d} is longer than max_duration {m}"),
+                        );
+                    }
+                }
+                let fallback = AccessDuration::from_minutes(8 * 60).expect("8h is valid");
+                let default_duration = default.or(max.map(|m| m.min(fallback))).unwrap_or(fallback);
+                ents.push(Entitlement {
+                    name: e.name.unwrap_or_else(|| e.id.clone()),
+                    target: e.target.unwrap_or_else(|| e.id.clone()),
+                    risk: e.risk.unwrap_or(a.risk),
+                    id: e.id,
+                    kind: e.kind,
+                    max_duration: max,
+                    default_duration,
+                    allow_permanent: e.allow_permanent,
+                });
+            }
+            apps.push(App {
+                name: a.name.unwrap_or_else(|| a.id.clone()),
+                id: a.id,
+                connector: a.connector,
+                owners: a
+                    .owners
+                    .into_iter()
+                    .map(|o| o.to_ascii_lowercase())
+                    .collect(),
+                risk: a.risk,
+                entitlements: ents,
+            });
+        }
+        if problems.is_empty() {
+            Ok(Self { apps })
+        } else {
+            Err(CatalogError(problems))
+        }
+    }
+
+    /// The app with this id (case-insensitive).
+    pub fn app(&self, id: &str) -> Option<&App> {
+        self.apps.iter().find(|a| a.id.eq_ignore_ascii_case(id))
+    }
+
+    /// Up to three catalog names closest to a mistyped one, best first.
+    pub fn closest<'a>(names: impl Iterator<Item = &'a str>, typed: &str) -> Vec<&'a str> {
+        let typed = typed.to_ascii_lowercase();
+        let mut scored: BTreeMap<(usize, &'a str), ()> = BTreeMap::new();
+        for n in names {
+            let d = edit_distance(&n.to_ascii_lowercase(), &typed);
+            let contains = n.to_ascii_lowercase().contains(&typed) && !typed.is_empty();
+            if d <= (typed.len() / 3).max(2) || contains {
+                scored.insert((if contains { 0 } else { d }, n), ());
+            }
+        }
+        scored.into_keys().take(3).map(|(_, n)| n).collect()
+    }
+}
+
+/// Levenshtein distance, for "did you mean".
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[[apps]]
+id = "github"
+connector = "scim"
+owners = ["bob@example.com"]
+risk = "high"
+[[apps.entitlements]]
+id = "platform-admins"
+max_duration = "8h"
+"#;
+
+    #[test]
+    fn a_good_catalog_parses() {
+        let c = Catalog::parse(GOOD, Some(&["scim".to_string()])).unwrap();
+        let e = c
+            .app("GitHub")
+            .unwrap()
+            .entitlement("platform-admins")
+            .unwrap();
+        assert_eq!(e.target, "platform-admins");
+        assert_eq!(e.risk, Risk::High);
+        assert_eq!(e.default_duration.to_string(), "8h");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_place() {
+        let text = r#"
+[[apps]]
+id = "github"
+connector = "nope"
+owners = []
+[[apps.entitlements]]
+id = "admins"
+max_duration = "forever"
+"#;
+        let err = Catalog::parse(text, Some(&["scim".to_string()])).unwrap_err();
+        let places: Vec<_> = err.0.iter().map(|p| p.place.as_str()).collect();
+        assert_eq!(
+            places,
+            [
+                "apps[0] (github).connector",
+                "apps[0] (github).owners",
+                "apps[0] (github).entitlements[0] (admins).max_duration"
+            ]
+        );
+    }
+
+    #[test]
+    fn syntax_errors_name_the_line() {
+        let err = Catalog::parse("[[apps]]\nid = \n", None).unwrap_err();
+        assert!(err.0[0].place.starts_with("line "), "{err}");
+    }
+
+    #[test]
+    fn closest_names_for_typos() {
+        let names = ["github", "gitlab", "okta", "google"];
+        assert_eq!(
+            Catalog::closest(names.iter().copied(), "githbu"),
+            ["github"]
+        );
+        assert!(Catalog::closest(names.iter().copied(), "zzzzzz").is_empty());
+    }
+}

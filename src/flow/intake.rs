@@ -1,0 +1,271 @@
+//! Filing a request: validate against the catalog, decide, route, persist, in one transaction.
+//! Pure CPU and one write: this runs on the ack path.
+
+use serde_json::json;
+
+use super::FlowError;
+use crate::chat::command::{DurationSpec, RequestText};
+use crate::domain::{AccessDuration, AccessRequest, Catalog, RequestId, RequestState};
+use crate::policy::{self, Outcome, PolicyInput};
+use crate::routing;
+use crate::store::audit::NewAuditEvent;
+use crate::store::decisions::DecisionRecord;
+use crate::store::requests::Inserted;
+use crate::store::Job;
+use crate::App;
+
+/// A request as a chat platform received it.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    pub platform: &'static str,
+    pub requester_chat_id: String,
+    /// Where to answer the requester ephemerally later, if the platform has such a place.
+    pub reply_channel: Option<String>,
+    /// Same key, same request: platform retries and double submissions file once.
+    pub idempotency_key: Option<String>,
+    pub text: RequestText,
+    pub ticket: Option<String>,
+}
+
+/// What to tell the requester.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IntakeReply {
+    /// Filed and sent to these approvers (display names).
+    Routed {
+        id: RequestId,
+        approvers: Vec<String>,
+    },
+    /// Filed and denied by policy.
+    Denied { id: RequestId, reason: String },
+    /// Already filed by an earlier delivery.
+    Duplicate { id: RequestId, state: RequestState },
+    /// Not filed: what to change. Nothing was stored.
+    Invalid(String),
+}
+
+fn did_you_mean(options: Vec<&str>) -> String {
+    match options.as_slice() {
+        [] => String::new(),
+        [one] => format!(" Did you mean `{one}`?"),
+        many => format!(
+            " Did you mean one of {}?",
+            many.iter()
+                .map(|o| format!("`{o}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// Files a request. Invalid input changes nothing.
+pub async fn submit(app: &App, s: Submission) -> Result<IntakeReply, FlowError> {
+    let Some(requester) = app.directory.by_chat_id(s.platform, &s.requester_chat_id) else {
+        return Ok(IntakeReply::Invalid(
+            "I don't know who you are yet: your account is not in grantry's directory. Ask IT to add you to the people file.".into(),
+        ));
+    };
+    let t = &s.text;
+    let Some(catalog_app) = app.catalog.app(&t.app) else {
+        let names = Catalog::closest(app.catalog.apps.iter().map(|a| a.id.as_str()), &t.app);
+        return Ok(IntakeReply::Invalid(format!(
+            "There is no app `{}` in the catalog.{}",
+            crate::chat::escape(&t.app),
+            did_you_mean(names)
+        )));
+    };
+    let Some(ent) = catalog_app.entitlement(&t.entitlement) else {
+        let mut names = Catalog::closest(
+            catalog_app.entitlements.iter().map(|e| e.id.as_str()),
+            &t.entitlement,
+        );
+        if names.is_empty() {
+            names = catalog_app
+                .entitlements
+                .iter()
+                .map(|e| e.id.as_str())
+                .take(5)
+                .collect();
+        }
+        return Ok(IntakeReply::Invalid(format!(
+            "{} has no entitlement `{}`.{}",
+            catalog_app.name,
+            crate::chat::escape(&t.entitlement),
+            did_you_mean(names)
+        )));
+    };
+    let duration: Option<AccessDuration> = match t.duration {
+        None => Some(ent.default_duration),
+        Some(DurationSpec::Permanent) if ent.allow_permanent => None,
+        Some(DurationSpec::Permanent) => {
+            return Ok(IntakeReply::Invalid(format!(
+                "{}/{} cannot be held permanently. Ask for a duration{}.",
+                catalog_app.id,
+                ent.id,
+                ent.max_duration
+                    .map(|m| format!(" up to {m}"))
+                    .unwrap_or_default()
+            )))
+        }
+        Some(DurationSpec::For(d)) => match ent.max_duration {
+            Some(max) if d > max => {
+                return Ok(IntakeReply::Invalid(format!(
+                    "{d} is longer than the {max} allowed for {}/{}. Ask for {max} or less.",
+                    catalog_app.id, ent.id
+                )))
+            }
+            _ => Some(d),
+        },
+    };
+    let min = app.config.requests.min_reason_chars;
+    let reason = t.reason.clone().unwrap_or_default();
+    if reason.chars().count() < min {
+        return Ok(IntakeReply::Invalid(format!(
+            "Say why you need it: add `because <reason>` (at least {min} characters), e.g. `/access {} {} for {} because incident INC-42`.",
+            catalog_app.id,
+            ent.id,
+            duration.map(|d| d.to_string()).unwrap_or_else(|| "permanent".into())
+        )));
+    }
+
+    let subject = requester;
+    let mut decision = policy::decide(&PolicyInput {
+        requester,
+        subject,
+        app: catalog_app,
+        entitlement: ent,
+        duration,
+    });
+    let approvers = routing::approvers(
+        catalog_app,
+        &requester.email,
+        &subject.email,
+        &app.directory,
+    );
+    if decision.outcome == Outcome::NeedsApproval && approvers.is_empty() {
+        decision = policy::Decision {
+            outcome: Outcome::Deny,
+            policy_ids: vec!["needs-an-approver".into()],
+            reasons: vec![format!(
+                "no one other than you can approve {}/{}: ask IT to add another owner",
+                catalog_app.id, ent.id
+            )],
+        };
+    }
+    let now = app.now_ms();
+    let state = match decision.outcome {
+        Outcome::Deny => RequestState::Denied,
+        Outcome::NeedsApproval | Outcome::AutoApprove => RequestState::PendingApproval,
+    };
+    let request = AccessRequest {
+        id: RequestId::generate(),
+        platform: s.platform.to_string(),
+        requester_chat_id: s.requester_chat_id.clone(),
+        requester_email: requester.email.clone(),
+        subject_email: subject.email.clone(),
+        app: catalog_app.id.clone(),
+        entitlement: ent.id.clone(),
+        duration,
+        reason,
+        ticket: s.ticket.clone(),
+        state,
+        created_at_ms: now,
+        updated_at_ms: now,
+    };
+
+    let mut tx = app.store.begin().await?;
+    if let Inserted::Duplicate(id) = tx
+        .insert_request(
+            &request,
+            s.idempotency_key.as_deref(),
+            s.reply_channel.as_deref(),
+        )
+        .await?
+    {
+        let state = tx
+            .request(&id)
+            .await?
+            .map(|r| r.state)
+            .unwrap_or(RequestState::Submitted);
+        return Ok(IntakeReply::Duplicate { id, state });
+    }
+    let id = request.id.as_str();
+    tx.audit(
+        now,
+        NewAuditEvent {
+            actor: &requester.email,
+            action: "request.submitted",
+            request_id: Some(id),
+            grant_id: None,
+            detail: json!({
+                "platform": s.platform, "chat_user": s.requester_chat_id, "subject": subject.email,
+                "app": request.app, "entitlement": request.entitlement,
+                "duration": duration.map(|d| d.to_string()), "reason": request.reason, "ticket": request.ticket,
+            }),
+        },
+    )
+    .await?;
+    tx.insert_decision(&DecisionRecord {
+        request_id: id.to_string(),
+        kind: "policy".into(),
+        outcome: match decision.outcome {
+            Outcome::Deny => "deny",
+            Outcome::AutoApprove => "auto_approve",
+            Outcome::NeedsApproval => "needs_approval",
+        }
+        .into(),
+        actor: "policy".into(),
+        policy_ids: json!(decision.policy_ids).to_string(),
+        reasons: json!(decision.reasons).to_string(),
+        at: now,
+    })
+    .await?;
+    let max_attempts = app.config.jobs.max_attempts;
+    if state == RequestState::Denied {
+        tx.audit(
+            now,
+            NewAuditEvent {
+                actor: "policy",
+                action: "request.denied",
+                request_id: Some(id),
+                grant_id: None,
+                detail: json!({"policy_ids": decision.policy_ids, "reasons": decision.reasons}),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        return Ok(IntakeReply::Denied {
+            id: request.id,
+            reason: decision.explain(),
+        });
+    }
+    tx.audit(
+        now,
+        NewAuditEvent {
+            actor: "policy",
+            action: "request.routed",
+            request_id: Some(id),
+            grant_id: None,
+            detail: json!({
+                "policy_ids": decision.policy_ids, "reasons": decision.reasons,
+                "approvers": approvers.iter().map(|a| &a.email).collect::<Vec<_>>(),
+            }),
+        },
+    )
+    .await?;
+    for a in &approvers {
+        let chat_id = app
+            .directory
+            .by_email(&a.email)
+            .and_then(|p| app.directory.chat_id(s.platform, p));
+        let approval_id = tx
+            .insert_approval(&request.id, 0, &a.email, &a.name, s.platform, chat_id)
+            .await?;
+        tx.enqueue(&Job::PostApprovalCard { approval_id }, now, max_attempts)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(IntakeReply::Routed {
+        id: request.id,
+        approvers: approvers.into_iter().map(|a| a.name).collect(),
+    })
+}

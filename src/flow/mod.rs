@@ -1,0 +1,15 @@
+//! Use cases, platform-neutral: file a request, decide it, build what approvers see.
+//! Chat handlers parse and call these; each change is one store transaction.
+
+pub mod cards;
+pub mod decide;
+pub mod intake;
+
+use crate::store::StoreError;
+
+/// A use case failed for a reason that is ours, not the user's (logged; the user is told to retry).
+#[derive(Debug, thiserror::Error)]
+pub enum FlowError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}

@@ -1,0 +1,29 @@
+//! The HTTP surface: Slack's endpoints (verify, parse, persist, ack), health and readiness.
+
+mod error;
+mod health;
+mod slack;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+
+pub use error::HttpError;
+
+use crate::App;
+
+/// Every route. Slack may be pointed at any of the three Slack paths: each reads every kind of
+/// Slack body (slash command, interaction, event) by its shape.
+pub fn router(app: Arc<App>) -> Router {
+    let limit = app.config.server.max_body_bytes;
+    Router::new()
+        .route("/slack/events", post(slack::inbound))
+        .route("/slack/commands", post(slack::inbound))
+        .route("/slack/interactions", post(slack::inbound))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(app)
+}

@@ -1,0 +1,360 @@
+//! What each job does. Every handler is idempotent: it checks the stored state first, so a job
+//! run twice (a lease that ran out, a crash after the effect but before the commit) changes
+//! things once.
+
+use serde_json::json;
+
+use super::JobError;
+use crate::chat::MessageRef;
+use crate::domain::{GrantId, RequestId, RequestState};
+use crate::flow::cards::card_for;
+use crate::store::audit::NewAuditEvent;
+use crate::store::grants::GrantRecord;
+use crate::store::{Job, StoreError};
+use crate::App;
+
+/// Runs one job.
+pub(super) async fn run(app: &App, job: &Job) -> Result<(), JobError> {
+    match job {
+        Job::PostApprovalCard { approval_id } => post_card(app, *approval_id).await,
+        Job::UpdateApprovalCards { request_id } => update_cards(app, request_id).await,
+        Job::Provision { request_id } => provision(app, request_id).await,
+        Job::Revoke { grant_id } => revoke(app, grant_id).await,
+        Job::Notify {
+            platform,
+            to,
+            text,
+            ephemeral_channel,
+        } => {
+            let chat = app.chat(platform).ok_or_else(|| {
+                JobError::permanent(format!("no chat platform '{platform}' configured"))
+            })?;
+            match ephemeral_channel {
+                Some(ch) => chat.send_ephemeral(ch, to, text).await?,
+                None => chat.send_direct(to, text).await?,
+            }
+            Ok(())
+        }
+    }
+}
+
+/// After the last try: make the failure visible (request `failed`, requester and IT told).
+pub(super) async fn on_give_up(app: &App, job: &Job, error: &str) -> Result<(), StoreError> {
+    let now = app.now_ms();
+    let max = app.config.jobs.max_attempts;
+    let mut tx = app.store.begin().await?;
+    let it_text = match job {
+        Job::Provision { request_id } => {
+            let id = RequestId::from_stored(request_id.clone());
+            if tx
+                .move_request(&id, RequestState::Provisioning, RequestState::Failed, now)
+                .await?
+            {
+                tx.audit(
+                    now,
+                    NewAuditEvent {
+                        actor: "system",
+                        action: "request.failed",
+                        request_id: Some(request_id),
+                        grant_id: None,
+                        detail: json!({"error": error}),
+                    },
+                )
+                .await?;
+                if let Some(req) = tx.request(&id).await? {
+                    tx.enqueue(&Job::Notify {
+                        platform: req.platform.clone(),
+                        to: req.requester_chat_id.clone(),
+                        text: format!(
+                            ":warning: Your request {id} for *{}/{}* was approved, but granting it failed. IT has been told and will follow up.",
+                            req.app, req.entitlement
+                        ),
+                        ephemeral_channel: None,
+                    }, now, max)
+                    .await?;
+                }
+            }
+            Some(format!(
+                ":rotating_light: Provisioning {request_id} failed and needs a human: {}",
+                crate::chat::escape(error)
+            ))
+        }
+        Job::Revoke { grant_id } => {
+            tx.audit(
+                now,
+                NewAuditEvent {
+                    actor: "system",
+                    action: "grant.revoke_failed",
+                    request_id: None,
+                    grant_id: Some(grant_id),
+                    detail: json!({"error": error}),
+                },
+            )
+            .await?;
+            Some(format!(
+                ":rotating_light: Revoking grant {grant_id} failed; the access is still held: {}",
+                crate::chat::escape(error)
+            ))
+        }
+        Job::PostApprovalCard { approval_id } => Some(format!(
+            ":warning: Could not send approval card #{approval_id}: {}",
+            crate::chat::escape(error)
+        )),
+        Job::UpdateApprovalCards { .. } | Job::Notify { .. } => None,
+    };
+    if let (Some(text), Some(channel)) = (it_text, app.config.slack.status_channel.as_ref()) {
+        tx.enqueue(
+            &Job::Notify {
+                platform: "slack".into(),
+                to: channel.clone(),
+                text,
+                ephemeral_channel: None,
+            },
+            now,
+            max,
+        )
+        .await?;
+    }
+    tx.commit().await
+}
+
+async fn post_card(app: &App, approval_id: i64) -> Result<(), JobError> {
+    let Some(approval) = app.store.approval(approval_id).await? else {
+        return Ok(());
+    };
+    if approval.message_ts.is_some() || approval.state != "pending" {
+        return Ok(());
+    }
+    let id = RequestId::from_stored(approval.request_id.clone());
+    let Some(req) = app.store.request(&id).await? else {
+        return Ok(());
+    };
+    if !req.state.is_open() {
+        return Ok(());
+    }
+    let chat = app.chat(&approval.platform).ok_or_else(|| {
+        JobError::permanent(format!(
+            "no chat platform '{}' configured",
+            approval.platform
+        ))
+    })?;
+    let user = match &approval.chat_user_id {
+        Some(u) => u.clone(),
+        None => chat
+            .find_user_by_email(&approval.approver_email)
+            .await?
+            .ok_or_else(|| {
+                JobError::permanent(format!(
+                    "approver {} has no {} account with that email",
+                    approval.approver_email, approval.platform
+                ))
+            })?,
+    };
+    if user == req.requester_chat_id {
+        return Ok(()); // never ask requesters to approve themselves
+    }
+    let card = card_for(app, &req).await?;
+    let msg = chat.post_card(&user, &card).await?;
+    let mut tx = app.store.begin().await?;
+    tx.set_approval_message(approval_id, &user, &msg.channel, &msg.ts)
+        .await?;
+    // Decided while we were posting: make sure this card shows it too.
+    if let Some(now_req) = tx.request(&id).await? {
+        if !now_req.state.is_open() {
+            tx.enqueue(
+                &Job::UpdateApprovalCards {
+                    request_id: id.to_string(),
+                },
+                app.now_ms(),
+                app.config.jobs.max_attempts,
+            )
+            .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn update_cards(app: &App, request_id: &str) -> Result<(), JobError> {
+    let id = RequestId::from_stored(request_id.to_string());
+    let Some(req) = app.store.request(&id).await? else {
+        return Ok(());
+    };
+    let card = card_for(app, &req).await?;
+    let mut retry: Option<JobError> = None;
+    for a in app.store.approvals(&id).await? {
+        let (Some(channel), Some(ts)) = (a.channel_id, a.message_ts) else {
+            continue;
+        };
+        let Some(chat) = app.chat(&a.platform) else {
+            continue;
+        };
+        match chat.update_card(&MessageRef { channel, ts }, &card).await {
+            Ok(()) => {}
+            Err(crate::chat::ChatError::Permanent { message }) => {
+                tracing::warn!(request = request_id, approval = a.id, error = %message, "card could not be updated");
+            }
+            Err(e) => retry = Some(e.into()),
+        }
+    }
+    match retry {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+async fn provision(app: &App, request_id: &str) -> Result<(), JobError> {
+    let id = RequestId::from_stored(request_id.to_string());
+    let Some(req) = app.store.request(&id).await? else {
+        return Ok(());
+    };
+    if req.state != RequestState::Provisioning {
+        return Ok(());
+    }
+    let catalog_app = app
+        .catalog
+        .app(&req.app)
+        .ok_or_else(|| JobError::permanent(format!("the catalog no longer has app {}", req.app)))?;
+    let ent = catalog_app.entitlement(&req.entitlement).ok_or_else(|| {
+        JobError::permanent(format!(
+            "the catalog no longer has {}/{}",
+            req.app, req.entitlement
+        ))
+    })?;
+    if let Some(p) = app.directory.by_email(&req.subject_email) {
+        if !p.is_active() {
+            return Err(JobError::permanent(format!(
+                "{} is no longer active in the directory",
+                p.email
+            )));
+        }
+    }
+    let connector = app.connectors.get(&catalog_app.connector).ok_or_else(|| {
+        JobError::permanent(format!(
+            "connector '{}' is not configured",
+            catalog_app.connector
+        ))
+    })?;
+    let account = connector.resolve_account(&req.subject_email).await?;
+    let change = connector.grant(&account, &ent.target).await?;
+
+    let now = app.now_ms();
+    let approved_by = app
+        .store
+        .decisions(&id)
+        .await?
+        .into_iter()
+        .rev()
+        .find(|d| d.kind == "approver" && d.outcome == "approved")
+        .map(|d| d.actor);
+    let mut tx = app.store.begin().await?;
+    if !tx
+        .move_request(&id, RequestState::Provisioning, RequestState::Active, now)
+        .await?
+    {
+        return Ok(());
+    }
+    let grant = GrantRecord {
+        id: GrantId::generate().to_string(),
+        request_id: id.to_string(),
+        subject_email: req.subject_email.clone(),
+        app: req.app.clone(),
+        entitlement: req.entitlement.clone(),
+        connector: catalog_app.connector.clone(),
+        account_id: account.id.clone(),
+        target: ent.target.clone(),
+        receipt: json!({"kind": connector.kind(), "change": format!("{change:?}"), "login": account.login}).to_string(),
+        state: "active".into(),
+        approved_by: approved_by.clone(),
+        granted_at: now,
+        expires_at: req.duration.map(|d| now + d.millis()),
+        revoked_at: None,
+        revoked_by: None,
+        revoke_reason: None,
+    };
+    tx.insert_grant(&grant).await?;
+    tx.audit(
+        now,
+        NewAuditEvent {
+            actor: &format!("connector:{}", catalog_app.connector),
+            action: "grant.created",
+            request_id: Some(&grant.request_id),
+            grant_id: Some(&grant.id),
+            detail: json!({
+                "subject": grant.subject_email, "app": grant.app, "entitlement": grant.entitlement,
+                "target": grant.target, "account": grant.account_id, "approved_by": approved_by,
+                "change": format!("{change:?}"), "expires_at": grant.expires_at,
+            }),
+        },
+    )
+    .await?;
+    let until = match grant.expires_at {
+        Some(t) => format!("until {}", crate::clock::format_utc(t)),
+        None => "with no end date".to_string(),
+    };
+    tx.enqueue(&Job::Notify {
+        platform: req.platform.clone(),
+        to: req.requester_chat_id.clone(),
+        text: format!(
+            ":white_check_mark: Your access to *{}/{}* is active {until} ({id}, grant {}). It will be removed automatically.",
+            req.app, req.entitlement, grant.id
+        ),
+        ephemeral_channel: None,
+    }, now, app.config.jobs.max_attempts)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn revoke(app: &App, grant_id: &str) -> Result<(), JobError> {
+    let gid = GrantId::from_stored(grant_id.to_string());
+    let Some(grant) = app.store.grant(&gid).await? else {
+        return Ok(());
+    };
+    if grant.state != "revoking" {
+        return Ok(());
+    }
+    let connector = app.connectors.get(&grant.connector).ok_or_else(|| {
+        JobError::permanent(format!("connector '{}' is not configured", grant.connector))
+    })?;
+    let account = crate::connectors::Account {
+        id: grant.account_id.clone(),
+        login: None,
+    };
+    let change = connector.revoke(&account, &grant.target).await?;
+
+    let now = app.now_ms();
+    let rid = RequestId::from_stored(grant.request_id.clone());
+    let mut tx = app.store.begin().await?;
+    if !tx
+        .finish_revoke(&gid, now, "system:expiry", "expired")
+        .await?
+    {
+        return Ok(());
+    }
+    tx.move_request(&rid, RequestState::Active, RequestState::Expired, now)
+        .await?;
+    tx.audit(now, NewAuditEvent {
+        actor: "system:expiry",
+        action: "grant.revoked",
+        request_id: Some(&grant.request_id),
+        grant_id: Some(grant_id),
+        detail: json!({"reason": "expired", "connector": grant.connector, "target": grant.target,
+                       "account": grant.account_id, "change": format!("{change:?}")}),
+    })
+    .await?;
+    if let Some(req) = tx.request(&rid).await? {
+        tx.enqueue(&Job::Notify {
+            platform: req.platform.clone(),
+            to: req.requester_chat_id.clone(),
+            text: format!(
+                ":hourglass: Your access to *{}/{}* ({}) has expired and was removed. Need more time? Ask again with `/access {} {}`.",
+                grant.app, grant.entitlement, grant.request_id, grant.app, grant.entitlement
+            ),
+            ephemeral_channel: None,
+        }, now, app.config.jobs.max_attempts)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}

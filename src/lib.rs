@@ -1,0 +1,166 @@
+//! grantry keeps the grants: a Slack (and Teams) bot that governs access to SaaS apps.
+//!
+//! The parts, and what depends on what (see ARCHITECTURE.md):
+//! `domain` (no I/O) ← `policy`, `routing`, `chat`, `connectors`, `store` ← `flow` (use cases)
+//! ← `http` (inbound, ack fast) and `jobs` (everything slow, durable). [`App`] wires them.
+
+pub mod audit;
+pub mod chat;
+pub mod clock;
+pub mod config;
+pub mod connectors;
+pub mod directory;
+pub mod domain;
+pub mod flow;
+pub mod http;
+pub mod jobs;
+pub mod outbound;
+pub mod policy;
+pub mod routing;
+pub mod store;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chat::ChatPlatform;
+use clock::Clock;
+use config::{Config, Secret};
+use connectors::Connectors;
+use directory::Directory;
+use domain::Catalog;
+use store::{Store, StoreOptions};
+
+/// Why the app could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error("catalog {path}: {source}")]
+    Catalog {
+        path: String,
+        source: domain::CatalogError,
+    },
+    #[error("cannot read catalog {path}: {message}")]
+    CatalogRead { path: String, message: String },
+    #[error(transparent)]
+    Directory(#[from] directory::DirectoryError),
+    #[error(transparent)]
+    Connector(#[from] connectors::ConnectorConfigError),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error("{0} is not set: grantry cannot {1} without it")]
+    MissingSecret(&'static str, &'static str),
+}
+
+/// Everything handlers and workers share.
+pub struct App {
+    pub config: Config,
+    pub store: Store,
+    pub catalog: Arc<Catalog>,
+    pub directory: Arc<Directory>,
+    pub connectors: Connectors,
+    pub chats: HashMap<&'static str, Arc<dyn ChatPlatform>>,
+    pub clock: Arc<dyn Clock>,
+    pub slack_signing_secret: Secret,
+}
+
+impl App {
+    /// Reads the catalog file named by the config and checks it against the configured connectors.
+    pub fn load_catalog(config: &Config) -> Result<Catalog, StartError> {
+        let path = config.resolve(&config.catalog.path);
+        let text = std::fs::read_to_string(&path).map_err(|e| StartError::CatalogRead {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let names: Vec<String> = config.connectors.keys().cloned().collect();
+        Catalog::parse(&text, Some(&names)).map_err(|source| StartError::Catalog {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+
+    /// Builds the app from its config: catalog, directory, connectors, chat clients, store
+    /// (migrated). Secrets are read from where the config says.
+    pub async fn build(config: Config, clock: Arc<dyn Clock>) -> Result<App, StartError> {
+        let catalog = Self::load_catalog(&config)?;
+        let directory = match &config.directory.people_file {
+            Some(p) => Directory::load(&config.resolve(p))?,
+            None => Directory::default(),
+        };
+        let connectors = Connectors::from_config(&config.connectors)?;
+        let signing = config
+            .slack
+            .signing_secret
+            .load("slack.signing_secret", "SLACK_SIGNING_SECRET")?;
+        if signing.is_empty() {
+            return Err(StartError::MissingSecret(
+                "SLACK_SIGNING_SECRET",
+                "verify requests from Slack",
+            ));
+        }
+        let token = config
+            .slack
+            .bot_token
+            .load("slack.bot_token", "SLACK_BOT_TOKEN")?;
+        if token.is_empty() {
+            return Err(StartError::MissingSecret(
+                "SLACK_BOT_TOKEN",
+                "post to Slack",
+            ));
+        }
+        let slack = chat::slack::SlackPlatform::new(chat::slack::SlackClient::new(
+            &config.slack.api_base_url,
+            token,
+            Duration::from_secs(config.slack.timeout_secs),
+        ));
+        let mut chats: HashMap<&'static str, Arc<dyn ChatPlatform>> = HashMap::new();
+        chats.insert("slack", Arc::new(slack));
+        let store = Store::open(&StoreOptions {
+            url: config.database.url.clone(),
+            synchronous: config.database.synchronous.clone(),
+            read_connections: config.database.read_connections,
+        })
+        .await?;
+        Ok(App {
+            config,
+            store,
+            catalog: Arc::new(catalog),
+            directory: Arc::new(directory),
+            connectors,
+            chats,
+            clock,
+            slack_signing_secret: signing,
+        })
+    }
+
+    /// Now, by the app's clock.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// The chat platform with this name.
+    pub fn chat(&self, name: &str) -> Option<&Arc<dyn ChatPlatform>> {
+        self.chats.get(name)
+    }
+}
+
+/// Runs the HTTP server, the job workers and the expiry sweeper until `shutdown` resolves;
+/// then stops taking requests and lets workers finish the job in hand.
+pub async fn serve(
+    app: Arc<App>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let background = jobs::spawn_all(app.clone(), stop_rx.clone());
+    let router = http::router(app.clone());
+    let result = axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    let _ = stop_tx.send(true);
+    for h in background {
+        let _ = tokio::time::timeout(Duration::from_secs(30), h).await;
+    }
+    result
+}

@@ -1,0 +1,231 @@
+//! `grantry`: the bot's command line. Errors end here as `anyhow`, with their cause chain.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+use grantry::audit::{self, Verdict};
+use grantry::clock::{format_utc, SystemClock};
+use grantry::config::Config;
+use grantry::domain::Catalog;
+use grantry::store::{Store, StoreOptions};
+use grantry::App;
+
+#[derive(Parser)]
+#[command(
+    name = "grantry",
+    version,
+    about = "Keeps the grants: access requests, approvals, provisioning and the ledger, in Slack."
+)]
+struct Cli {
+    /// Configuration file (TOML). Environment variables GRANTRY__SECTION__KEY override it.
+    #[arg(
+        long,
+        short,
+        global = true,
+        default_value = "grantry.toml",
+        env = "GRANTRY_CONFIG"
+    )]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the bot: HTTP endpoints, job workers and the expiry sweeper.
+    Serve,
+    /// Create or upgrade the database schema, then exit.
+    Migrate,
+    /// Check the catalog.
+    Catalog {
+        #[command(subcommand)]
+        command: CatalogCommand,
+    },
+    /// The audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// The ledger of grants.
+    Grants {
+        #[command(subcommand)]
+        command: GrantsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CatalogCommand {
+    /// Report every problem in the catalog, with its place; exit 1 if there is any.
+    Check {
+        /// Catalog file (default: the one the config names).
+        #[arg(long)]
+        catalog: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Prove the hash chain is whole; exit 1 and name the first bad event otherwise.
+    Verify,
+}
+
+#[derive(Subcommand)]
+enum GrantsCommand {
+    /// List grants, newest first.
+    List {
+        /// Only grants in this state: active, revoking, revoked.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("GRANTRY_LOG_FORMAT").as_deref() == Ok("json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn open_store(config: &Config) -> Result<Store> {
+    Store::open(&StoreOptions {
+        url: config.database.url.clone(),
+        synchronous: config.database.synchronous.clone(),
+        read_connections: config.database.read_connections,
+    })
+    .await
+    .context("opening the database")
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down: no new requests; finishing jobs in hand");
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    init_logging();
+    let cli = Cli::parse();
+    let config = Config::load(&cli.config)?;
+    match cli.command {
+        Command::Serve => {
+            let listen = config.server.listen.clone();
+            let app = Arc::new(App::build(config, Arc::new(SystemClock)).await?);
+            let listener = tokio::net::TcpListener::bind(&listen)
+                .await
+                .with_context(|| format!("binding {listen}"))?;
+            tracing::info!(address = %listener.local_addr()?, "grantry listening");
+            grantry::serve(app, listener, shutdown_signal()).await?;
+        }
+        Command::Migrate => {
+            open_store(&config).await?;
+            println!("database is up to date");
+        }
+        Command::Catalog {
+            command: CatalogCommand::Check { catalog },
+        } => {
+            let path = catalog.unwrap_or_else(|| config.resolve(&config.catalog.path));
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let names: Vec<String> = config.connectors.keys().cloned().collect();
+            match Catalog::parse(&text, Some(&names)) {
+                Ok(c) => {
+                    let ents: usize = c.apps.iter().map(|a| a.entitlements.len()).sum();
+                    println!(
+                        "{}: ok ({} apps, {ents} entitlements)",
+                        path.display(),
+                        c.apps.len()
+                    );
+                }
+                Err(e) => {
+                    eprintln!("{}: {e}", path.display());
+                    std::process::exit(1);
+                }
+            }
+        }
+        Command::Audit {
+            command: AuditCommand::Verify,
+        } => {
+            let store = open_store(&config).await?;
+            match audit::verify(&store).await? {
+                Verdict::Whole { events, head } => {
+                    println!("audit chain whole: {events} events, head {head}")
+                }
+                Verdict::Broken { seq, problem } => {
+                    eprintln!("audit chain BROKEN at event {seq}: {problem}");
+                    std::process::exit(1);
+                }
+            }
+        }
+        Command::Grants {
+            command: GrantsCommand::List { state, limit, json },
+        } => {
+            if let Some(s) = &state {
+                if grantry::domain::GrantState::parse(s).is_none() {
+                    bail!("unknown state '{s}' (use active, revoking or revoked)");
+                }
+            }
+            let store = open_store(&config).await?;
+            let grants = store.grants(state.as_deref(), limit).await?;
+            if json {
+                for g in grants {
+                    println!(
+                        "{}",
+                        serde_json::json!({
+                            "id": g.id, "request_id": g.request_id, "subject": g.subject_email, "app": g.app,
+                            "entitlement": g.entitlement, "state": g.state, "approved_by": g.approved_by,
+                            "granted_at": g.granted_at, "expires_at": g.expires_at, "revoked_at": g.revoked_at,
+                        })
+                    );
+                }
+            } else {
+                println!(
+                    "{:<11} {:<11} {:<28} {:<30} {:<9} {:<20} {:<20}",
+                    "GRANT", "REQUEST", "SUBJECT", "ACCESS", "STATE", "GRANTED", "EXPIRES"
+                );
+                for g in grants {
+                    println!(
+                        "{:<11} {:<11} {:<28} {:<30} {:<9} {:<20} {:<20}",
+                        g.id,
+                        g.request_id,
+                        g.subject_email,
+                        format!("{}/{}", g.app, g.entitlement),
+                        g.state,
+                        format_utc(g.granted_at),
+                        g.expires_at
+                            .map(format_utc)
+                            .unwrap_or_else(|| "never".into())
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}

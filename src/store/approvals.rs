@@ -1,0 +1,139 @@
+//! Approvals: who may decide a request, and where their card was posted.
+
+use sqlx::FromRow;
+
+use super::{Store, StoreError, Tx};
+use crate::domain::RequestId;
+
+/// One approver's slot on a request.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct ApprovalRecord {
+    pub id: i64,
+    pub request_id: String,
+    pub step: i64,
+    pub approver_email: String,
+    pub approver_name: String,
+    pub platform: String,
+    pub chat_user_id: Option<String>,
+    pub channel_id: Option<String>,
+    pub message_ts: Option<String>,
+    /// `pending`, `approved`, `rejected`, `closed` (someone else decided).
+    pub state: String,
+    pub decided_at: Option<i64>,
+}
+
+const COLUMNS: &str =
+    "id, request_id, step, approver_email, approver_name, platform, chat_user_id, \
+     channel_id, message_ts, state, decided_at";
+
+impl Tx {
+    /// Adds an approver to a request; returns the approval's id.
+    pub async fn insert_approval(
+        &mut self,
+        request_id: &RequestId,
+        step: i64,
+        email: &str,
+        name: &str,
+        platform: &str,
+        chat_user_id: Option<&str>,
+    ) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO approvals (request_id, step, approver_email, approver_name, platform, chat_user_id) \
+             VALUES (?,?,?,?,?,?) RETURNING id",
+        )
+        .bind(request_id.as_str())
+        .bind(step)
+        .bind(email)
+        .bind(name)
+        .bind(platform)
+        .bind(chat_user_id)
+        .fetch_one(self.conn())
+        .await?)
+    }
+
+    /// The pending approval slot of this chat user on this request, if they have one.
+    pub async fn approval_for_chat_user(
+        &mut self,
+        request_id: &RequestId,
+        platform: &str,
+        chat_user_id: &str,
+    ) -> Result<Option<ApprovalRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM approvals WHERE request_id = ? AND platform = ? AND chat_user_id = ? \
+             ORDER BY step LIMIT 1"
+        );
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(request_id.as_str())
+            .bind(platform)
+            .bind(chat_user_id)
+            .fetch_optional(self.conn())
+            .await?)
+    }
+
+    /// Marks one approval decided and closes the request's other pending ones.
+    pub async fn close_approvals(
+        &mut self,
+        request_id: &RequestId,
+        decided_id: i64,
+        outcome: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE approvals SET state = ?, decided_at = ? WHERE id = ?")
+            .bind(outcome)
+            .bind(now_ms)
+            .bind(decided_id)
+            .execute(self.conn())
+            .await?;
+        sqlx::query(
+            "UPDATE approvals SET state = 'closed' WHERE request_id = ? AND id != ? AND state = 'pending'",
+        )
+        .bind(request_id.as_str())
+        .bind(decided_id)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    /// Records where an approver's card was posted (and their chat id, if it was looked up).
+    pub async fn set_approval_message(
+        &mut self,
+        id: i64,
+        chat_user_id: &str,
+        channel_id: &str,
+        message_ts: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE approvals SET chat_user_id = ?, channel_id = ?, message_ts = ? WHERE id = ?",
+        )
+        .bind(chat_user_id)
+        .bind(channel_id)
+        .bind(message_ts)
+        .bind(id)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+}
+
+impl Store {
+    /// One approval slot.
+    pub async fn approval(&self, id: i64) -> Result<Option<ApprovalRecord>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM approvals WHERE id = ?");
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(self.reader())
+            .await?)
+    }
+
+    /// Every approval slot of a request.
+    pub async fn approvals(
+        &self,
+        request_id: &RequestId,
+    ) -> Result<Vec<ApprovalRecord>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM approvals WHERE request_id = ? ORDER BY step, id");
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(request_id.as_str())
+            .fetch_all(self.reader())
+            .await?)
+    }
+}

@@ -1,0 +1,116 @@
+//! The audit chain's storage: append inside a change's transaction, read in order.
+
+use serde_json::Value;
+use sqlx::FromRow;
+
+use super::{Store, StoreError, Tx};
+
+/// An event to append.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewAuditEvent<'a> {
+    /// Who acted: an email, `slack:U123` for an unknown chat user, `policy`, `system`.
+    pub actor: &'a str,
+    /// What happened, e.g. `request.submitted`, `request.approved`, `approval.refused`.
+    pub action: &'a str,
+    pub request_id: Option<&'a str>,
+    pub grant_id: Option<&'a str>,
+    pub detail: Value,
+}
+
+/// A stored event.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow, serde::Serialize)]
+pub struct AuditRecord {
+    pub seq: i64,
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub request_id: Option<String>,
+    pub grant_id: Option<String>,
+    pub detail: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+impl Tx {
+    /// Appends an event to the chain (reads and moves the head in this transaction).
+    pub async fn audit(&mut self, at_ms: i64, e: NewAuditEvent<'_>) -> Result<i64, StoreError> {
+        let (head_seq, head_hash): (i64, String) =
+            sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
+                .fetch_one(self.conn())
+                .await?;
+        let seq = head_seq + 1;
+        let detail = e.detail.to_string();
+        let hash = crate::audit::chain_hash(
+            &head_hash,
+            seq,
+            at_ms,
+            e.actor,
+            e.action,
+            e.request_id,
+            e.grant_id,
+            &detail,
+        );
+        sqlx::query(
+            "INSERT INTO audit_events (seq, at, actor, action, request_id, grant_id, detail, prev_hash, hash) \
+             VALUES (?,?,?,?,?,?,?,?,?)",
+        )
+        .bind(seq)
+        .bind(at_ms)
+        .bind(e.actor)
+        .bind(e.action)
+        .bind(e.request_id)
+        .bind(e.grant_id)
+        .bind(&detail)
+        .bind(&head_hash)
+        .bind(&hash)
+        .execute(self.conn())
+        .await?;
+        sqlx::query("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1")
+            .bind(seq)
+            .bind(&hash)
+            .execute(self.conn())
+            .await?;
+        Ok(seq)
+    }
+}
+
+impl Store {
+    /// Events with `seq > after`, in order, at most `limit`.
+    pub async fn audit_events(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT seq, at, actor, action, request_id, grant_id, detail, prev_hash, hash \
+             FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(self.reader())
+        .await?)
+    }
+
+    /// Events about one request, in order.
+    pub async fn audit_for_request(
+        &self,
+        request_id: &str,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT seq, at, actor, action, request_id, grant_id, detail, prev_hash, hash \
+             FROM audit_events WHERE request_id = ? ORDER BY seq",
+        )
+        .bind(request_id)
+        .fetch_all(self.reader())
+        .await?)
+    }
+
+    /// The chain head as recorded (seq, hash).
+    pub async fn audit_head(&self) -> Result<(i64, String), StoreError> {
+        Ok(
+            sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
+                .fetch_one(self.reader())
+                .await?,
+        )
+    }
+}

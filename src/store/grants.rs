@@ -1,0 +1,150 @@
+//! Grants: the ledger of provisioned access, and the expiry sweep.
+
+use sqlx::FromRow;
+
+use super::{Store, StoreError, Tx};
+use crate::domain::GrantId;
+
+/// A grant as stored.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct GrantRecord {
+    pub id: String,
+    pub request_id: String,
+    pub subject_email: String,
+    pub app: String,
+    pub entitlement: String,
+    pub connector: String,
+    /// The subject's account id in the app (e.g. the SCIM user id).
+    pub account_id: String,
+    /// The group/team/role in the app, as provisioned (revocation does not depend on the catalog).
+    pub target: String,
+    /// The connector's receipt (JSON).
+    pub receipt: String,
+    /// `active`, `revoking`, `revoked`.
+    pub state: String,
+    pub approved_by: Option<String>,
+    pub granted_at: i64,
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    pub revoked_by: Option<String>,
+    pub revoke_reason: Option<String>,
+}
+
+const COLUMNS: &str = "id, request_id, subject_email, app, entitlement, connector, account_id, \
+     target, receipt, state, approved_by, granted_at, expires_at, revoked_at, revoked_by, revoke_reason";
+
+impl Tx {
+    /// Records a new grant.
+    pub async fn insert_grant(&mut self, g: &GrantRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO grants (id, request_id, subject_email, app, entitlement, connector, account_id, \
+             target, receipt, state, approved_by, granted_at, expires_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        )
+        .bind(&g.id)
+        .bind(&g.request_id)
+        .bind(&g.subject_email)
+        .bind(&g.app)
+        .bind(&g.entitlement)
+        .bind(&g.connector)
+        .bind(&g.account_id)
+        .bind(&g.target)
+        .bind(&g.receipt)
+        .bind(&g.state)
+        .bind(&g.approved_by)
+        .bind(g.granted_at)
+        .bind(g.expires_at)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    /// Claims up to `limit` grants due at `now_ms` for revocation (active → revoking) and returns them.
+    /// Runs in the sweeper's transaction, so each claimed grant gets its revoke job atomically.
+    pub async fn claim_due_grants(
+        &mut self,
+        now_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<GrantRecord>, StoreError> {
+        let sql = format!(
+            "UPDATE grants SET state = 'revoking' WHERE id IN (SELECT id FROM grants \
+             WHERE state = 'active' AND expires_at IS NOT NULL AND expires_at <= ? \
+             ORDER BY expires_at LIMIT ?) RETURNING {COLUMNS}"
+        );
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(now_ms)
+            .bind(limit)
+            .fetch_all(self.conn())
+            .await?)
+    }
+
+    /// Moves a grant revoking → revoked. Returns whether it moved.
+    pub async fn finish_revoke(
+        &mut self,
+        id: &GrantId,
+        now_ms: i64,
+        by: &str,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE grants SET state = 'revoked', revoked_at = ?, revoked_by = ?, revoke_reason = ? \
+             WHERE id = ? AND state = 'revoking'",
+        )
+        .bind(now_ms)
+        .bind(by)
+        .bind(reason)
+        .bind(id.as_str())
+        .execute(self.conn())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Reads a grant inside the transaction.
+    pub async fn grant(&mut self, id: &GrantId) -> Result<Option<GrantRecord>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM grants WHERE id = ?");
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(id.as_str())
+            .fetch_optional(self.conn())
+            .await?)
+    }
+}
+
+impl Store {
+    /// Reads a grant.
+    pub async fn grant(&self, id: &GrantId) -> Result<Option<GrantRecord>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM grants WHERE id = ?");
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(id.as_str())
+            .fetch_optional(self.reader())
+            .await?)
+    }
+
+    /// The grant made for a request, if any.
+    pub async fn grant_for_request(
+        &self,
+        request_id: &str,
+    ) -> Result<Option<GrantRecord>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM grants WHERE request_id = ?");
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(request_id)
+            .fetch_optional(self.reader())
+            .await?)
+    }
+
+    /// Grants, newest first; `state` filters (`active`, `revoking`, `revoked`) when given.
+    pub async fn grants(
+        &self,
+        state: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<GrantRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM grants WHERE (? IS NULL OR state = ?) \
+             ORDER BY granted_at DESC, id LIMIT ?"
+        );
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(state)
+            .bind(state)
+            .bind(limit)
+            .fetch_all(self.reader())
+            .await?)
+    }
+}

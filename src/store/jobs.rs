@@ -1,0 +1,215 @@
+//! The durable job queue: enqueue inside a change's transaction, claim with a lease, retry
+//! with backoff, give up into `failed` with the error kept.
+//!
+//! Claiming is one `UPDATE … RETURNING` on the single writer connection, so two workers never
+//! hold the same job; a worker that dies leaves its lease to run out, and the job is claimed again.
+
+use serde::{Deserialize, Serialize};
+use sqlx::FromRow;
+
+use super::{Store, StoreError, Tx};
+
+/// Work that runs after the ack, outside any request handler.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Job {
+    /// Send one approver their card.
+    PostApprovalCard { approval_id: i64 },
+    /// Show the decision on every approver's card.
+    UpdateApprovalCards { request_id: String },
+    /// Grant the approved access through the app's connector.
+    Provision { request_id: String },
+    /// Remove a grant's access through its connector.
+    Revoke { grant_id: String },
+    /// Tell someone something: `to` is a user (a DM) or a channel; with `ephemeral_channel`,
+    /// `to` is the user who alone sees it there.
+    Notify {
+        platform: String,
+        to: String,
+        text: String,
+        ephemeral_channel: Option<String>,
+    },
+}
+
+impl Job {
+    /// The stored kind, for listings and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Job::PostApprovalCard { .. } => "post_approval_card",
+            Job::UpdateApprovalCards { .. } => "update_approval_cards",
+            Job::Provision { .. } => "provision",
+            Job::Revoke { .. } => "revoke",
+            Job::Notify { .. } => "notify",
+        }
+    }
+}
+
+/// A claimed job.
+#[derive(Debug, Clone, FromRow)]
+pub struct JobRecord {
+    pub id: i64,
+    pub kind: String,
+    pub payload: String,
+    /// Tries so far, including this one.
+    pub attempts: i64,
+    pub max_attempts: i64,
+}
+
+impl JobRecord {
+    /// The job itself.
+    pub fn job(&self) -> Result<Job, StoreError> {
+        serde_json::from_str(&self.payload)
+            .map_err(|e| StoreError::Corrupt(format!("job {} payload: {e}", self.id)))
+    }
+}
+
+/// A job as listed (any state).
+#[derive(Debug, Clone, FromRow)]
+pub struct JobListing {
+    pub id: i64,
+    pub kind: String,
+    pub payload: String,
+    pub state: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub run_at: i64,
+}
+
+impl Tx {
+    /// Enqueues a job, runnable at `run_at_ms`; it becomes visible when this transaction commits.
+    pub async fn enqueue(
+        &mut self,
+        job: &Job,
+        run_at_ms: i64,
+        max_attempts: i64,
+    ) -> Result<i64, StoreError> {
+        let payload = serde_json::to_string(job)
+            .map_err(|e| StoreError::Corrupt(format!("job payload: {e}")))?;
+        let id = sqlx::query_scalar(
+            "INSERT INTO jobs (kind, payload, max_attempts, run_at, created_at, updated_at) \
+             VALUES (?,?,?,?,?,?) RETURNING id",
+        )
+        .bind(job.kind())
+        .bind(payload)
+        .bind(max_attempts)
+        .bind(run_at_ms)
+        .bind(run_at_ms)
+        .bind(run_at_ms)
+        .fetch_one(self.conn())
+        .await?;
+        self.enqueued = true;
+        Ok(id)
+    }
+}
+
+impl Store {
+    /// Claims the oldest runnable job (queued and due, or running with an expired lease).
+    pub async fn claim_job(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        worker: &str,
+    ) -> Result<Option<JobRecord>, StoreError> {
+        Ok(sqlx::query_as(
+            "UPDATE jobs SET state = 'running', attempts = attempts + 1, locked_until = ?, \
+             locked_by = ?, updated_at = ? \
+             WHERE id = (SELECT id FROM ( \
+                 SELECT id, run_at AS due FROM jobs WHERE state = 'queued' AND run_at <= ? \
+                 UNION ALL \
+                 SELECT id, locked_until AS due FROM jobs WHERE state = 'running' AND locked_until < ? \
+             ) ORDER BY due, id LIMIT 1) \
+             RETURNING id, kind, payload, attempts, max_attempts",
+        )
+        .bind(now_ms + lease_ms)
+        .bind(worker)
+        .bind(now_ms)
+        .bind(now_ms)
+        .bind(now_ms)
+        .fetch_optional(&self.writer)
+        .await?)
+    }
+
+    /// Marks a claimed job done (only if this worker still holds it).
+    pub async fn complete_job(&self, id: i64, worker: &str, now_ms: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE jobs SET state = 'done', locked_until = NULL, last_error = NULL, updated_at = ? \
+             WHERE id = ? AND state = 'running' AND locked_by = ?",
+        )
+        .bind(now_ms)
+        .bind(id)
+        .bind(worker)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    /// Puts a claimed job back to run again at `run_at_ms`, keeping the error.
+    pub async fn retry_job(
+        &self,
+        id: i64,
+        worker: &str,
+        run_at_ms: i64,
+        error: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE jobs SET state = 'queued', run_at = ?, locked_until = NULL, locked_by = NULL, \
+             last_error = ?, updated_at = ? WHERE id = ? AND state = 'running' AND locked_by = ?",
+        )
+        .bind(run_at_ms)
+        .bind(error)
+        .bind(now_ms)
+        .bind(id)
+        .bind(worker)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    /// Gives a job up: `failed`, with the error kept for IT.
+    pub async fn fail_job(
+        &self,
+        id: i64,
+        worker: &str,
+        error: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE jobs SET state = 'failed', locked_until = NULL, last_error = ?, updated_at = ? \
+             WHERE id = ? AND state = 'running' AND locked_by = ?",
+        )
+        .bind(error)
+        .bind(now_ms)
+        .bind(id)
+        .bind(worker)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    /// When the next queued job becomes due, if any.
+    pub async fn next_job_due(&self) -> Result<Option<i64>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT MIN(run_at) FROM jobs WHERE state = 'queued'")
+                .fetch_one(self.reader())
+                .await?,
+        )
+    }
+
+    /// Jobs, newest first, optionally of one state.
+    pub async fn jobs(
+        &self,
+        state: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<JobListing>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT id, kind, payload, state, attempts, last_error, run_at FROM jobs \
+             WHERE (? IS NULL OR state = ?) ORDER BY id DESC LIMIT ?",
+        )
+        .bind(state)
+        .bind(state)
+        .bind(limit)
+        .fetch_all(self.reader())
+        .await?)
+    }
+}

@@ -1,0 +1,185 @@
+//! Requests: insert (idempotent), read, and compare-and-set state moves.
+
+use sqlx::FromRow;
+
+use super::{Store, StoreError, Tx};
+use crate::domain::{AccessDuration, AccessRequest, RequestId, RequestState};
+
+#[derive(FromRow)]
+struct Row {
+    id: String,
+    platform: String,
+    requester_chat_id: String,
+    requester_email: String,
+    subject_email: String,
+    app: String,
+    entitlement: String,
+    duration_minutes: Option<i64>,
+    reason: String,
+    ticket: Option<String>,
+    state: String,
+    created_at: i64,
+    updated_at: i64,
+}
+
+const COLUMNS: &str = "id, platform, requester_chat_id, requester_email, subject_email, app, \
+     entitlement, duration_minutes, reason, ticket, state, created_at, updated_at";
+
+impl TryFrom<Row> for AccessRequest {
+    type Error = StoreError;
+    fn try_from(r: Row) -> Result<Self, StoreError> {
+        let state = RequestState::parse(&r.state).ok_or_else(|| {
+            StoreError::Corrupt(format!("request {} has state {}", r.id, r.state))
+        })?;
+        let duration = match r.duration_minutes {
+            None => None,
+            Some(m) => Some(
+                AccessDuration::from_minutes(m as u64)
+                    .map_err(|e| StoreError::Corrupt(format!("request {}: {e}", r.id)))?,
+            ),
+        };
+        Ok(AccessRequest {
+            id: RequestId::from_stored(r.id),
+            platform: r.platform,
+            requester_chat_id: r.requester_chat_id,
+            requester_email: r.requester_email,
+            subject_email: r.subject_email,
+            app: r.app,
+            entitlement: r.entitlement,
+            duration,
+            reason: r.reason,
+            ticket: r.ticket,
+            state,
+            created_at_ms: r.created_at,
+            updated_at_ms: r.updated_at,
+        })
+    }
+}
+
+/// Whether an insert created the request or found one with the same idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inserted {
+    Created,
+    /// Another delivery of the same submission already created this request.
+    Duplicate(RequestId),
+}
+
+impl Tx {
+    /// Inserts a request unless one with the same idempotency key exists.
+    pub async fn insert_request(
+        &mut self,
+        r: &AccessRequest,
+        idempotency_key: Option<&str>,
+        reply_channel: Option<&str>,
+    ) -> Result<Inserted, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO requests (id, idempotency_key, platform, requester_chat_id, requester_email, \
+             subject_email, app, entitlement, duration_minutes, reason, ticket, state, reply_channel, \
+             created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) \
+             ON CONFLICT (idempotency_key) DO NOTHING",
+        )
+        .bind(r.id.as_str())
+        .bind(idempotency_key)
+        .bind(&r.platform)
+        .bind(&r.requester_chat_id)
+        .bind(&r.requester_email)
+        .bind(&r.subject_email)
+        .bind(&r.app)
+        .bind(&r.entitlement)
+        .bind(r.duration.map(|d| d.minutes() as i64))
+        .bind(&r.reason)
+        .bind(&r.ticket)
+        .bind(r.state.as_str())
+        .bind(reply_channel)
+        .bind(r.created_at_ms)
+        .bind(r.updated_at_ms)
+        .execute(self.conn())
+        .await?;
+        if done.rows_affected() == 1 {
+            return Ok(Inserted::Created);
+        }
+        let existing: String =
+            sqlx::query_scalar("SELECT id FROM requests WHERE idempotency_key = ?")
+                .bind(idempotency_key)
+                .fetch_one(self.conn())
+                .await?;
+        Ok(Inserted::Duplicate(RequestId::from_stored(existing)))
+    }
+
+    /// Moves a request `from → to` if it is still in `from`. Returns whether it moved.
+    /// This is the one place request state changes: a double click or a retry moves it once.
+    pub async fn move_request(
+        &mut self,
+        id: &RequestId,
+        from: RequestState,
+        to: RequestState,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        debug_assert!(from.can_move_to(to), "{from:?} -> {to:?}");
+        let done =
+            sqlx::query("UPDATE requests SET state = ?, updated_at = ? WHERE id = ? AND state = ?")
+                .bind(to.as_str())
+                .bind(now_ms)
+                .bind(id.as_str())
+                .bind(from.as_str())
+                .execute(self.conn())
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Reads a request inside the transaction.
+    pub async fn request(&mut self, id: &RequestId) -> Result<Option<AccessRequest>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM requests WHERE id = ?");
+        sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql))
+            .bind(id.as_str())
+            .fetch_optional(self.conn())
+            .await?
+            .map(AccessRequest::try_from)
+            .transpose()
+    }
+}
+
+impl Store {
+    /// Reads a request.
+    pub async fn request(&self, id: &RequestId) -> Result<Option<AccessRequest>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM requests WHERE id = ?");
+        sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql))
+            .bind(id.as_str())
+            .fetch_optional(self.reader())
+            .await?
+            .map(AccessRequest::try_from)
+            .transpose()
+    }
+
+    /// The channel the requester asked from, if any.
+    pub async fn reply_channel(&self, id: &RequestId) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT reply_channel FROM requests WHERE id = ?")
+                .bind(id.as_str())
+                .fetch_optional(self.reader())
+                .await?
+                .flatten(),
+        )
+    }
+
+    /// Requests, newest first (at most `limit`).
+    pub async fn recent_requests(&self, limit: i64) -> Result<Vec<AccessRequest>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM requests ORDER BY created_at DESC, id LIMIT ?");
+        sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql))
+            .bind(limit)
+            .fetch_all(self.reader())
+            .await?
+            .into_iter()
+            .map(AccessRequest::try_from)
+            .collect()
+    }
+
+    /// How many requests are in each state.
+    pub async fn count_requests_by_state(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        Ok(
+            sqlx::query_as("SELECT state, COUNT(*) FROM requests GROUP BY state ORDER BY state")
+                .fetch_all(self.reader())
+                .await?,
+        )
+    }
+}

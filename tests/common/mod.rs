@@ -1,0 +1,310 @@
+//! Test harness: a real SCIM 2.0 server (Python scim2-server), a local stand-in for Slack's Web
+//! API that answers with Slack's documented responses, and the app on a random port with a fresh
+//! database and a clock the test moves.
+#![allow(dead_code)]
+
+pub mod scim;
+pub mod slack;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use grantry::clock::{Clock, ManualClock};
+use grantry::config::Config;
+use grantry::App;
+
+pub use scim::Scim;
+pub use slack::SlackStandIn;
+
+pub const SIGNING_SECRET: &str = "test-signing-secret";
+pub const BOT_TOKEN: &str = "xoxb-test-token";
+
+pub fn manifest_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn oracle(path: &str) -> PathBuf {
+    manifest_dir().join("../shared/oracles").join(path)
+}
+
+/// Polls `f` until it returns `Some`, for at most `secs` seconds.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Writes the example catalog and people file plus secrets into `dir`, and returns the config
+/// text for them, pointing Slack and SCIM at the given base URLs.
+pub fn write_config(dir: &Path, slack_base: &str, scim_base: &str, extra: &str) -> PathBuf {
+    let examples = manifest_dir().join("examples");
+    std::fs::copy(examples.join("catalog.toml"), dir.join("catalog.toml")).unwrap();
+    std::fs::copy(examples.join("people.toml"), dir.join("people.toml")).unwrap();
+    std::fs::write(dir.join("signing_secret"), SIGNING_SECRET).unwrap();
+    std::fs::write(dir.join("bot_token"), BOT_TOKEN).unwrap();
+    std::fs::write(dir.join("scim_token"), scim::TOKEN).unwrap();
+    let text = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[database]
+url = "sqlite://{db}"
+synchronous = "normal"
+[catalog]
+path = "catalog.toml"
+[directory]
+people_file = "people.toml"
+[slack]
+api_base_url = "{slack_base}"
+signing_secret = {{ file = "{dir}/signing_secret" }}
+bot_token = {{ file = "{dir}/bot_token" }}
+timeout_secs = 2
+[jobs]
+workers = 2
+backoff_base_ms = 20
+backoff_max_ms = 500
+lease_secs = 2
+poll_interval_ms = 100
+sweep_interval_ms = 50
+[connectors.scim]
+type = "scim"
+base_url = "{scim_base}"
+token_file = "{dir}/scim_token"
+timeout_secs = 3
+{extra}
+"#,
+        db = dir.join("grantry.db").display(),
+        dir = dir.display(),
+    );
+    let path = dir.join("grantry.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The app running in this process on a random port.
+pub struct TestApp {
+    pub base_url: String,
+    pub app: Arc<App>,
+    pub clock: Arc<ManualClock>,
+    pub slack: SlackStandIn,
+    pub scim: Scim,
+    pub dir: tempfile::TempDir,
+    http: reqwest::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+/// Starts SCIM, the Slack stand-in and the app. `tweak` edits the config before start.
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let scim = Scim::start().await;
+    let slack = SlackStandIn::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), &slack.base_url(), &scim.base_url, "");
+    let mut config = Config::load(&path).unwrap();
+    tweak(&mut config);
+    let clock = Arc::new(ManualClock::new());
+    let app = Arc::new(
+        App::build(config, clock.clone() as Arc<dyn Clock>)
+            .await
+            .unwrap(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base_url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(grantry::serve(app.clone(), listener, async move {
+        let _ = rx.await;
+    }));
+    TestApp {
+        base_url,
+        app,
+        clock,
+        slack,
+        scim,
+        dir,
+        http: reqwest::Client::new(),
+        stop: Some(tx),
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+/// The oracle slash command with `command`, `text` and `user_id` replaced (every other field as
+/// Slack sends it).
+pub fn slash_command_body(user_id: &str, text: &str, trigger_id: &str) -> String {
+    let raw = std::fs::read_to_string(oracle("slack/slash_command.form")).unwrap();
+    let mut fields: Vec<(String, String)> = serde_urlencoded::from_str(raw.trim()).unwrap();
+    for (k, v) in fields.iter_mut() {
+        match k.as_str() {
+            "command" => *v = "/access".into(),
+            "text" => *v = text.into(),
+            "user_id" => *v = user_id.into(),
+            "trigger_id" => *v = trigger_id.into(),
+            _ => {}
+        }
+    }
+    serde_urlencoded::to_string(&fields).unwrap()
+}
+
+/// The oracle block_actions payload with the clicker, action and value replaced, form-encoded.
+pub fn block_actions_body(
+    user_id: &str,
+    action_id: &str,
+    value: &str,
+    channel: &str,
+    ts: &str,
+) -> String {
+    let raw = std::fs::read_to_string(oracle("slack/block_actions.json")).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    v["user"]["id"] = user_id.into();
+    v["actions"][0]["action_id"] = action_id.into();
+    v["actions"][0]["block_id"] = "grantry.decision".into();
+    v["actions"][0]["value"] = value.into();
+    v["container"]["channel_id"] = channel.into();
+    v["container"]["message_ts"] = ts.into();
+    v["container"]["is_ephemeral"] = false.into();
+    v["channel"]["id"] = channel.into();
+    serde_urlencoded::to_string([("payload", v.to_string())]).unwrap()
+}
+
+/// Signs and POSTs a body to `url` as Slack would, at `now_secs`.
+pub async fn post_signed(
+    http: &reqwest::Client,
+    url: &str,
+    body: &str,
+    now_secs: i64,
+    extra_headers: &[(&str, &str)],
+) -> reqwest::Response {
+    let sig =
+        grantry::chat::slack::signature::sign(SIGNING_SECRET.as_bytes(), now_secs, body.as_bytes());
+    let mut req = http
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-slack-request-timestamp", now_secs.to_string())
+        .header("x-slack-signature", sig)
+        .body(body.to_string());
+    for (k, v) in extra_headers {
+        req = req.header(*k, *v);
+    }
+    req.send().await.unwrap()
+}
+
+impl TestApp {
+    pub fn now_secs(&self) -> i64 {
+        self.clock.now_ms() / 1000
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// Sends `/access <text>` as `user_id`; returns (status, JSON body).
+    pub async fn command(
+        &self,
+        user_id: &str,
+        text: &str,
+        trigger: &str,
+    ) -> (u16, serde_json::Value) {
+        let body = slash_command_body(user_id, text, trigger);
+        let resp = post_signed(
+            &self.http,
+            &format!("{}/slack/commands", self.base_url),
+            &body,
+            self.now_secs(),
+            &[],
+        )
+        .await;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+        )
+    }
+
+    /// Clicks a card button as `user_id`; returns the status.
+    pub async fn click(&self, user_id: &str, action_id: &str, request_id: &str) -> u16 {
+        let body = block_actions_body(
+            user_id,
+            action_id,
+            request_id,
+            &format!("D{user_id}"),
+            "1.2",
+        );
+        post_signed(
+            &self.http,
+            &format!("{}/slack/interactions", self.base_url),
+            &body,
+            self.now_secs(),
+            &[],
+        )
+        .await
+        .status()
+        .as_u16()
+    }
+
+    /// Files the story's request as Alice (U111); returns its id.
+    pub async fn file_request(&self, text: &str) -> String {
+        let (status, body) = self
+            .command("U111", text, &format!("trig-{}", rand_suffix()))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let t = body["text"].as_str().unwrap().to_string();
+        t.split_whitespace()
+            .find(|w| w.starts_with("R-"))
+            .unwrap_or_else(|| panic!("no request id in {t:?}"))
+            .trim_end_matches([',', '.', ':'])
+            .to_string()
+    }
+
+    pub async fn state_of(&self, id: &str) -> String {
+        let id = grantry::domain::RequestId::parse(id).unwrap();
+        self.app
+            .store
+            .request(&id)
+            .await
+            .unwrap()
+            .unwrap()
+            .state
+            .as_str()
+            .to_string()
+    }
+
+    /// (audit head seq, request count): "nothing changed" checks.
+    pub async fn fingerprint(&self) -> (i64, usize, usize) {
+        let (seq, _) = self.app.store.audit_head().await.unwrap();
+        let reqs = self.app.store.recent_requests(10_000).await.unwrap().len();
+        let jobs = self.app.store.jobs(None, 10_000).await.unwrap().len();
+        (seq, reqs, jobs)
+    }
+}
+
+pub fn rand_suffix() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}

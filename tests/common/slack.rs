@@ -1,0 +1,152 @@
+//! A local stand-in for Slack's Web API: records every call and answers with Slack's documented
+//! example responses (../shared/oracles/slack/web-api-responses/*.spec-examples.json), with the
+//! channel and ts made unique. Faults can be queued to test retries.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use serde_json::Value;
+
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub method: String,
+    pub body: Value,
+    pub authorization: Option<String>,
+}
+
+/// A queued fault: answer the next call of `method` with this status, header and body.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    pub method: String,
+    pub status: u16,
+    pub retry_after: Option<u64>,
+    pub body: Value,
+}
+
+#[derive(Default)]
+struct Inner {
+    calls: Vec<Call>,
+    faults: VecDeque<Fault>,
+    ts: u64,
+}
+
+#[derive(Clone)]
+pub struct SlackStandIn {
+    inner: Arc<Mutex<Inner>>,
+    addr: std::net::SocketAddr,
+}
+
+fn example(method: &str) -> Value {
+    let path = super::oracle(&format!(
+        "slack/web-api-responses/{method}.spec-examples.json"
+    ));
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    v["200"].clone()
+}
+
+async fn handle(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    Path(method): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let is_json = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("application/json"));
+    let parsed: Value = if is_json {
+        serde_json::from_slice(&body).unwrap_or(Value::Null)
+    } else {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+        Value::Object(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect(),
+        )
+    };
+    let mut g = inner.lock().unwrap();
+    g.calls.push(Call {
+        method: method.clone(),
+        body: parsed.clone(),
+        authorization: headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+    });
+    if let Some(i) = g.faults.iter().position(|f| f.method == method) {
+        let f = g.faults.remove(i).unwrap();
+        let mut resp =
+            (StatusCode::from_u16(f.status).unwrap(), f.body.to_string()).into_response();
+        if let Some(s) = f.retry_after {
+            resp.headers_mut()
+                .insert("retry-after", s.to_string().parse().unwrap());
+        }
+        return resp;
+    }
+    g.ts += 1;
+    let ts = format!("1700000000.{:06}", g.ts);
+    let mut v = match method.as_str() {
+        "chat.postMessage" | "chat.update" | "chat.postEphemeral" | "users.lookupByEmail" => {
+            example(&method)
+        }
+        _ => serde_json::json!({"ok": true}),
+    };
+    match method.as_str() {
+        "chat.postMessage" => {
+            let ch = parsed["channel"].as_str().unwrap_or("C0").to_string();
+            // Posting to a user id opens the DM: Slack answers with the DM channel.
+            v["channel"] = Value::String(if ch.starts_with('U') {
+                format!("D{ch}")
+            } else {
+                ch
+            });
+            v["ts"] = Value::String(ts.clone());
+            v["message"]["ts"] = Value::String(ts);
+        }
+        "chat.update" => {
+            v["channel"] = parsed["channel"].clone();
+            v["ts"] = parsed["ts"].clone();
+        }
+        _ => {}
+    }
+    axum::Json(v).into_response()
+}
+
+impl SlackStandIn {
+    pub async fn start() -> Self {
+        let inner = Arc::new(Mutex::new(Inner::default()));
+        let app = Router::new()
+            .route("/api/{method}", post(handle))
+            .with_state(inner.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self { inner, addr }
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}/api", self.addr)
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.inner.lock().unwrap().calls.clone()
+    }
+
+    pub fn calls_of(&self, method: &str) -> Vec<Call> {
+        self.calls()
+            .into_iter()
+            .filter(|c| c.method == method)
+            .collect()
+    }
+
+    pub fn fail_next(&self, fault: Fault) {
+        self.inner.lock().unwrap().faults.push_back(fault);
+    }
+}

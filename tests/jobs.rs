@@ -1,0 +1,118 @@
+//! The durable job queue seen from outside: workers wake at once on a new job, transient
+//! failures retry with backoff until given up, permanent ones fail at once and people are told.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const STORY: &str = "github platform-admins for 4h because incident INC-42";
+
+#[tokio::test]
+async fn workers_wake_at_once_when_a_job_is_enqueued() {
+    // Idle workers would poll only once a minute: the card must still go out at once.
+    let t = spawn_app_with(|c| {
+        c.jobs.poll_interval_ms = 60_000;
+        c.jobs.sweep_interval_ms = 60_000;
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await; // workers are idle, waiting
+    let started = Instant::now();
+    t.file_request(STORY).await;
+    eventually(5, "cards posted", || async {
+        (t.slack.calls_of("chat.postMessage").len() >= 2).then_some(())
+    })
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_permanent_connector_error_fails_the_request_and_tells_people() {
+    let t = spawn_app_with(|c| c.slack.status_channel = Some("CITSTATUS".into())).await;
+    t.scim.create_group("platform-admins").await; // but Alice has no account in the app
+    let id = t.file_request(STORY).await;
+    assert_eq!(t.click("U222", "grantry.approve", &id).await, 200);
+    eventually(10, "request failed", || async {
+        (t.state_of(&id).await == "failed").then_some(())
+    })
+    .await;
+    let job = t
+        .app
+        .store
+        .jobs(Some("failed"), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|j| j.kind == "provision")
+        .unwrap();
+    assert_eq!(job.attempts, 1, "a permanent error is not retried");
+    assert!(job
+        .last_error
+        .unwrap()
+        .contains("no user with userName or email alice@example.com"));
+    eventually(10, "requester and IT told", || async {
+        let posts = t.slack.calls_of("chat.postMessage");
+        let requester = posts.iter().any(|c| {
+            c.body["channel"] == "U111"
+                && c.body["text"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("granting it failed")
+        });
+        let it = posts.iter().any(|c| {
+            c.body["channel"] == "CITSTATUS"
+                && c.body["text"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("needs a human")
+        });
+        (requester && it).then_some(())
+    })
+    .await;
+    let actions: Vec<String> = t
+        .app
+        .store
+        .audit_for_request(&id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert!(
+        actions.contains(&"request.failed".to_string()),
+        "{actions:?}"
+    );
+}
+
+#[tokio::test]
+async fn transient_failures_retry_with_backoff_then_give_up_with_the_error_kept() {
+    let mut t = spawn_app_with(|c| c.jobs.max_attempts = 3).await;
+    t.scim.kill(); // the SCIM server is down for good
+    let id = t.file_request(STORY).await;
+    assert_eq!(t.click("U222", "grantry.approve", &id).await, 200);
+    eventually(15, "request failed after retries", || async {
+        (t.state_of(&id).await == "failed").then_some(())
+    })
+    .await;
+    let job = t
+        .app
+        .store
+        .jobs(Some("failed"), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|j| j.kind == "provision")
+        .unwrap();
+    assert_eq!(job.attempts, 3);
+    let err = job.last_error.unwrap();
+    assert!(err.contains("could not connect"), "{err}");
+    assert!(
+        !err.contains("scim-test-token"),
+        "a secret leaked into an error: {err}"
+    );
+}
