@@ -1,5 +1,5 @@
 //! The real `grantry` binary: killed between approve and provisioning it resumes on restart
-//! with exactly one membership; `grantry audit verify` passes, then fails after sqlite3 edits a row.
+//! with exactly one membership; `grantry audit verify` passes, then fails after the database's CLI edits a row.
 
 mod common;
 
@@ -48,9 +48,9 @@ fn now_secs() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-async fn open(dir: &std::path::Path) -> Store {
+async fn open(db: &TestDb) -> Store {
     Store::connect(&StoreOptions {
-        url: format!("sqlite://{}", dir.join("grantry.db").display()),
+        url: db.url.clone(),
         synchronous: "normal".into(),
         read_connections: 1,
     })
@@ -106,7 +106,8 @@ async fn killed_between_approve_and_provisioning_it_resumes_with_one_membership(
     let scim = Scim::start().await;
     let slack = SlackStandIn::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), &slack.base_url(), &scim.base_url, "");
+    let db = TestDb::create(dir.path()).await;
+    let config = write_config(dir.path(), &db, &slack.base_url(), &scim.base_url, "");
     let alice = scim.create_user("alice@example.com").await;
     let group = scim.create_group("platform-admins").await;
 
@@ -114,7 +115,7 @@ async fn killed_between_approve_and_provisioning_it_resumes_with_one_membership(
     let port = free_port();
     let mut first = start(&config, port, 0).await;
     let id = file_and_approve(port).await;
-    let store = open(dir.path()).await;
+    let store = open(&db).await;
     let queued = store.jobs(Some("queued"), 100).await.unwrap();
     assert!(
         queued
@@ -173,17 +174,18 @@ fn send_sigterm(pid: i32) {
 }
 
 #[tokio::test]
-async fn audit_verify_passes_then_names_the_row_sqlite3_edited() {
+async fn audit_verify_passes_then_names_the_row_edited_behind_its_back() {
     let scim = Scim::start().await;
     let slack = SlackStandIn::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), &slack.base_url(), &scim.base_url, "");
+    let db = TestDb::create(dir.path()).await;
+    let config = write_config(dir.path(), &db, &slack.base_url(), &scim.base_url, "");
     scim.create_user("alice@example.com").await;
     scim.create_group("platform-admins").await;
     let port = free_port();
     let mut app = start(&config, port, 1).await;
     let id = file_and_approve(port).await;
-    let store = open(dir.path()).await;
+    let store = open(&db).await;
     eventually(20, "grant recorded", || async {
         store.grant_for_request(&id).await.unwrap()
     })
@@ -199,13 +201,20 @@ async fn audit_verify_passes_then_names_the_row_sqlite3_edited() {
     );
     assert!(String::from_utf8_lossy(&ok.stdout).contains("audit chain whole"));
 
-    let db = dir.path().join("grantry.db");
-    let sqlite3 = |sql: &str| {
-        let out = std::process::Command::new("sqlite3")
-            .arg(&db)
-            .arg(sql)
-            .output()
-            .expect("sqlite3 installed");
+    // Edit rows behind grantry's back with the database's own CLI.
+    let edit = |sql: &str| {
+        let out = if db.is_postgres() {
+            std::process::Command::new("psql")
+                .args(["-q", "-v", "ON_ERROR_STOP=1", &db.url, "-c", sql])
+                .output()
+                .expect("psql installed")
+        } else {
+            std::process::Command::new("sqlite3")
+                .arg(db.url.trim_start_matches("sqlite://"))
+                .arg(sql)
+                .output()
+                .expect("sqlite3 installed")
+        };
         assert!(
             out.status.success(),
             "{}",
@@ -213,9 +222,7 @@ async fn audit_verify_passes_then_names_the_row_sqlite3_edited() {
         );
     };
     // Someone rewrites who approved.
-    sqlite3(
-        "UPDATE audit_events SET actor = 'mallory@example.com' WHERE action = 'request.approved'",
-    );
+    edit("UPDATE audit_events SET actor = 'mallory@example.com' WHERE action = 'request.approved'");
     let bad = grantry_cli(&config, &["audit", "verify"]);
     assert_eq!(bad.status.code(), Some(1));
     let err = String::from_utf8_lossy(&bad.stderr);
@@ -225,9 +232,9 @@ async fn audit_verify_passes_then_names_the_row_sqlite3_edited() {
     );
 
     // Put it back, then remove a row instead.
-    sqlite3("UPDATE audit_events SET actor = 'bob@example.com' WHERE action = 'request.approved'");
+    edit("UPDATE audit_events SET actor = 'bob@example.com' WHERE action = 'request.approved'");
     assert!(grantry_cli(&config, &["audit", "verify"]).status.success());
-    sqlite3("DELETE FROM audit_events WHERE seq = 2");
+    edit("DELETE FROM audit_events WHERE seq = 2");
     let bad = grantry_cli(&config, &["audit", "verify"]);
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("event 2 is missing"));

@@ -39,7 +39,7 @@ impl Tx {
     ) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar(
             "INSERT INTO approvals (request_id, step, approver_email, approver_name, platform, chat_user_id) \
-             VALUES (?,?,?,?,?,?) RETURNING id",
+             VALUES ($1,$2,$3,$4,$5,$6) RETURNING id",
         )
         .bind(request_id.as_str())
         .bind(step)
@@ -59,7 +59,7 @@ impl Tx {
         chat_user_id: &str,
     ) -> Result<Option<ApprovalRecord>, StoreError> {
         let sql = format!(
-            "SELECT {COLUMNS} FROM approvals WHERE request_id = ? AND platform = ? AND chat_user_id = ? \
+            "SELECT {COLUMNS} FROM approvals WHERE request_id = $1 AND platform = $2 AND chat_user_id = $3 \
              ORDER BY step LIMIT 1"
         );
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
@@ -78,14 +78,14 @@ impl Tx {
         outcome: &str,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE approvals SET state = ?, decided_at = ? WHERE id = ?")
+        sqlx::query("UPDATE approvals SET state = $1, decided_at = $2 WHERE id = $3")
             .bind(outcome)
             .bind(now_ms)
             .bind(decided_id)
             .execute(self.conn())
             .await?;
         sqlx::query(
-            "UPDATE approvals SET state = 'closed' WHERE request_id = ? AND id != ? AND state = 'pending'",
+            "UPDATE approvals SET state = 'closed' WHERE request_id = $1 AND id != $2 AND state = 'pending'",
         )
         .bind(request_id.as_str())
         .bind(decided_id)
@@ -103,7 +103,7 @@ impl Tx {
         message_ts: &str,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE approvals SET chat_user_id = ?, channel_id = ?, message_ts = ? WHERE id = ?",
+            "UPDATE approvals SET chat_user_id = $1, channel_id = $2, message_ts = $3 WHERE id = $4",
         )
         .bind(chat_user_id)
         .bind(channel_id)
@@ -118,7 +118,7 @@ impl Tx {
 impl Store {
     /// One approval slot.
     pub async fn approval(&self, id: i64) -> Result<Option<ApprovalRecord>, StoreError> {
-        let sql = format!("SELECT {COLUMNS} FROM approvals WHERE id = ?");
+        let sql = format!("SELECT {COLUMNS} FROM approvals WHERE id = $1");
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(id)
             .fetch_optional(self.reader())
@@ -130,7 +130,8 @@ impl Store {
         &self,
         request_id: &RequestId,
     ) -> Result<Vec<ApprovalRecord>, StoreError> {
-        let sql = format!("SELECT {COLUMNS} FROM approvals WHERE request_id = ? ORDER BY step, id");
+        let sql =
+            format!("SELECT {COLUMNS} FROM approvals WHERE request_id = $1 ORDER BY step, id");
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(request_id.as_str())
             .fetch_all(self.reader())

@@ -34,11 +34,12 @@ pub struct AuditRecord {
 impl Tx {
     /// Appends an event to the chain (reads and moves the head in this transaction).
     pub async fn audit(&mut self, at_ms: i64, e: NewAuditEvent<'_>) -> Result<i64, StoreError> {
-        let (head_seq, head_hash): (i64, String) =
-            sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
+        // Moving the head first locks it (PostgreSQL: the row; SQLite: the one writer), so
+        // appenders are serialised; RETURNING gives the new seq and the previous hash.
+        let (seq, head_hash): (i64, String) =
+            sqlx::query_as("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
                 .fetch_one(self.conn())
                 .await?;
-        let seq = head_seq + 1;
         let detail = e.detail.to_string();
         let hash = crate::audit::chain_hash(
             &head_hash,
@@ -52,7 +53,7 @@ impl Tx {
         );
         sqlx::query(
             "INSERT INTO audit_events (seq, at, actor, action, request_id, grant_id, detail, prev_hash, hash) \
-             VALUES (?,?,?,?,?,?,?,?,?)",
+             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)",
         )
         .bind(seq)
         .bind(at_ms)
@@ -65,8 +66,7 @@ impl Tx {
         .bind(&hash)
         .execute(self.conn())
         .await?;
-        sqlx::query("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1")
-            .bind(seq)
+        sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
             .bind(&hash)
             .execute(self.conn())
             .await?;
@@ -83,7 +83,7 @@ impl Store {
     ) -> Result<Vec<AuditRecord>, StoreError> {
         Ok(sqlx::query_as(
             "SELECT seq, at, actor, action, request_id, grant_id, detail, prev_hash, hash \
-             FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?",
+             FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2",
         )
         .bind(after)
         .bind(limit)
@@ -98,7 +98,7 @@ impl Store {
     ) -> Result<Vec<AuditRecord>, StoreError> {
         Ok(sqlx::query_as(
             "SELECT seq, at, actor, action, request_id, grant_id, detail, prev_hash, hash \
-             FROM audit_events WHERE request_id = ? ORDER BY seq",
+             FROM audit_events WHERE request_id = $1 ORDER BY seq",
         )
         .bind(request_id)
         .fetch_all(self.reader())

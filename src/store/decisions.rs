@@ -27,7 +27,7 @@ impl Tx {
     pub async fn insert_decision(&mut self, d: &DecisionRecord) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO decisions (request_id, kind, outcome, actor, policy_ids, reasons, at) \
-             VALUES (?,?,?,?,?,?,?)",
+             VALUES ($1,$2,$3,$4,$5,$6,$7)",
         )
         .bind(&d.request_id)
         .bind(&d.kind)
@@ -47,7 +47,7 @@ impl Store {
     pub async fn decisions(&self, id: &RequestId) -> Result<Vec<DecisionRecord>, StoreError> {
         Ok(sqlx::query_as(
             "SELECT request_id, kind, outcome, actor, policy_ids, reasons, at FROM decisions \
-             WHERE request_id = ? ORDER BY id",
+             WHERE request_id = $1 ORDER BY id",
         )
         .bind(id.as_str())
         .fetch_all(self.reader())

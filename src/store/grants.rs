@@ -38,7 +38,7 @@ impl Tx {
     pub async fn insert_grant(&mut self, g: &GrantRecord) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO grants (id, request_id, subject_email, app, entitlement, connector, account_id, \
-             target, receipt, state, approved_by, granted_at, expires_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+             target, receipt, state, approved_by, granted_at, expires_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)",
         )
         .bind(&g.id)
         .bind(&g.request_id)
@@ -65,10 +65,15 @@ impl Tx {
         now_ms: i64,
         limit: i64,
     ) -> Result<Vec<GrantRecord>, StoreError> {
+        // PostgreSQL: replicas sweeping at once skip each other's rows instead of waiting.
+        let lock = match self.backend() {
+            super::Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+            super::Backend::Sqlite => "",
+        };
         let sql = format!(
             "UPDATE grants SET state = 'revoking' WHERE id IN (SELECT id FROM grants \
-             WHERE state = 'active' AND expires_at IS NOT NULL AND expires_at <= ? \
-             ORDER BY expires_at LIMIT ?) RETURNING {COLUMNS}"
+             WHERE state = 'active' AND expires_at IS NOT NULL AND expires_at <= $1 \
+             ORDER BY expires_at LIMIT $2 {lock}) RETURNING {COLUMNS}"
         );
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(now_ms)
@@ -86,8 +91,8 @@ impl Tx {
         reason: &str,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE grants SET state = 'revoked', revoked_at = ?, revoked_by = ?, revoke_reason = ? \
-             WHERE id = ? AND state = 'revoking'",
+            "UPDATE grants SET state = 'revoked', revoked_at = $1, revoked_by = $2, revoke_reason = $3 \
+             WHERE id = $4 AND state = 'revoking'",
         )
         .bind(now_ms)
         .bind(by)
@@ -100,7 +105,7 @@ impl Tx {
 
     /// Reads a grant inside the transaction.
     pub async fn grant(&mut self, id: &GrantId) -> Result<Option<GrantRecord>, StoreError> {
-        let sql = format!("SELECT {COLUMNS} FROM grants WHERE id = ?");
+        let sql = format!("SELECT {COLUMNS} FROM grants WHERE id = $1");
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(id.as_str())
             .fetch_optional(self.conn())
@@ -111,7 +116,7 @@ impl Tx {
 impl Store {
     /// Reads a grant.
     pub async fn grant(&self, id: &GrantId) -> Result<Option<GrantRecord>, StoreError> {
-        let sql = format!("SELECT {COLUMNS} FROM grants WHERE id = ?");
+        let sql = format!("SELECT {COLUMNS} FROM grants WHERE id = $1");
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(id.as_str())
             .fetch_optional(self.reader())
@@ -123,7 +128,7 @@ impl Store {
         &self,
         request_id: &str,
     ) -> Result<Option<GrantRecord>, StoreError> {
-        let sql = format!("SELECT {COLUMNS} FROM grants WHERE request_id = ?");
+        let sql = format!("SELECT {COLUMNS} FROM grants WHERE request_id = $1");
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(request_id)
             .fetch_optional(self.reader())
@@ -137,11 +142,10 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<GrantRecord>, StoreError> {
         let sql = format!(
-            "SELECT {COLUMNS} FROM grants WHERE (? IS NULL OR state = ?) \
-             ORDER BY granted_at DESC, id LIMIT ?"
+            "SELECT {COLUMNS} FROM grants WHERE (CAST($1 AS TEXT) IS NULL OR state = $1) \
+             ORDER BY granted_at DESC, id LIMIT $2"
         );
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(state)
             .bind(state)
             .bind(limit)
             .fetch_all(self.reader())

@@ -87,7 +87,7 @@ impl Tx {
             .map_err(|e| StoreError::Corrupt(format!("job payload: {e}")))?;
         let id = sqlx::query_scalar(
             "INSERT INTO jobs (kind, payload, max_attempts, run_at, created_at, updated_at) \
-             VALUES (?,?,?,?,?,?) RETURNING id",
+             VALUES ($1,$2,$3,$4,$5,$6) RETURNING id",
         )
         .bind(job.kind())
         .bind(payload)
@@ -110,30 +110,41 @@ impl Store {
         lease_ms: i64,
         worker: &str,
     ) -> Result<Option<JobRecord>, StoreError> {
-        Ok(sqlx::query_as(
-            "UPDATE jobs SET state = 'running', attempts = attempts + 1, locked_until = ?, \
-             locked_by = ?, updated_at = ? \
-             WHERE id = (SELECT id FROM ( \
-                 SELECT id, run_at AS due FROM jobs WHERE state = 'queued' AND run_at <= ? \
-                 UNION ALL \
-                 SELECT id, locked_until AS due FROM jobs WHERE state = 'running' AND locked_until < ? \
-             ) ORDER BY due, id LIMIT 1) \
-             RETURNING id, kind, payload, attempts, max_attempts",
-        )
-        .bind(now_ms + lease_ms)
-        .bind(worker)
-        .bind(now_ms)
-        .bind(now_ms)
-        .bind(now_ms)
-        .fetch_optional(&self.writer)
-        .await?)
+        let sql = match self.backend {
+            // One UPDATE on the single writer connection: no other writer can interleave.
+            super::Backend::Sqlite => {
+                "UPDATE jobs SET state = 'running', attempts = attempts + 1, locked_until = $1, \
+                 locked_by = $2, updated_at = $3 \
+                 WHERE id = (SELECT id FROM ( \
+                     SELECT id, run_at AS due FROM jobs WHERE state = 'queued' AND run_at <= $3 \
+                     UNION ALL \
+                     SELECT id, locked_until AS due FROM jobs WHERE state = 'running' AND locked_until < $3 \
+                 ) ORDER BY due, id LIMIT 1) \
+                 RETURNING id, kind, payload, attempts, max_attempts"
+            }
+            // Replicas claim concurrently: SKIP LOCKED hands each job to one of them.
+            super::Backend::Postgres => {
+                "UPDATE jobs SET state = 'running', attempts = attempts + 1, locked_until = $1, \
+                 locked_by = $2, updated_at = $3 \
+                 WHERE id = (SELECT id FROM jobs \
+                     WHERE (state = 'queued' AND run_at <= $3) OR (state = 'running' AND locked_until < $3) \
+                     ORDER BY run_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) \
+                 RETURNING id, kind, payload, attempts, max_attempts"
+            }
+        };
+        Ok(sqlx::query_as(sql)
+            .bind(now_ms + lease_ms)
+            .bind(worker)
+            .bind(now_ms)
+            .fetch_optional(&self.writer)
+            .await?)
     }
 
     /// Marks a claimed job done (only if this worker still holds it).
     pub async fn complete_job(&self, id: i64, worker: &str, now_ms: i64) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE jobs SET state = 'done', locked_until = NULL, last_error = NULL, updated_at = ? \
-             WHERE id = ? AND state = 'running' AND locked_by = ?",
+            "UPDATE jobs SET state = 'done', locked_until = NULL, last_error = NULL, updated_at = $1 \
+             WHERE id = $2 AND state = 'running' AND locked_by = $3",
         )
         .bind(now_ms)
         .bind(id)
@@ -153,8 +164,8 @@ impl Store {
         now_ms: i64,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE jobs SET state = 'queued', run_at = ?, locked_until = NULL, locked_by = NULL, \
-             last_error = ?, updated_at = ? WHERE id = ? AND state = 'running' AND locked_by = ?",
+            "UPDATE jobs SET state = 'queued', run_at = $1, locked_until = NULL, locked_by = NULL, \
+             last_error = $2, updated_at = $3 WHERE id = $4 AND state = 'running' AND locked_by = $5",
         )
         .bind(run_at_ms)
         .bind(error)
@@ -175,8 +186,8 @@ impl Store {
         now_ms: i64,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE jobs SET state = 'failed', locked_until = NULL, last_error = ?, updated_at = ? \
-             WHERE id = ? AND state = 'running' AND locked_by = ?",
+            "UPDATE jobs SET state = 'failed', locked_until = NULL, last_error = $1, updated_at = $2 \
+             WHERE id = $3 AND state = 'running' AND locked_by = $4",
         )
         .bind(error)
         .bind(now_ms)
@@ -204,9 +215,8 @@ impl Store {
     ) -> Result<Vec<JobListing>, StoreError> {
         Ok(sqlx::query_as(
             "SELECT id, kind, payload, state, attempts, last_error, run_at FROM jobs \
-             WHERE (? IS NULL OR state = ?) ORDER BY id DESC LIMIT ?",
+             WHERE (CAST($1 AS TEXT) IS NULL OR state = $1) ORDER BY id DESC LIMIT $2",
         )
-        .bind(state)
         .bind(state)
         .bind(limit)
         .fetch_all(self.reader())

@@ -2,7 +2,8 @@
 //!
 //! SQLite is the embedded default: one writer connection (SQLite has one writer anyway, and one
 //! connection keeps the audit chain and compare-and-set moves strictly ordered) and a pool of
-//! readers in WAL mode. Every change is made through a [`Tx`], whose modules (one per aggregate)
+//! readers in WAL mode. PostgreSQL is one pool; the statements that must differ (the job claim,
+//! the sweep) are chosen by [`Backend`]. Both go through `sqlx::Any` with `$n` placeholders. Every change is made through a [`Tx`], whose modules (one per aggregate)
 //! add their statements; a job enqueued in a `Tx` becomes visible exactly when the change commits.
 
 pub mod approvals;
@@ -12,14 +13,11 @@ pub mod grants;
 pub mod jobs;
 pub mod requests;
 
-use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Once};
 use std::time::Duration;
 
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
-use sqlx::Sqlite;
+use sqlx::any::AnyPoolOptions;
+use sqlx::{Any, AnyConnection, AnyPool, Executor};
 use tokio::sync::Notify;
 
 pub use jobs::{Job, JobRecord};
@@ -31,7 +29,7 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("unsupported database url (expected sqlite://…): {0}")]
+    #[error("unsupported database url {0} (expected sqlite://… or postgres://…)")]
     UnsupportedUrl(String),
     #[error("stored data is not valid: {0}")]
     Corrupt(String),
@@ -40,90 +38,161 @@ pub enum StoreError {
 /// Options for opening the store.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
+    /// `sqlite://path` (created if missing) or `postgres://user@host/db`.
     pub url: String,
-    /// `full` or `normal`.
+    /// SQLite only: `full` or `normal`.
     pub synchronous: String,
+    /// SQLite: readers beside the one writer. PostgreSQL: the pool's size.
     pub read_connections: u32,
+}
+
+/// Which database the store talks to; the few statements that differ are chosen by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
 }
 
 /// Handle to the database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    writer: SqlitePool,
-    reader: SqlitePool,
+    backend: Backend,
+    writer: AnyPool,
+    reader: AnyPool,
     jobs_ready: Arc<Notify>,
 }
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+fn install_drivers() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(sqlx::any::install_default_drivers);
+}
+
+/// `sqlite://x.db` with `mode=rwc` (create) or `mode=ro` (read-only) added.
+fn sqlite_url(url: &str, mode: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    if url.contains("mode=") {
+        url.to_string()
+    } else {
+        format!("{url}{sep}mode={mode}")
+    }
+}
 
 impl Store {
     /// Opens (creating if needed) the database and applies pending migrations.
     pub async fn open(opts: &StoreOptions) -> Result<Self, StoreError> {
         let store = Self::connect(opts).await?;
-        MIGRATOR.run(&store.writer).await?;
+        store.migrate().await?;
         Ok(store)
     }
 
     /// Opens the database without migrating it.
     pub async fn connect(opts: &StoreOptions) -> Result<Self, StoreError> {
-        if !opts.url.starts_with("sqlite:") {
+        install_drivers();
+        let backend = if opts.url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if opts.url.starts_with("postgres:") || opts.url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
             return Err(StoreError::UnsupportedUrl(redact_url(&opts.url)));
-        }
-        let sync = match opts.synchronous.to_ascii_lowercase().as_str() {
-            "normal" => SqliteSynchronous::Normal,
-            "off" => SqliteSynchronous::Off,
-            _ => SqliteSynchronous::Full,
         };
-        let base = SqliteConnectOptions::from_str(&opts.url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(sync)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .acquire_timeout(Duration::from_secs(30))
-            .connect_with(base.clone())
-            .await?;
-        let reader = SqlitePoolOptions::new()
-            .max_connections(opts.read_connections.max(1))
-            .acquire_timeout(Duration::from_secs(30))
-            .connect_with(base.read_only(true))
-            .await?;
+        let (writer, reader) = match backend {
+            Backend::Sqlite => {
+                let sync = match opts.synchronous.to_ascii_lowercase().as_str() {
+                    "normal" => "NORMAL",
+                    "off" => "OFF",
+                    _ => "FULL",
+                };
+                let pragmas = format!(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; \
+                     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;"
+                );
+                let p = pragmas.clone();
+                // One writer: SQLite has one anyway, and one connection orders every write.
+                let writer = AnyPoolOptions::new()
+                    .max_connections(1)
+                    .min_connections(1)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .after_connect(move |c: &mut AnyConnection, _| {
+                        let p = p.clone();
+                        Box::pin(async move { c.execute(sqlx::AssertSqlSafe(p)).await.map(|_| ()) })
+                    })
+                    .connect(&sqlite_url(&opts.url, "rwc"))
+                    .await?;
+                let reader = AnyPoolOptions::new()
+                    .max_connections(opts.read_connections.max(1))
+                    .acquire_timeout(Duration::from_secs(30))
+                    .after_connect(|c: &mut AnyConnection, _| {
+                        Box::pin(async move {
+                            c.execute("PRAGMA busy_timeout = 10000;").await.map(|_| ())
+                        })
+                    })
+                    .connect(&sqlite_url(&opts.url, "ro"))
+                    .await?;
+                (writer, reader)
+            }
+            Backend::Postgres => {
+                let pool = AnyPoolOptions::new()
+                    .max_connections(opts.read_connections.max(2))
+                    .acquire_timeout(Duration::from_secs(30))
+                    .connect(&opts.url)
+                    .await?;
+                (pool.clone(), pool)
+            }
+        };
         Ok(Self {
+            backend,
             writer,
             reader,
             jobs_ready: Arc::new(Notify::new()),
         })
     }
 
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    fn migrator(&self) -> &'static sqlx::migrate::Migrator {
+        match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        }
+    }
+
     /// Applies pending migrations.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        MIGRATOR.run(&self.writer).await?;
+        self.migrator().run(&self.writer).await?;
         Ok(())
     }
 
     /// Whether the database answers and every migration is applied.
     pub async fn ready(&self) -> Result<bool, StoreError> {
         let applied: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success = 1")
+            sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success = TRUE")
                 .fetch_one(&self.reader)
                 .await?;
-        Ok(applied as usize >= MIGRATOR.iter().count())
+        Ok(applied as usize >= self.migrator().iter().count())
     }
 
-    /// Starts a write transaction (`BEGIN IMMEDIATE`: takes the write lock at once).
+    /// Starts a write transaction (SQLite: `BEGIN IMMEDIATE`, taking the write lock at once).
     pub async fn begin(&self) -> Result<Tx, StoreError> {
+        let tx = match self.backend {
+            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.writer.begin().await?,
+        };
         Ok(Tx {
-            tx: self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            tx,
+            backend: self.backend,
             enqueued: false,
             jobs_ready: self.jobs_ready.clone(),
         })
     }
 
     /// The pool for reads.
-    pub(crate) fn reader(&self) -> &SqlitePool {
+    pub(crate) fn reader(&self) -> &AnyPool {
         &self.reader
     }
 
@@ -132,7 +201,7 @@ impl Store {
         &self.jobs_ready
     }
 
-    /// Closes both pools.
+    /// Closes the pools.
     pub async fn close(&self) {
         self.writer.close().await;
         self.reader.close().await;
@@ -141,7 +210,8 @@ impl Store {
 
 /// A write transaction. Dropped without [`Tx::commit`], it rolls back.
 pub struct Tx {
-    tx: sqlx::Transaction<'static, Sqlite>,
+    tx: sqlx::Transaction<'static, Any>,
+    backend: Backend,
     enqueued: bool,
     jobs_ready: Arc<Notify>,
 }
@@ -156,8 +226,12 @@ impl Tx {
         Ok(())
     }
 
-    pub(crate) fn conn(&mut self) -> &mut sqlx::SqliteConnection {
+    pub(crate) fn conn(&mut self) -> &mut AnyConnection {
         &mut self.tx
+    }
+
+    pub(crate) fn backend(&self) -> Backend {
+        self.backend
     }
 }
 

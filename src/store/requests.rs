@@ -75,7 +75,7 @@ impl Tx {
         let done = sqlx::query(
             "INSERT INTO requests (id, idempotency_key, platform, requester_chat_id, requester_email, \
              subject_email, app, entitlement, duration_minutes, reason, ticket, state, reply_channel, \
-             created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) \
+             created_at, updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15) \
              ON CONFLICT (idempotency_key) DO NOTHING",
         )
         .bind(r.id.as_str())
@@ -99,7 +99,7 @@ impl Tx {
             return Ok(Inserted::Created);
         }
         let existing: String =
-            sqlx::query_scalar("SELECT id FROM requests WHERE idempotency_key = ?")
+            sqlx::query_scalar("SELECT id FROM requests WHERE idempotency_key = $1")
                 .bind(idempotency_key)
                 .fetch_one(self.conn())
                 .await?;
@@ -116,20 +116,21 @@ impl Tx {
         now_ms: i64,
     ) -> Result<bool, StoreError> {
         debug_assert!(from.can_move_to(to), "{from:?} -> {to:?}");
-        let done =
-            sqlx::query("UPDATE requests SET state = ?, updated_at = ? WHERE id = ? AND state = ?")
-                .bind(to.as_str())
-                .bind(now_ms)
-                .bind(id.as_str())
-                .bind(from.as_str())
-                .execute(self.conn())
-                .await?;
+        let done = sqlx::query(
+            "UPDATE requests SET state = $1, updated_at = $2 WHERE id = $3 AND state = $4",
+        )
+        .bind(to.as_str())
+        .bind(now_ms)
+        .bind(id.as_str())
+        .bind(from.as_str())
+        .execute(self.conn())
+        .await?;
         Ok(done.rows_affected() == 1)
     }
 
     /// Reads a request inside the transaction.
     pub async fn request(&mut self, id: &RequestId) -> Result<Option<AccessRequest>, StoreError> {
-        let sql = format!("SELECT {COLUMNS} FROM requests WHERE id = ?");
+        let sql = format!("SELECT {COLUMNS} FROM requests WHERE id = $1");
         sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql))
             .bind(id.as_str())
             .fetch_optional(self.conn())
@@ -142,7 +143,7 @@ impl Tx {
 impl Store {
     /// Reads a request.
     pub async fn request(&self, id: &RequestId) -> Result<Option<AccessRequest>, StoreError> {
-        let sql = format!("SELECT {COLUMNS} FROM requests WHERE id = ?");
+        let sql = format!("SELECT {COLUMNS} FROM requests WHERE id = $1");
         sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql))
             .bind(id.as_str())
             .fetch_optional(self.reader())
@@ -154,7 +155,7 @@ impl Store {
     /// The channel the requester asked from, if any.
     pub async fn reply_channel(&self, id: &RequestId) -> Result<Option<String>, StoreError> {
         Ok(
-            sqlx::query_scalar("SELECT reply_channel FROM requests WHERE id = ?")
+            sqlx::query_scalar("SELECT reply_channel FROM requests WHERE id = $1")
                 .bind(id.as_str())
                 .fetch_optional(self.reader())
                 .await?
@@ -164,7 +165,7 @@ impl Store {
 
     /// Requests, newest first (at most `limit`).
     pub async fn recent_requests(&self, limit: i64) -> Result<Vec<AccessRequest>, StoreError> {
-        let sql = format!("SELECT {COLUMNS} FROM requests ORDER BY created_at DESC, id LIMIT ?");
+        let sql = format!("SELECT {COLUMNS} FROM requests ORDER BY created_at DESC, id LIMIT $1");
         sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql))
             .bind(limit)
             .fetch_all(self.reader())

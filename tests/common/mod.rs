@@ -46,9 +46,88 @@ where
     }
 }
 
+/// A fresh database for one test: a SQLite file in the test's folder, or, when
+/// `GRANTRY_TEST_POSTGRES` names a PostgreSQL server (an admin URL), a new database there that is
+/// dropped when this is dropped.
+pub struct TestDb {
+    pub url: String,
+    pg: Option<(String, String)>,
+}
+
+impl TestDb {
+    pub async fn create(dir: &Path) -> TestDb {
+        use sqlx::Connection;
+        match std::env::var("GRANTRY_TEST_POSTGRES") {
+            Ok(admin) if !admin.is_empty() => {
+                let name = format!("grantry_t_{}", rand_suffix().replace('-', "_"));
+                let mut c = sqlx::PgConnection::connect(&admin)
+                    .await
+                    .expect("GRANTRY_TEST_POSTGRES answers");
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name}"
+                )))
+                .execute(&mut c)
+                .await
+                .unwrap();
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut c)
+                    .await
+                    .unwrap();
+                let base = admin
+                    .rsplit_once('/')
+                    .map(|(b, _)| b.to_string())
+                    .unwrap_or(admin.clone());
+                TestDb {
+                    url: format!("{base}/{name}"),
+                    pg: Some((admin, name)),
+                }
+            }
+            _ => TestDb {
+                url: format!("sqlite://{}", dir.join("grantry.db").display()),
+                pg: None,
+            },
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.pg.is_some()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((admin, name)) = self.pg.take() {
+            // Drop runs outside async: a thread with its own runtime does the cleanup.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async move {
+                    use sqlx::Connection;
+                    if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                        )))
+                        .execute(&mut c)
+                        .await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
 /// Writes the example catalog and people file plus secrets into `dir`, and returns the config
-/// text for them, pointing Slack and SCIM at the given base URLs.
-pub fn write_config(dir: &Path, slack_base: &str, scim_base: &str, extra: &str) -> PathBuf {
+/// for them, pointing Slack and SCIM at the given base URLs and the store at `db`.
+pub fn write_config(
+    dir: &Path,
+    db: &TestDb,
+    slack_base: &str,
+    scim_base: &str,
+    extra: &str,
+) -> PathBuf {
     let examples = manifest_dir().join("examples");
     std::fs::copy(examples.join("catalog.toml"), dir.join("catalog.toml")).unwrap();
     std::fs::copy(examples.join("people.toml"), dir.join("people.toml")).unwrap();
@@ -60,7 +139,7 @@ pub fn write_config(dir: &Path, slack_base: &str, scim_base: &str, extra: &str) 
 [server]
 listen = "127.0.0.1:0"
 [database]
-url = "sqlite://{db}"
+url = "{db}"
 synchronous = "normal"
 [catalog]
 path = "catalog.toml"
@@ -85,7 +164,7 @@ token_file = "{dir}/scim_token"
 timeout_secs = 3
 {extra}
 "#,
-        db = dir.join("grantry.db").display(),
+        db = db.url,
         dir = dir.display(),
     );
     let path = dir.join("grantry.toml");
@@ -100,6 +179,7 @@ pub struct TestApp {
     pub clock: Arc<ManualClock>,
     pub slack: SlackStandIn,
     pub scim: Scim,
+    pub db: TestDb,
     pub dir: tempfile::TempDir,
     http: reqwest::Client,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -110,7 +190,8 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     let scim = Scim::start().await;
     let slack = SlackStandIn::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let path = write_config(dir.path(), &slack.base_url(), &scim.base_url, "");
+    let db = TestDb::create(dir.path()).await;
+    let path = write_config(dir.path(), &db, &slack.base_url(), &scim.base_url, "");
     let mut config = Config::load(&path).unwrap();
     tweak(&mut config);
     let clock = Arc::new(ManualClock::new());
@@ -131,6 +212,7 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
         clock,
         slack,
         scim,
+        db,
         dir,
         http: reqwest::Client::new(),
         stop: Some(tx),
