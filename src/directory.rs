@@ -81,6 +81,19 @@ impl Directory {
         }
     }
 
+    /// The active people whose manager is `email`.
+    pub fn reports_of(&self, email: &str) -> Vec<&Person> {
+        self.people
+            .iter()
+            .filter(|p| {
+                p.is_active()
+                    && p.manager
+                        .as_deref()
+                        .is_some_and(|m| m.eq_ignore_ascii_case(email))
+            })
+            .collect()
+    }
+
     /// The person's user id on `platform`, if the directory knows it.
     pub fn chat_id<'a>(&'a self, platform: &str, person: &'a Person) -> Option<&'a str> {
         match platform {

@@ -63,6 +63,8 @@ pub struct App {
     pub chats: HashMap<&'static str, Arc<dyn ChatPlatform>>,
     pub clock: Arc<dyn Clock>,
     pub slack_signing_secret: Secret,
+    /// Slack's Web API, for what only Slack has (opening modals).
+    pub slack: chat::slack::SlackClient,
 }
 
 impl App {
@@ -109,11 +111,12 @@ impl App {
                 "post to Slack",
             ));
         }
-        let slack = chat::slack::SlackPlatform::new(chat::slack::SlackClient::new(
+        let slack_client = chat::slack::SlackClient::new(
             &config.slack.api_base_url,
             token,
             Duration::from_secs(config.slack.timeout_secs),
-        ));
+        );
+        let slack = chat::slack::SlackPlatform::new(slack_client.clone());
         let mut chats: HashMap<&'static str, Arc<dyn ChatPlatform>> = HashMap::new();
         chats.insert("slack", Arc::new(slack));
         let store = Store::open(&StoreOptions {
@@ -131,6 +134,7 @@ impl App {
             chats,
             clock,
             slack_signing_secret: signing,
+            slack: slack_client,
         })
     }
 

@@ -23,7 +23,18 @@ pub struct RequestText {
 /// What the person asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AccessCommand {
+    /// `/access` alone: the guided form.
+    OpenForm,
     Help,
+    /// My open requests and active grants.
+    List,
+    /// Withdraw a request waiting for approval.
+    Cancel(String),
+    /// More time on a grant I hold (a grant or request id).
+    Extend {
+        id: String,
+        duration: AccessDuration,
+    },
     Request(RequestText),
 }
 
@@ -40,19 +51,37 @@ pub enum CommandError {
     Unexpected(String),
     #[error("Say why after `because`.")]
     MissingReason,
+    #[error("Usage: `{0}`")]
+    Usage(&'static str),
 }
 
 /// Parses the text after `/access`.
 pub fn parse(text: &str) -> Result<AccessCommand, CommandError> {
     let words: Vec<&str> = text.split_whitespace().collect();
-    match words.as_slice() {
-        [] | ["help"] | ["-h"] | ["--help"] | ["?"] => return Ok(AccessCommand::Help),
-        [app] => {
-            return Err(CommandError::MissingEntitlement {
-                app: (*app).to_string(),
+    let first = words.first().map(|w| w.to_ascii_lowercase());
+    match (first.as_deref(), words.as_slice()) {
+        (None, _) => return Ok(AccessCommand::OpenForm),
+        (Some("help" | "-h" | "--help" | "?"), [_]) => return Ok(AccessCommand::Help),
+        (Some("list" | "ls" | "status"), [_]) => return Ok(AccessCommand::List),
+        (Some("cancel"), [_, id]) => return Ok(AccessCommand::Cancel((*id).to_string())),
+        (Some("cancel"), _) => return Err(CommandError::Usage("/access cancel <request id>")),
+        (Some("extend"), [_, id, d]) => {
+            return Ok(AccessCommand::Extend {
+                id: (*id).to_string(),
+                duration: AccessDuration::parse(d).map_err(CommandError::BadDuration)?,
             })
         }
+        (Some("extend"), _) => {
+            return Err(CommandError::Usage(
+                "/access extend <grant or request id> <duration>",
+            ))
+        }
         _ => {}
+    }
+    if let [app] = words.as_slice() {
+        return Err(CommandError::MissingEntitlement {
+            app: (*app).to_string(),
+        });
     }
     let app = words[0].to_string();
     let entitlement = words[1].to_string();
@@ -112,8 +141,12 @@ fn text_after_word(text: &str, n: usize) -> String {
 
 /// The help text.
 pub const HELP: &str = "*grantry* keeps the grants: ask for access, owners approve, access ends on time.\n\
-• `/access <app> <entitlement> for <duration> because <reason>`: ask for access, e.g. `/access github platform-admins for 4h because incident INC-42`\n\
-• Durations: `30m`, `4h`, `2d`, `1w` (the catalog sets the longest allowed).\n\
+• `/access`: a form that lists the apps, their access and the durations allowed.\n\
+• `/access <app> <entitlement> for <duration> because <reason>`: ask directly, e.g. `/access github platform-admins for 4h because incident INC-42`\n\
+• Durations: `30m`, `4h`, `2d`, `1w` (the catalog sets the longest allowed; `permanent` where it allows).\n\
+• `/access list`: your open requests and the access you hold, with time left.\n\
+• `/access cancel <request id>`: withdraw a request still waiting for approval.\n\
+• `/access extend <grant id> <duration>`: ask for more time on access you hold (approved like a request).\n\
 • `/access help`: this message.";
 
 #[cfg(test)]
@@ -146,7 +179,22 @@ mod tests {
 
     #[test]
     fn helpful_errors() {
-        assert_eq!(parse("").unwrap(), AccessCommand::Help);
+        assert_eq!(parse("").unwrap(), AccessCommand::OpenForm);
+        assert_eq!(parse("help").unwrap(), AccessCommand::Help);
+        assert_eq!(parse("LIST").unwrap(), AccessCommand::List);
+        assert_eq!(
+            parse("cancel R-1").unwrap(),
+            AccessCommand::Cancel("R-1".into())
+        );
+        assert!(matches!(parse("cancel"), Err(CommandError::Usage(_))));
+        assert!(matches!(
+            parse("extend G-1 2h").unwrap(),
+            AccessCommand::Extend { .. }
+        ));
+        assert!(matches!(
+            parse("extend G-1 2x"),
+            Err(CommandError::BadDuration(_))
+        ));
         assert!(matches!(
             parse("github"),
             Err(CommandError::MissingEntitlement { .. })

@@ -57,6 +57,38 @@ pub enum CardStatus {
         by: PersonLabel,
         at_ms: i64,
     },
+    /// Ended without a decision (cancelled by the requester, timed out): no button stays live.
+    Closed { why: String, at_ms: i64 },
+}
+
+/// One open request on a person's home page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HomeRequest {
+    pub id: String,
+    /// `app/entitlement`.
+    pub access: String,
+    /// In words: "waiting for approval".
+    pub state: String,
+    pub created_at_ms: i64,
+}
+
+/// One grant a person holds, on their home page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HomeGrant {
+    pub id: String,
+    pub request_id: String,
+    pub access: String,
+    pub expires_at_ms: Option<i64>,
+}
+
+/// What a person sees on the bot's home page: their requests, their access, what they may ask for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HomeView {
+    pub requests: Vec<HomeRequest>,
+    pub grants: Vec<HomeGrant>,
+    /// (app name, app id, entitlement ids).
+    pub requestable: Vec<(String, String, Vec<String>)>,
+    pub now_ms: i64,
 }
 
 /// The approval card an approver sees: who, what, how long, why.
@@ -92,6 +124,24 @@ pub trait ChatPlatform: Send + Sync {
     async fn send_direct(&self, user: &str, text: &str) -> Result<(), ChatError>;
     /// Shows a message only `user` sees, in `channel`.
     async fn send_ephemeral(&self, channel: &str, user: &str, text: &str) -> Result<(), ChatError>;
+    /// Shows a person their home page (Slack's App Home); platforms without one do nothing.
+    async fn publish_home(&self, _user: &str, _home: &HomeView) -> Result<(), ChatError> {
+        Ok(())
+    }
+}
+
+/// "3h 20m left", "2d 4h left", "expired".
+pub fn time_left(now_ms: i64, until_ms: i64) -> String {
+    let mins = (until_ms - now_ms) / 60_000;
+    if mins <= 0 {
+        return "expires now".into();
+    }
+    let (d, h, m) = (mins / 1440, (mins % 1440) / 60, mins % 60);
+    match (d, h) {
+        (0, 0) => format!("{m}m left"),
+        (0, _) => format!("{h}h {m}m left"),
+        _ => format!("{d}d {h}h left"),
+    }
 }
 
 /// Escapes user-provided text for a message: `&`, `<`, `>` (so a reason cannot ping `@channel`,

@@ -60,6 +60,37 @@ pub struct Entitlement {
     pub allow_permanent: bool,
 }
 
+/// The durations offered in pickers, before the entitlement's own limits.
+const LADDER: [&str; 11] = [
+    "30m", "1h", "2h", "4h", "8h", "1d", "2d", "3d", "1w", "2w", "4w",
+];
+
+impl Entitlement {
+    /// The durations a person may pick for this entitlement: the usual ladder up to
+    /// `max_duration` (always including the default), then `None` (permanent) where allowed.
+    pub fn duration_choices(&self) -> Vec<Option<AccessDuration>> {
+        let mut v: Vec<AccessDuration> = LADDER
+            .iter()
+            .filter_map(|s| AccessDuration::parse(s).ok())
+            .filter(|d| self.max_duration.is_none_or(|m| *d <= m))
+            .collect();
+        for extra in [Some(self.default_duration), self.max_duration]
+            .into_iter()
+            .flatten()
+        {
+            if !v.contains(&extra) {
+                v.push(extra);
+            }
+        }
+        v.sort();
+        let mut out: Vec<Option<AccessDuration>> = v.into_iter().map(Some).collect();
+        if self.allow_permanent {
+            out.push(None);
+        }
+        out
+    }
+}
+
 /// One app in the catalog.
 #[derive(Debug, Clone, PartialEq)]
 pub struct App {
@@ -362,6 +393,22 @@ max_duration = "8h"
         assert_eq!(e.target, "platform-admins");
         assert_eq!(e.risk, Risk::High);
         assert_eq!(e.default_duration.to_string(), "8h");
+    }
+
+    #[test]
+    fn duration_choices_respect_the_maximum() {
+        let c = Catalog::parse(GOOD, None).unwrap();
+        let e = c
+            .app("github")
+            .unwrap()
+            .entitlement("platform-admins")
+            .unwrap();
+        let shown: Vec<String> = e
+            .duration_choices()
+            .iter()
+            .map(|d| d.unwrap().to_string())
+            .collect();
+        assert_eq!(shown, ["30m", "1h", "2h", "4h", "8h"]);
     }
 
     #[test]

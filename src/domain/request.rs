@@ -122,6 +122,8 @@ pub struct AccessRequest {
     pub duration: Option<AccessDuration>,
     pub reason: String,
     pub ticket: Option<String>,
+    /// For an extension: the grant it lengthens.
+    pub extends_grant: Option<String>,
     pub state: RequestState,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,

@@ -28,6 +28,14 @@ pub async fn card_for(app: &App, req: &AccessRequest) -> Result<ApprovalCard, St
         .flat_map(|d| serde_json::from_str::<Vec<String>>(&d.reasons).unwrap_or_default())
         .collect();
     let status = match decisions.iter().rev().find(|d| d.kind == "approver") {
+        None if req.state == crate::domain::RequestState::Cancelled => CardStatus::Closed {
+            why: "Cancelled by the requester".into(),
+            at_ms: req.updated_at_ms,
+        },
+        None if req.state == crate::domain::RequestState::TimedOut => CardStatus::Closed {
+            why: "Timed out with no decision".into(),
+            at_ms: req.updated_at_ms,
+        },
         None => CardStatus::Pending,
         Some(d) => {
             let chat_id = app

@@ -25,6 +25,12 @@ pub struct Submission {
     pub idempotency_key: Option<String>,
     pub text: RequestText,
     pub ticket: Option<String>,
+    /// Who the access is for when not the requester (a direct report).
+    pub subject_email: Option<String>,
+    /// For an extension: the grant to lengthen.
+    pub extends: Option<String>,
+    /// Also send the reply as a direct message (a modal closes, leaving nowhere to show it).
+    pub confirm_by_dm: bool,
 }
 
 /// What to tell the requester.
@@ -41,6 +47,39 @@ pub enum IntakeReply {
     Duplicate { id: RequestId, state: RequestState },
     /// Not filed: what to change. Nothing was stored.
     Invalid(String),
+}
+
+impl IntakeReply {
+    /// What to tell the requester, in words (user input escaped).
+    pub fn message(&self) -> String {
+        match self {
+            IntakeReply::Routed { id, approvers } => format!(
+                "Request {id} sent to {} for approval. I'll message you when they decide.",
+                crate::chat::escape(&join_names(approvers))
+            ),
+            IntakeReply::Denied { id, reason } => {
+                format!(
+                    ":no_entry: Request {id} denied: {}",
+                    crate::chat::escape(reason)
+                )
+            }
+            IntakeReply::Duplicate { id, state } => {
+                format!(
+                    "Request {id} was already received; it is {}.",
+                    state.describe()
+                )
+            }
+            IntakeReply::Invalid(msg) => msg.clone(),
+        }
+    }
+}
+
+fn join_names(names: &[String]) -> String {
+    match names {
+        [] => "the app's owners".into(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} or {last}", init.join(", ")),
+    }
 }
 
 fn did_you_mean(options: Vec<&str>) -> String {
@@ -127,7 +166,19 @@ pub async fn submit(app: &App, s: Submission) -> Result<IntakeReply, FlowError> 
         )));
     }
 
-    let subject = requester;
+    let subject = match s.subject_email.as_deref() {
+        None => requester,
+        Some(e) if e.eq_ignore_ascii_case(&requester.email) => requester,
+        Some(e) => match app.directory.by_email(e) {
+            Some(p) if p.manager.as_deref().is_some_and(|m| m.eq_ignore_ascii_case(&requester.email)) => p,
+            _ => {
+                return Ok(IntakeReply::Invalid(format!(
+                    "You can request access for yourself or your direct reports; {} is not your report in the directory.",
+                    crate::chat::escape(e)
+                )))
+            }
+        },
+    };
     let mut decision = policy::decide(&PolicyInput {
         requester,
         subject,
@@ -167,6 +218,7 @@ pub async fn submit(app: &App, s: Submission) -> Result<IntakeReply, FlowError> 
         duration,
         reason,
         ticket: s.ticket.clone(),
+        extends_grant: s.extends.clone(),
         state,
         created_at_ms: now,
         updated_at_ms: now,
@@ -188,6 +240,12 @@ pub async fn submit(app: &App, s: Submission) -> Result<IntakeReply, FlowError> 
             .unwrap_or(RequestState::Submitted);
         return Ok(IntakeReply::Duplicate { id, state });
     }
+    let dm = |reply: &IntakeReply| Job::Notify {
+        platform: s.platform.to_string(),
+        to: s.requester_chat_id.clone(),
+        text: reply.message(),
+        ephemeral_channel: None,
+    };
     let id = request.id.as_str();
     tx.audit(
         now,
@@ -200,6 +258,7 @@ pub async fn submit(app: &App, s: Submission) -> Result<IntakeReply, FlowError> 
                 "platform": s.platform, "chat_user": s.requester_chat_id, "subject": subject.email,
                 "app": request.app, "entitlement": request.entitlement,
                 "duration": duration.map(|d| d.to_string()), "reason": request.reason, "ticket": request.ticket,
+                "extends_grant": request.extends_grant,
             }),
         },
     )
@@ -232,11 +291,15 @@ pub async fn submit(app: &App, s: Submission) -> Result<IntakeReply, FlowError> 
             },
         )
         .await?;
-        tx.commit().await?;
-        return Ok(IntakeReply::Denied {
-            id: request.id,
+        let reply = IntakeReply::Denied {
+            id: request.id.clone(),
             reason: decision.explain(),
-        });
+        };
+        if s.confirm_by_dm {
+            tx.enqueue(&dm(&reply), now, max_attempts).await?;
+        }
+        tx.commit().await?;
+        return Ok(reply);
     }
     tx.audit(
         now,
@@ -263,9 +326,13 @@ pub async fn submit(app: &App, s: Submission) -> Result<IntakeReply, FlowError> 
         tx.enqueue(&Job::PostApprovalCard { approval_id }, now, max_attempts)
             .await?;
     }
-    tx.commit().await?;
-    Ok(IntakeReply::Routed {
-        id: request.id,
+    let reply = IntakeReply::Routed {
+        id: request.id.clone(),
         approvers: approvers.into_iter().map(|a| a.name).collect(),
-    })
+    };
+    if s.confirm_by_dm {
+        tx.enqueue(&dm(&reply), now, max_attempts).await?;
+    }
+    tx.commit().await?;
+    Ok(reply)
 }

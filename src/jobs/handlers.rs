@@ -20,6 +20,21 @@ pub(super) async fn run(app: &App, job: &Job) -> Result<(), JobError> {
         Job::UpdateApprovalCards { request_id } => update_cards(app, request_id).await,
         Job::Provision { request_id } => provision(app, request_id).await,
         Job::Revoke { grant_id } => revoke(app, grant_id).await,
+        Job::PublishHome { platform, user } => {
+            let chat = app.chat(platform).ok_or_else(|| {
+                JobError::permanent(format!("no chat platform '{platform}' configured"))
+            })?;
+            let view = crate::flow::requests::home(app, platform, user)
+                .await
+                .map_err(|e| JobError::Transient {
+                    message: e.to_string(),
+                    retry_after: None,
+                })?;
+            if let Some(view) = view {
+                chat.publish_home(user, &view).await?;
+            }
+            Ok(())
+        }
         Job::Notify {
             platform,
             to,
@@ -100,7 +115,7 @@ pub(super) async fn on_give_up(app: &App, job: &Job, error: &str) -> Result<(), 
             ":warning: Could not send approval card #{approval_id}: {}",
             crate::chat::escape(error)
         )),
-        Job::UpdateApprovalCards { .. } | Job::Notify { .. } => None,
+        Job::UpdateApprovalCards { .. } | Job::Notify { .. } | Job::PublishHome { .. } => None,
     };
     if let (Some(text), Some(channel)) = (it_text, app.config.slack.status_channel.as_ref()) {
         tx.enqueue(
@@ -229,6 +244,12 @@ async fn provision(app: &App, request_id: &str) -> Result<(), JobError> {
             )));
         }
     }
+    if let Some(gid) = &req.extends_grant {
+        if extend_grant(app, &req, gid).await? {
+            return Ok(());
+        }
+        // The grant ended meanwhile: provision anew below.
+    }
     let connector = app.connectors.get(&catalog_app.connector).ok_or_else(|| {
         JobError::permanent(format!(
             "connector '{}' is not configured",
@@ -306,6 +327,59 @@ async fn provision(app: &App, request_id: &str) -> Result<(), JobError> {
     Ok(())
 }
 
+/// An approved extension: moves the grant's end, no call to the app needed. Returns false when
+/// the grant is no longer active (then the request is provisioned as new access).
+async fn extend_grant(
+    app: &App,
+    req: &crate::domain::AccessRequest,
+    grant_id: &str,
+) -> Result<bool, JobError> {
+    let gid = GrantId::from_stored(grant_id.to_string());
+    let add = req.duration.map(|d| d.millis()).unwrap_or(0);
+    let now = app.now_ms();
+    let mut tx = app.store.begin().await?;
+    if !tx.extend_grant(&gid, add).await? {
+        return Ok(false);
+    }
+    if !tx
+        .move_request(
+            &req.id,
+            RequestState::Provisioning,
+            RequestState::Active,
+            now,
+        )
+        .await?
+    {
+        return Ok(true);
+    }
+    let expires = tx.grant(&gid).await?.and_then(|g| g.expires_at);
+    tx.audit(
+        now,
+        NewAuditEvent {
+            actor: "system",
+            action: "grant.extended",
+            request_id: Some(req.id.as_str()),
+            grant_id: Some(grant_id),
+            detail: json!({"by": req.duration.map(|d| d.to_string()), "expires_at": expires}),
+        },
+    )
+    .await?;
+    tx.enqueue(&Job::Notify {
+        platform: req.platform.clone(),
+        to: req.requester_chat_id.clone(),
+        text: format!(
+            ":white_check_mark: Extended: your access to *{}/{}* (grant {grant_id}) now lasts until {}.",
+            req.app,
+            req.entitlement,
+            expires.map(crate::clock::format_utc).unwrap_or_default()
+        ),
+        ephemeral_channel: None,
+    }, now, app.config.jobs.max_attempts)
+    .await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
 async fn revoke(app: &App, grant_id: &str) -> Result<(), JobError> {
     let gid = GrantId::from_stored(grant_id.to_string());
     let Some(grant) = app.store.grant(&gid).await? else {
@@ -334,6 +408,7 @@ async fn revoke(app: &App, grant_id: &str) -> Result<(), JobError> {
     }
     tx.move_request(&rid, RequestState::Active, RequestState::Expired, now)
         .await?;
+    tx.expire_extensions(grant_id, now).await?;
     tx.audit(now, NewAuditEvent {
         actor: "system:expiry",
         action: "grant.revoked",

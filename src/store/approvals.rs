@@ -94,6 +94,20 @@ impl Tx {
         Ok(())
     }
 
+    /// Closes every pending approval of a request (cancelled, timed out).
+    pub async fn close_pending_approvals(
+        &mut self,
+        request_id: &RequestId,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE approvals SET state = 'closed' WHERE request_id = $1 AND state = 'pending'",
+        )
+        .bind(request_id.as_str())
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
     /// Records where an approver's card was posted (and their chat id, if it was looked up).
     pub async fn set_approval_message(
         &mut self,

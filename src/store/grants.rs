@@ -82,6 +82,18 @@ impl Tx {
             .await?)
     }
 
+    /// Moves an active grant's end by `add_ms`. Returns whether it was still active.
+    pub async fn extend_grant(&mut self, id: &GrantId, add_ms: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE grants SET expires_at = expires_at + $1 WHERE id = $2 AND state = 'active' AND expires_at IS NOT NULL",
+        )
+        .bind(add_ms)
+        .bind(id.as_str())
+        .execute(self.conn())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Moves a grant revoking → revoked. Returns whether it moved.
     pub async fn finish_revoke(
         &mut self,
@@ -132,6 +144,21 @@ impl Store {
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(request_id)
             .fetch_optional(self.reader())
+            .await?)
+    }
+
+    /// The grants a person holds now (active), soonest to end first.
+    pub async fn active_grants_of(
+        &self,
+        subject_email: &str,
+    ) -> Result<Vec<GrantRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM grants WHERE subject_email = $1 AND state = 'active' \
+             ORDER BY expires_at, id LIMIT 200"
+        );
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(subject_email)
+            .fetch_all(self.reader())
             .await?)
     }
 

@@ -29,6 +29,8 @@ pub enum Job {
         text: String,
         ephemeral_channel: Option<String>,
     },
+    /// Refresh a person's home page (Slack App Home).
+    PublishHome { platform: String, user: String },
 }
 
 impl Job {
@@ -40,6 +42,7 @@ impl Job {
             Job::Provision { .. } => "provision",
             Job::Revoke { .. } => "revoke",
             Job::Notify { .. } => "notify",
+            Job::PublishHome { .. } => "publish_home",
         }
     }
 }
@@ -103,6 +106,19 @@ impl Tx {
 }
 
 impl Store {
+    /// Enqueues a job on its own (when no other change goes with it), runnable now.
+    pub async fn enqueue_now(
+        &self,
+        job: &Job,
+        now_ms: i64,
+        max_attempts: i64,
+    ) -> Result<i64, StoreError> {
+        let mut tx = self.begin().await?;
+        let id = tx.enqueue(job, now_ms, max_attempts).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
     /// Claims the oldest runnable job (queued and due, or running with an expired lease).
     pub async fn claim_job(
         &self,

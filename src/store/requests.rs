@@ -17,13 +17,14 @@ struct Row {
     duration_minutes: Option<i64>,
     reason: String,
     ticket: Option<String>,
+    extends_grant: Option<String>,
     state: String,
     created_at: i64,
     updated_at: i64,
 }
 
 const COLUMNS: &str = "id, platform, requester_chat_id, requester_email, subject_email, app, \
-     entitlement, duration_minutes, reason, ticket, state, created_at, updated_at";
+     entitlement, duration_minutes, reason, ticket, extends_grant, state, created_at, updated_at";
 
 impl TryFrom<Row> for AccessRequest {
     type Error = StoreError;
@@ -49,6 +50,7 @@ impl TryFrom<Row> for AccessRequest {
             duration,
             reason: r.reason,
             ticket: r.ticket,
+            extends_grant: r.extends_grant,
             state,
             created_at_ms: r.created_at,
             updated_at_ms: r.updated_at,
@@ -75,7 +77,7 @@ impl Tx {
         let done = sqlx::query(
             "INSERT INTO requests (id, idempotency_key, platform, requester_chat_id, requester_email, \
              subject_email, app, entitlement, duration_minutes, reason, ticket, state, reply_channel, \
-             created_at, updated_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15) \
+             created_at, updated_at, extends_grant) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16) \
              ON CONFLICT (idempotency_key) DO NOTHING",
         )
         .bind(r.id.as_str())
@@ -93,6 +95,7 @@ impl Tx {
         .bind(reply_channel)
         .bind(r.created_at_ms)
         .bind(r.updated_at_ms)
+        .bind(&r.extends_grant)
         .execute(self.conn())
         .await?;
         if done.rows_affected() == 1 {
@@ -126,6 +129,22 @@ impl Tx {
         .execute(self.conn())
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// Ends the extension requests of a grant that was revoked (active → expired).
+    pub async fn expire_extensions(
+        &mut self,
+        grant_id: &str,
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE requests SET state = 'expired', updated_at = $1 WHERE extends_grant = $2 AND state = 'active'",
+        )
+        .bind(now_ms)
+        .bind(grant_id)
+        .execute(self.conn())
+        .await?;
+        Ok(done.rows_affected())
     }
 
     /// Reads a request inside the transaction.
@@ -167,6 +186,27 @@ impl Store {
     pub async fn recent_requests(&self, limit: i64) -> Result<Vec<AccessRequest>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM requests ORDER BY created_at DESC, id LIMIT $1");
         sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql))
+            .bind(limit)
+            .fetch_all(self.reader())
+            .await?
+            .into_iter()
+            .map(AccessRequest::try_from)
+            .collect()
+    }
+
+    /// A requester's requests that are still under way (not yet active or ended), newest first.
+    pub async fn open_requests_of(
+        &self,
+        requester_email: &str,
+        limit: i64,
+    ) -> Result<Vec<AccessRequest>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM requests WHERE requester_email = $1 \
+             AND state IN ('submitted', 'pending_approval', 'approved', 'provisioning') \
+             ORDER BY created_at DESC, id LIMIT $2"
+        );
+        sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql))
+            .bind(requester_email)
             .bind(limit)
             .fetch_all(self.reader())
             .await?

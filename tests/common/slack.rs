@@ -93,9 +93,11 @@ async fn handle(
     g.ts += 1;
     let ts = format!("1700000000.{:06}", g.ts);
     let mut v = match method.as_str() {
-        "chat.postMessage" | "chat.update" | "chat.postEphemeral" | "users.lookupByEmail" => {
-            example(&method)
-        }
+        "chat.postMessage"
+        | "chat.update"
+        | "chat.postEphemeral"
+        | "users.lookupByEmail"
+        | "views.open" => example(&method),
         _ => serde_json::json!({"ok": true}),
     };
     match method.as_str() {

@@ -33,6 +33,7 @@ pub fn card_text(card: &ApprovalCard) -> String {
             },
             by.name
         ),
+        CardStatus::Closed { why, .. } => format!("{why}: {head}"),
     }
 }
 
@@ -78,6 +79,12 @@ pub fn approval_card(card: &ApprovalCard) -> Vec<Value> {
             let fallback = crate::clock::format_utc(*at_ms);
             blocks.push(json!({"type": "section", "text": {"type": "mrkdwn",
                 "text": format!("{mark} *{word}* by {} at <!date^{secs}^{{date_short_pretty}} {{time}}|{fallback}>", who(by))}}));
+        }
+        CardStatus::Closed { why, at_ms } => {
+            let secs = at_ms / 1000;
+            let fallback = crate::clock::format_utc(*at_ms);
+            blocks.push(json!({"type": "section", "text": {"type": "mrkdwn",
+                "text": format!(":heavy_minus_sign: *{}* at <!date^{secs}^{{date_short_pretty}} {{time}}|{fallback}>", escape(why))}}));
         }
     }
     blocks

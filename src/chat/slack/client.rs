@@ -182,6 +182,23 @@ impl SlackClient {
         .map(|_| ())
     }
 
+    /// `views.open`: shows a modal (the `trigger_id` is valid for 3 seconds).
+    pub async fn views_open(&self, trigger_id: &str, view: &Value) -> Result<(), ChatError> {
+        self.call(
+            "views.open",
+            &json!({"trigger_id": trigger_id, "view": view}),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// `views.publish`: sets a person's App Home.
+    pub async fn views_publish(&self, user: &str, view: &Value) -> Result<(), ChatError> {
+        self.call("views.publish", &json!({"user_id": user, "view": view}))
+            .await
+            .map(|_| ())
+    }
+
     /// `users.lookupByEmail`: the user id, or `None` when Slack has no such user.
     pub async fn lookup_by_email(&self, email: &str) -> Result<Option<String>, ChatError> {
         match self

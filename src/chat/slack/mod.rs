@@ -4,10 +4,11 @@ pub mod blocks;
 pub mod client;
 pub mod payload;
 pub mod signature;
+pub mod views;
 
 use async_trait::async_trait;
 
-use crate::chat::{ApprovalCard, ChatError, ChatPlatform, MessageRef};
+use crate::chat::{ApprovalCard, ChatError, ChatPlatform, HomeView, MessageRef};
 pub use client::SlackClient;
 
 /// Slack behind [`ChatPlatform`].
@@ -62,5 +63,9 @@ impl ChatPlatform for SlackPlatform {
 
     async fn send_ephemeral(&self, channel: &str, user: &str, text: &str) -> Result<(), ChatError> {
         self.client.post_ephemeral(channel, user, text).await
+    }
+
+    async fn publish_home(&self, user: &str, home: &HomeView) -> Result<(), ChatError> {
+        self.client.views_publish(user, &views::home(home)).await
     }
 }

@@ -56,11 +56,64 @@ pub struct BlockActions {
     pub actions: Vec<Action>,
 }
 
+/// A modal submitted (`view_submission`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ViewSubmission {
+    pub team_id: Option<String>,
+    pub user_id: String,
+    pub view_id: String,
+    pub callback_id: String,
+    /// `view.state.values`: `{block_id: {action_id: {type, value | selected_option …}}}`.
+    pub values: Value,
+}
+
+impl ViewSubmission {
+    /// The text or selected value of `block_id`'s element (`action_id` = `block_id` in our views).
+    pub fn value(&self, block_id: &str) -> Option<String> {
+        input_value(&self.values, block_id)
+    }
+}
+
+/// The value a person typed or chose in an input block of `values` (`view.state.values`).
+pub fn input_value(values: &Value, block_id: &str) -> Option<String> {
+    let el = values.get(block_id)?.get(block_id)?;
+    el.get("value")
+        .and_then(Value::as_str)
+        .or_else(|| str_at(el, &["selected_option", "value"]))
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// A select menu asking for its options as the person types (`block_suggestion`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BlockSuggestion {
+    pub user_id: String,
+    pub action_id: String,
+    /// What the person typed so far.
+    pub query: String,
+    /// The view's state so far (to filter entitlements by the chosen app).
+    pub values: Value,
+}
+
+/// An Events API `event_callback`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventCallback {
+    pub event_id: Option<String>,
+    /// `event.type`, e.g. `app_home_opened`.
+    pub kind: String,
+    pub user: Option<String>,
+    /// `event.tab` for `app_home_opened` (`home` or `messages`).
+    pub tab: Option<String>,
+}
+
 /// Every kind of inbound body on the Slack endpoints.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Inbound {
     Command(SlashCommand),
     BlockActions(BlockActions),
+    ViewSubmission(ViewSubmission),
+    BlockSuggestion(BlockSuggestion),
+    EventCallback(EventCallback),
     /// Another interaction type (view_submission, shortcut…): its `type` and raw JSON.
     OtherInteraction {
         kind: String,
@@ -70,7 +123,7 @@ pub enum Inbound {
     UrlVerification {
         challenge: String,
     },
-    /// Another Events API body.
+    /// Another Events API body (e.g. `app_rate_limited`).
     Event(Value),
 }
 
@@ -95,6 +148,14 @@ pub fn parse(content_type: Option<&str>, body: &[u8]) -> Result<Inbound, Payload
                     .ok_or(PayloadError::Missing("challenge"))?
                     .to_string(),
             },
+            Some("event_callback") => Inbound::EventCallback(EventCallback {
+                event_id: str_at(&v, &["event_id"]).map(str::to_string),
+                kind: str_at(&v, &["event", "type"])
+                    .ok_or(PayloadError::Missing("event.type"))?
+                    .to_string(),
+                user: str_at(&v, &["event", "user"]).map(str::to_string),
+                tab: str_at(&v, &["event", "tab"]).map(str::to_string),
+            }),
             Some(_) => Inbound::Event(v),
             None => return Err(PayloadError::Missing("type")),
         });
@@ -127,10 +188,40 @@ fn parse_interaction(v: Value) -> Result<Inbound, PayloadError> {
         .and_then(Value::as_str)
         .ok_or(PayloadError::Missing("type"))?
         .to_string();
-    if kind != "block_actions" {
-        return Ok(Inbound::OtherInteraction { kind, payload: v });
-    }
     let user_id = str_at(&v, &["user", "id"]).ok_or(PayloadError::Missing("user.id"))?;
+    match kind.as_str() {
+        "block_actions" => {}
+        "view_submission" => {
+            return Ok(Inbound::ViewSubmission(ViewSubmission {
+                team_id: str_at(&v, &["team", "id"]).map(str::to_string),
+                user_id: user_id.to_string(),
+                view_id: str_at(&v, &["view", "id"])
+                    .ok_or(PayloadError::Missing("view.id"))?
+                    .to_string(),
+                callback_id: str_at(&v, &["view", "callback_id"])
+                    .unwrap_or_default()
+                    .to_string(),
+                values: v
+                    .pointer("/view/state/values")
+                    .cloned()
+                    .unwrap_or(Value::Null),
+            }))
+        }
+        "block_suggestion" => {
+            return Ok(Inbound::BlockSuggestion(BlockSuggestion {
+                user_id: user_id.to_string(),
+                action_id: str_at(&v, &["action_id"])
+                    .ok_or(PayloadError::Missing("action_id"))?
+                    .to_string(),
+                query: str_at(&v, &["value"]).unwrap_or_default().to_string(),
+                values: v
+                    .pointer("/view/state/values")
+                    .cloned()
+                    .unwrap_or(Value::Null),
+            }))
+        }
+        _ => return Ok(Inbound::OtherInteraction { kind, payload: v }),
+    }
     let actions = v
         .get("actions")
         .and_then(Value::as_array)
@@ -208,13 +299,22 @@ mod tests {
     }
 
     #[test]
-    fn slacks_view_submission_is_recognised() {
-        let Inbound::OtherInteraction { kind, .. } =
-            parse(None, &oracle("view_submission.form")).unwrap()
+    fn slacks_view_submission_parses() {
+        let Inbound::ViewSubmission(v) = parse(None, &oracle("view_submission.form")).unwrap()
         else {
-            panic!()
+            panic!("not a view_submission")
         };
-        assert_eq!(kind, "view_submission");
+        assert_eq!(
+            (
+                v.user_id.as_str(),
+                v.view_id.as_str(),
+                v.callback_id.as_str()
+            ),
+            ("W111", "V111", "view-id")
+        );
+        // The oracle's input block is `hspI` with action `maBWU`; our views use block = action.
+        assert_eq!(v.values["hspI"]["maBWU"]["value"], "test");
+        assert_eq!(v.value("hspI"), None);
     }
 
     #[test]

@@ -1,0 +1,2 @@
+-- Extension requests point at the grant they lengthen.
+ALTER TABLE requests ADD COLUMN extends_grant TEXT;

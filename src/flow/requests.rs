@@ -1,0 +1,250 @@
+//! What a requester does with their own requests and grants: list them, cancel one, extend one,
+//! and the home page that shows them.
+
+use serde_json::json;
+
+use super::intake::{self, IntakeReply, Submission};
+use super::FlowError;
+use crate::chat::command::{DurationSpec, RequestText};
+use crate::chat::{escape, time_left, HomeGrant, HomeRequest, HomeView};
+use crate::domain::{AccessDuration, GrantId, Person, RequestId, RequestState};
+use crate::store::audit::NewAuditEvent;
+use crate::store::Job;
+use crate::App;
+
+fn person<'a>(app: &'a App, platform: &str, chat_id: &str) -> Option<&'a Person> {
+    app.directory.by_chat_id(platform, chat_id)
+}
+
+const UNKNOWN: &str = "I don't know who you are yet: your account is not in grantry's directory. Ask IT to add you to the people file.";
+
+/// The person's home page content.
+pub async fn home(app: &App, platform: &str, chat_id: &str) -> Result<Option<HomeView>, FlowError> {
+    let Some(p) = person(app, platform, chat_id) else {
+        return Ok(None);
+    };
+    let requests = app
+        .store
+        .open_requests_of(&p.email, 50)
+        .await?
+        .into_iter()
+        .map(|r| HomeRequest {
+            id: r.id.to_string(),
+            access: format!("{}/{}", r.app, r.entitlement),
+            state: r.state.describe().to_string(),
+            created_at_ms: r.created_at_ms,
+        })
+        .collect();
+    let grants = app
+        .store
+        .active_grants_of(&p.email)
+        .await?
+        .into_iter()
+        .map(|g| HomeGrant {
+            id: g.id,
+            request_id: g.request_id,
+            access: format!("{}/{}", g.app, g.entitlement),
+            expires_at_ms: g.expires_at,
+        })
+        .collect();
+    let requestable = app
+        .catalog
+        .apps
+        .iter()
+        .map(|a| {
+            (
+                a.name.clone(),
+                a.id.clone(),
+                a.entitlements.iter().map(|e| e.id.clone()).collect(),
+            )
+        })
+        .collect();
+    Ok(Some(HomeView {
+        requests,
+        grants,
+        requestable,
+        now_ms: app.now_ms(),
+    }))
+}
+
+/// `/access list`: open requests and active grants with time left, as text.
+pub async fn list(app: &App, platform: &str, chat_id: &str) -> Result<String, FlowError> {
+    let Some(view) = home(app, platform, chat_id).await? else {
+        return Ok(UNKNOWN.into());
+    };
+    let mut out = Vec::new();
+    if view.requests.is_empty() && view.grants.is_empty() {
+        return Ok("You have no open requests and no access granted through grantry. Ask with `/access <app> <entitlement> for 4h because <reason>`.".into());
+    }
+    if !view.grants.is_empty() {
+        out.push("*Your access*".to_string());
+        for g in &view.grants {
+            let left = g
+                .expires_at_ms
+                .map(|t| time_left(view.now_ms, t))
+                .unwrap_or_else(|| "permanent".into());
+            out.push(format!(
+                "• {} — {left} (grant {}, request {})",
+                escape(&g.access),
+                g.id,
+                g.request_id
+            ));
+        }
+    }
+    if !view.requests.is_empty() {
+        out.push("*Your open requests*".to_string());
+        for r in &view.requests {
+            out.push(format!("• {} {} — {}", r.id, escape(&r.access), r.state));
+        }
+    }
+    Ok(out.join("\n"))
+}
+
+/// `/access cancel <id>`: the requester withdraws a request still waiting for approval.
+pub async fn cancel(
+    app: &App,
+    platform: &str,
+    chat_id: &str,
+    id_text: &str,
+) -> Result<String, FlowError> {
+    let Some(id) = RequestId::parse(id_text) else {
+        return Ok(format!(
+            "`{}` is not a request id (they look like R-7KQ2M9XA). See `/access list`.",
+            escape(id_text)
+        ));
+    };
+    let now = app.now_ms();
+    let mut tx = app.store.begin().await?;
+    let Some(req) = tx.request(&id).await? else {
+        return Ok(format!("There is no request {id}."));
+    };
+    if req.platform != platform || req.requester_chat_id != chat_id {
+        return Ok(format!("Only the person who asked can cancel {id}."));
+    }
+    if !tx
+        .move_request(
+            &id,
+            RequestState::PendingApproval,
+            RequestState::Cancelled,
+            now,
+        )
+        .await?
+    {
+        return Ok(format!(
+            "{id} is {}: there is nothing to cancel.",
+            req.state.describe()
+        ));
+    }
+    tx.close_pending_approvals(&id).await?;
+    tx.audit(
+        now,
+        NewAuditEvent {
+            actor: &req.requester_email,
+            action: "request.cancelled",
+            request_id: Some(id.as_str()),
+            grant_id: None,
+            detail: json!({"by": "requester"}),
+        },
+    )
+    .await?;
+    tx.enqueue(
+        &Job::UpdateApprovalCards {
+            request_id: id.to_string(),
+        },
+        now,
+        app.config.jobs.max_attempts,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(format!(
+        "Cancelled {id} ({}/{}). Its approvers' cards now say so.",
+        req.app, req.entitlement
+    ))
+}
+
+/// `/access extend <grant or request id> <duration>`: asks, through policy and the same approvers,
+/// for `duration` more on a grant the person holds. Allowed while the time left plus the extra
+/// stays within the entitlement's maximum.
+pub async fn extend(
+    app: &App,
+    platform: &'static str,
+    chat_id: &str,
+    id_text: &str,
+    extra: AccessDuration,
+    idempotency_key: Option<String>,
+) -> Result<IntakeReply, FlowError> {
+    let Some(p) = person(app, platform, chat_id) else {
+        return Ok(IntakeReply::Invalid(UNKNOWN.into()));
+    };
+    let grant = if let Some(g) = GrantId::parse(id_text) {
+        app.store.grant(&g).await?
+    } else if let Some(r) = RequestId::parse(id_text) {
+        app.store.grant_for_request(r.as_str()).await?
+    } else {
+        return Ok(IntakeReply::Invalid(format!(
+            "`{}` is neither a grant id (G-…) nor a request id (R-…). See `/access list`.",
+            escape(id_text)
+        )));
+    };
+    let Some(grant) = grant.filter(|g| g.subject_email.eq_ignore_ascii_case(&p.email)) else {
+        return Ok(IntakeReply::Invalid(format!(
+            "You hold no grant {}.",
+            escape(id_text)
+        )));
+    };
+    if grant.state != "active" {
+        return Ok(IntakeReply::Invalid(format!(
+            "Grant {} is {}: ask for new access instead with `/access {} {}`.",
+            grant.id, grant.state, grant.app, grant.entitlement
+        )));
+    }
+    let Some(expires) = grant.expires_at else {
+        return Ok(IntakeReply::Invalid(format!(
+            "Grant {} is permanent: it needs no extension.",
+            grant.id
+        )));
+    };
+    let ent = app
+        .catalog
+        .app(&grant.app)
+        .and_then(|a| a.entitlement(&grant.entitlement));
+    if let Some(max) = ent.and_then(|e| e.max_duration) {
+        let left = (expires - app.now_ms()).max(0);
+        if left + extra.millis() > max.millis() {
+            let room = (max.millis() - left) / 60_000;
+            return Ok(IntakeReply::Invalid(format!(
+                "{}/{} may be held at most {max} at a time and {} is left: ask for at most {} more.",
+                grant.app,
+                grant.entitlement,
+                time_left(0, left).trim_end_matches(" left"),
+                AccessDuration::from_minutes(room.max(0) as u64).map(|d| d.to_string()).unwrap_or_else(|_| "0m".into())
+            )));
+        }
+    }
+    let original = app
+        .store
+        .request(&RequestId::from_stored(grant.request_id.clone()))
+        .await?
+        .map(|r| r.reason)
+        .unwrap_or_default();
+    intake::submit(
+        app,
+        Submission {
+            platform,
+            requester_chat_id: chat_id.to_string(),
+            reply_channel: None,
+            idempotency_key,
+            text: RequestText {
+                app: grant.app.clone(),
+                entitlement: grant.entitlement.clone(),
+                duration: Some(DurationSpec::For(extra)),
+                reason: Some(format!("Extension of {} by {extra}: {original}", grant.id)),
+            },
+            ticket: None,
+            subject_email: Some(grant.subject_email.clone()),
+            extends: Some(grant.id.clone()),
+            confirm_by_dm: false,
+        },
+    )
+    .await
+}

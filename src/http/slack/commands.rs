@@ -1,0 +1,78 @@
+//! `/access …`: every command answers at once, ephemerally, saying what happens next.
+
+use std::sync::Arc;
+
+use super::{modal, Reply};
+use crate::chat::command::{self, AccessCommand};
+use crate::chat::slack::payload::SlashCommand;
+use crate::flow::intake::{self, IntakeReply, Submission};
+use crate::flow::requests;
+use crate::flow::FlowError;
+use crate::App;
+
+const OOPS: &str =
+    "Something went wrong on our side and nothing was saved. Please try again in a moment.";
+
+fn or_oops(r: Result<String, FlowError>) -> Reply {
+    match r {
+        Ok(text) => Reply::ephemeral(text),
+        Err(e) => {
+            tracing::error!(error = %e, "slash command failed");
+            Reply::ephemeral(OOPS)
+        }
+    }
+}
+
+/// Slack re-sends the same body (and trigger_id) when it retries.
+fn idempotency_key(cmd: &SlashCommand, raw: &[u8]) -> String {
+    match &cmd.trigger_id {
+        Some(t) => format!("slack:{}:{t}", cmd.team_id),
+        None => format!(
+            "slack:{}:body:{}",
+            cmd.team_id,
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(raw))
+        ),
+    }
+}
+
+pub(super) async fn slash_command(app: &Arc<App>, cmd: SlashCommand, raw: &[u8]) -> Reply {
+    let parsed = match command::parse(&cmd.text) {
+        Ok(p) => p,
+        Err(e) => return Reply::ephemeral(e.to_string()),
+    };
+    let user = cmd.user_id.as_str();
+    match parsed {
+        AccessCommand::Help => Reply::ephemeral(command::HELP),
+        AccessCommand::OpenForm => match &cmd.trigger_id {
+            Some(trigger) if app.directory.by_chat_id("slack", user).is_some() => {
+                modal::open(app, trigger, user);
+                Reply::Empty
+            }
+            Some(_) => Reply::ephemeral(
+                "I don't know who you are yet: your account is not in grantry's directory. Ask IT to add you to the people file.",
+            ),
+            None => Reply::ephemeral(command::HELP),
+        },
+        AccessCommand::List => or_oops(requests::list(app, "slack", user).await),
+        AccessCommand::Cancel(id) => or_oops(requests::cancel(app, "slack", user, &id).await),
+        AccessCommand::Extend { id, duration } => or_oops(
+            requests::extend(app, "slack", user, &id, duration, Some(idempotency_key(&cmd, raw)))
+                .await
+                .map(|r| r.message()),
+        ),
+        AccessCommand::Request(text) => {
+            let submission = Submission {
+                platform: "slack",
+                requester_chat_id: cmd.user_id.clone(),
+                reply_channel: cmd.channel_id.clone(),
+                idempotency_key: Some(idempotency_key(&cmd, raw)),
+                text,
+                ticket: None,
+                subject_email: None,
+                extends: None,
+                confirm_by_dm: false,
+            };
+            or_oops(intake::submit(app, submission).await.map(|r: IntakeReply| r.message()))
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! Slack's endpoints: verify the signature over the raw body, parse, hand the typed input to a
+//! flow (which persists it with its jobs in one transaction), ack. Nothing slow happens here:
+//! the one Web API call made on this path, `views.open`, runs in a task after the ack because a
+//! `trigger_id` lives only 3 seconds (a modal is not accepted work; if it fails the person asks again).
+
+mod commands;
+mod modal;
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::HttpError;
+use crate::chat::slack::blocks::{APPROVE, DENY};
+use crate::chat::slack::payload::{self, BlockActions, EventCallback, Inbound};
+use crate::chat::slack::signature;
+use crate::chat::slack::views::OPEN_MODAL;
+use crate::flow::decide::{self, Choice, Click};
+use crate::store::Job;
+use crate::App;
+
+/// What to answer Slack with (as the HTTP response, or a Socket Mode ack's payload).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    /// `200` with a JSON body.
+    Json(Value),
+    /// `200` with no body.
+    Empty,
+}
+
+impl Reply {
+    fn ephemeral(text: impl Into<String>) -> Self {
+        Reply::Json(json!({"response_type": "ephemeral", "text": text.into()}))
+    }
+}
+
+impl IntoResponse for Reply {
+    fn into_response(self) -> Response {
+        match self {
+            Reply::Json(v) => Json(v).into_response(),
+            Reply::Empty => ().into_response(),
+        }
+    }
+}
+
+fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// `POST /slack/{events,commands,interactions}`.
+pub(super) async fn inbound(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Reply, HttpError> {
+    signature::verify(
+        app.slack_signing_secret.expose().as_bytes(),
+        header(&headers, "x-slack-request-timestamp"),
+        header(&headers, "x-slack-signature"),
+        &body,
+        app.now_ms().div_euclid(1000),
+        app.config.slack.max_skew_secs,
+    )?;
+    let inbound = payload::parse(header(&headers, "content-type"), &body)
+        .map_err(|e| HttpError::BadRequest(e.to_string()))?;
+    dispatch(&app, inbound, &body).await
+}
+
+/// Handles any verified Slack input; shared by the HTTP endpoints and Socket Mode.
+pub async fn dispatch(app: &Arc<App>, inbound: Inbound, raw: &[u8]) -> Result<Reply, HttpError> {
+    match inbound {
+        Inbound::Command(cmd) => Ok(commands::slash_command(app, cmd, raw).await),
+        Inbound::BlockActions(actions) => block_actions(app, actions).await,
+        Inbound::ViewSubmission(v) => modal::submit(app, v).await,
+        Inbound::BlockSuggestion(s) => Ok(modal::suggest(app, &s)),
+        Inbound::EventCallback(e) => event(app, e).await,
+        Inbound::UrlVerification { challenge } => Ok(Reply::Json(json!({"challenge": challenge}))),
+        Inbound::Event(_) | Inbound::OtherInteraction { .. } => Ok(Reply::Empty),
+    }
+}
+
+async fn event(app: &App, e: EventCallback) -> Result<Reply, HttpError> {
+    if let (Some(user), "app_home_opened", Some("home")) =
+        (e.user, e.kind.as_str(), e.tab.as_deref())
+    {
+        let job = Job::PublishHome {
+            platform: "slack".into(),
+            user,
+        };
+        app.store
+            .enqueue_now(&job, app.now_ms(), app.config.jobs.max_attempts)
+            .await
+            .map_err(|e| HttpError::Internal(e.to_string()))?;
+    }
+    Ok(Reply::Empty)
+}
+
+async fn block_actions(app: &Arc<App>, b: BlockActions) -> Result<Reply, HttpError> {
+    let Some(action) = b.actions.first() else {
+        return Ok(Reply::Empty);
+    };
+    let choice = match action.action_id.as_str() {
+        APPROVE => Choice::Approve,
+        DENY => Choice::Deny,
+        OPEN_MODAL => {
+            if let Some(trigger) = &b.trigger_id {
+                modal::open(app, trigger, &b.user_id);
+            }
+            return Ok(Reply::Empty);
+        }
+        _ => return Ok(Reply::Empty), // another app's or a future action: nothing to do
+    };
+    let click = Click {
+        platform: "slack",
+        clicker_chat_id: b.user_id,
+        request_id: action.value.clone().unwrap_or_default(),
+        choice,
+        channel: b.channel_id,
+    };
+    decide::decide(app, click)
+        .await
+        .map_err(|e| HttpError::Internal(e.to_string()))?;
+    Ok(Reply::Empty)
+}
