@@ -221,6 +221,75 @@ impl Default for RequestsConfig {
     }
 }
 
+/// `[approvals]`: deny reasons, reminders, escalation and time-outs.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApprovalsConfig {
+    /// Whether Deny asks the approver for a reason (shown to the requester).
+    pub deny_reason_required: bool,
+    /// How long approvers have before a reminder, by risk (`low`, `medium`, `high`, `critical`);
+    /// after twice that the request escalates.
+    pub sla: BTreeMap<String, String>,
+    /// A request with no decision after this long times out.
+    pub timeout: String,
+    /// Who is added as approver when a request escalates (emails); IT's status channel is told too.
+    pub escalation_approvers: Vec<String>,
+}
+
+impl Default for ApprovalsConfig {
+    fn default() -> Self {
+        Self {
+            deny_reason_required: true,
+            sla: BTreeMap::from([
+                ("low".to_string(), "24h".to_string()),
+                ("medium".to_string(), "8h".to_string()),
+                ("high".to_string(), "4h".to_string()),
+                ("critical".to_string(), "1h".to_string()),
+            ]),
+            timeout: "3d".into(),
+            escalation_approvers: Vec::new(),
+        }
+    }
+}
+
+impl ApprovalsConfig {
+    /// Checks every duration, so the sweeper never meets a bad one.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let bad = |key: String, e: crate::domain::duration::DurationError| ConfigError::Parse {
+            path: PathBuf::from("[approvals]"),
+            message: format!("{key}: {e}"),
+        };
+        for (risk, d) in &self.sla {
+            if !["low", "medium", "high", "critical"].contains(&risk.as_str()) {
+                return Err(ConfigError::Parse {
+                    path: PathBuf::from("[approvals]"),
+                    message: format!("sla.{risk}: unknown risk (low, medium, high, critical)"),
+                });
+            }
+            crate::domain::AccessDuration::parse(d).map_err(|e| bad(format!("sla.{risk}"), e))?;
+        }
+        crate::domain::AccessDuration::parse(&self.timeout)
+            .map_err(|e| bad("timeout".into(), e))?;
+        Ok(())
+    }
+
+    /// The reminder SLA for a risk level, in milliseconds (8 hours when not configured).
+    pub fn sla_ms(&self, risk: &str) -> i64 {
+        self.sla
+            .get(risk)
+            .and_then(|d| crate::domain::AccessDuration::parse(d).ok())
+            .map(|d| d.millis())
+            .unwrap_or(8 * 3_600_000)
+    }
+
+    /// How long a request may wait for a decision, in milliseconds.
+    pub fn timeout_ms(&self) -> i64 {
+        crate::domain::AccessDuration::parse(&self.timeout)
+            .map(|d| d.millis())
+            .unwrap_or(3 * 86_400_000)
+    }
+}
+
 /// One `[connectors.<name>]` table: `type` picks the connector, the rest is its own.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct ConnectorConfig {
@@ -241,6 +310,7 @@ pub struct Config {
     pub catalog: CatalogConfig,
     pub directory: DirectoryConfig,
     pub requests: RequestsConfig,
+    pub approvals: ApprovalsConfig,
     pub connectors: BTreeMap<String, ConnectorConfig>,
     /// Folder relative paths are resolved against (the config file's folder).
     #[serde(skip)]

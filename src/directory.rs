@@ -81,6 +81,14 @@ impl Directory {
         }
     }
 
+    /// The active people in a department.
+    pub fn department(&self, department: &str) -> Vec<&Person> {
+        self.people
+            .iter()
+            .filter(|p| p.is_active() && p.department.as_deref() == Some(department))
+            .collect()
+    }
+
     /// The active people whose manager is `email`.
     pub fn reports_of(&self, email: &str) -> Vec<&Person> {
         self.people

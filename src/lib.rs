@@ -85,6 +85,7 @@ impl App {
     /// Builds the app from its config: catalog, directory, connectors, chat clients, store
     /// (migrated). Secrets are read from where the config says.
     pub async fn build(config: Config, clock: Arc<dyn Clock>) -> Result<App, StartError> {
+        config.approvals.check()?;
         let catalog = Self::load_catalog(&config)?;
         let directory = match &config.directory.people_file {
             Some(p) => Directory::load(&config.resolve(p))?,

@@ -165,14 +165,14 @@ async fn the_whole_story_from_slash_command_to_expiry() {
 async fn deny_records_the_decision_and_tells_the_requester() {
     let t = spawn_app().await;
     let id = t.file_request(STORY).await;
-    assert_eq!(t.click("U333", "grantry.deny", &id).await, 200);
-    eventually(10, "requester told", || async {
+    let (status, body) = t.deny("U333", &id, "use the readers team for this").await;
+    assert_eq!((status, body.as_str()), (200, ""));
+    eventually(10, "requester told, with the reason", || async {
         t.slack.calls_of("chat.postMessage").into_iter().find(|c| {
+            let text = c.body["text"].as_str().unwrap_or("");
             c.body["channel"] == "U111"
-                && c.body["text"]
-                    .as_str()
-                    .unwrap_or("")
-                    .contains("was denied by Carol Owner")
+                && text.contains("was denied by Carol Owner")
+                && text.contains("use the readers team")
         })
     })
     .await;

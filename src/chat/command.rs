@@ -35,6 +35,13 @@ pub enum AccessCommand {
         id: String,
         duration: AccessDuration,
     },
+    /// While away: my approvals go to `to` (a mention or an email) until the end of `until` (UTC).
+    Delegate {
+        to: String,
+        until: chrono::NaiveDate,
+    },
+    /// Back: end my delegation.
+    DelegateOff,
     Request(RequestText),
 }
 
@@ -70,6 +77,24 @@ pub fn parse(text: &str) -> Result<AccessCommand, CommandError> {
                 id: (*id).to_string(),
                 duration: AccessDuration::parse(d).map_err(CommandError::BadDuration)?,
             })
+        }
+        (Some("delegate"), [_, off]) if off.eq_ignore_ascii_case("off") => {
+            return Ok(AccessCommand::DelegateOff)
+        }
+        (Some("delegate"), [_, to, until_word, date])
+            if until_word.eq_ignore_ascii_case("until") =>
+        {
+            let until = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d")
+                .map_err(|_| CommandError::Usage("/access delegate @person until YYYY-MM-DD"))?;
+            return Ok(AccessCommand::Delegate {
+                to: (*to).to_string(),
+                until,
+            });
+        }
+        (Some("delegate"), _) => {
+            return Err(CommandError::Usage(
+                "/access delegate @person until YYYY-MM-DD   (or /access delegate off)",
+            ))
         }
         (Some("extend"), _) => {
             return Err(CommandError::Usage(
@@ -147,6 +172,7 @@ pub const HELP: &str = "*grantry* keeps the grants: ask for access, owners appro
 • `/access list`: your open requests and the access you hold, with time left.\n\
 • `/access cancel <request id>`: withdraw a request still waiting for approval.\n\
 • `/access extend <grant id> <duration>`: ask for more time on access you hold (approved like a request).\n\
+• `/access delegate @person until YYYY-MM-DD`: while you are away, approval requests for you go to them (`/access delegate off` when back).\n\
 • `/access help`: this message.";
 
 #[cfg(test)]

@@ -106,6 +106,12 @@ pub struct ApprovalCard {
     pub risk: String,
     /// The policy's reasons, in words.
     pub policy_reasons: Vec<String>,
+    /// Facts that help decide: held before, how many in the team hold it, open requests.
+    pub context: Vec<String>,
+    /// Shorter durations the approver may approve instead (empty: none offered).
+    pub shorter: Vec<String>,
+    /// Set on a card sent to a stand-in: whom they decide for, and why.
+    pub on_behalf_of: Option<String>,
     pub status: CardStatus,
 }
 

@@ -58,6 +58,8 @@ pub struct Entitlement {
     pub default_duration: AccessDuration,
     /// Whether access without an end date may be requested.
     pub allow_permanent: bool,
+    /// Whether approvers may approve for less time than asked (default: yes).
+    pub allow_shorter_approval: bool,
 }
 
 /// The durations offered in pickers, before the entitlement's own limits.
@@ -172,6 +174,7 @@ struct RawEntitlement {
     default_duration: Option<String>,
     #[serde(default)]
     allow_permanent: bool,
+    allow_shorter_approval: Option<bool>,
 }
 
 fn valid_id(s: &str) -> bool {
@@ -310,6 +313,7 @@ impl Catalog {
                     max_duration: max,
                     default_duration,
                     allow_permanent: e.allow_permanent,
+                    allow_shorter_approval: e.allow_shorter_approval.unwrap_or(true),
                 });
             }
             apps.push(App {

@@ -2,6 +2,7 @@
 
 use crate::chat::{ApprovalCard, CardStatus, PersonLabel, Verdict};
 use crate::domain::AccessRequest;
+use crate::store::approvals::ApprovalRecord;
 use crate::store::StoreError;
 use crate::App;
 
@@ -19,8 +20,50 @@ fn label(app: &App, platform: &str, email: &str, chat_id: Option<&str>) -> Perso
     }
 }
 
-/// The card for `req`, pending or showing its decision.
-pub async fn card_for(app: &App, req: &AccessRequest) -> Result<ApprovalCard, StoreError> {
+/// Facts that help an approver: has the subject held this before, how many in their team hold
+/// it, how many other requests of theirs are open.
+async fn context(app: &App, req: &AccessRequest) -> Result<Vec<String>, StoreError> {
+    let mut facts = Vec::new();
+    let before = app
+        .store
+        .grant_count_of(&req.subject_email, &req.app, &req.entitlement)
+        .await?;
+    facts.push(match before {
+        0 => "never held this before".to_string(),
+        1 => "held this once before".to_string(),
+        n => format!("held this {n} times before"),
+    });
+    if let Some(dept) = app
+        .directory
+        .by_email(&req.subject_email)
+        .and_then(|p| p.department.clone())
+    {
+        let team: Vec<String> = app
+            .directory
+            .department(&dept)
+            .iter()
+            .map(|p| p.email.clone())
+            .collect();
+        let holders = app.store.holders(&req.app, &req.entitlement).await?;
+        let n = holders.iter().filter(|h| team.contains(h)).count();
+        facts.push(format!("{n} of {} in {dept} hold it", team.len()));
+    }
+    let open = app.store.open_request_count_for(&req.subject_email).await?
+        - i64::from(req.state.is_open());
+    facts.push(match open {
+        0 => "no other open requests".to_string(),
+        n => format!("{n} other open request(s)"),
+    });
+    Ok(facts)
+}
+
+/// The card for `req`, pending or showing its decision; `approval` is the approver it is for
+/// (it says when they stand in for someone).
+pub async fn card_for(
+    app: &App,
+    req: &AccessRequest,
+    approval: Option<&ApprovalRecord>,
+) -> Result<ApprovalCard, StoreError> {
     let decisions = app.store.decisions(&req.id).await?;
     let policy_reasons: Vec<String> = decisions
         .iter()
@@ -92,6 +135,18 @@ pub async fn card_for(app: &App, req: &AccessRequest) -> Result<ApprovalCard, St
             .map(|e| e.risk.to_string())
             .unwrap_or_else(|| "unknown".into()),
         policy_reasons,
+        context: context(app, req).await?,
+        shorter: match (ent, req.duration) {
+            (Some(e), Some(asked)) if e.allow_shorter_approval => e
+                .duration_choices()
+                .into_iter()
+                .flatten()
+                .filter(|d| *d < asked)
+                .map(|d| d.to_string())
+                .collect(),
+            _ => Vec::new(),
+        },
+        on_behalf_of: approval.and_then(|a| a.on_behalf_of.clone()),
         status,
     })
 }

@@ -5,17 +5,21 @@
 use serde_json::json;
 
 use super::FlowError;
-use crate::domain::{RequestId, RequestState};
+use crate::domain::{AccessDuration, AccessRequest, RequestId, RequestState};
+use crate::store::approvals::ApprovalRecord;
 use crate::store::audit::NewAuditEvent;
 use crate::store::decisions::DecisionRecord;
 use crate::store::{Job, Tx};
 use crate::App;
 
-/// Approve or deny.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the approver chose.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Choice {
     Approve,
-    Deny,
+    /// Approve, but for less time than asked (one of the entitlement's shorter durations).
+    ApproveFor(AccessDuration),
+    /// Deny, with the reason the requester will read.
+    Deny(Option<String>),
 }
 
 /// A click on a card, as the platform received it.
@@ -39,132 +43,186 @@ pub enum DecideReply {
     Refused(String),
 }
 
-/// Applies a click.
-pub async fn decide(app: &App, click: Click) -> Result<DecideReply, FlowError> {
-    let now = app.now_ms();
-    let max_attempts = app.config.jobs.max_attempts;
-    let clicker_person = app
+/// Whether a click may go ahead.
+enum Gate {
+    Allowed {
+        req: Box<AccessRequest>,
+        approval: ApprovalRecord,
+    },
+    Refused {
+        id: Option<RequestId>,
+        why: &'static str,
+        text: String,
+    },
+}
+
+fn refused(id: Option<&RequestId>, why: &'static str, text: String) -> Gate {
+    Gate::Refused {
+        id: id.cloned(),
+        why,
+        text,
+    }
+}
+
+/// The checks every click passes, read inside the deciding transaction.
+async fn gate(app: &App, tx: &mut Tx, click: &Click) -> Result<Gate, FlowError> {
+    let clicker = app
         .directory
         .by_chat_id(click.platform, &click.clicker_chat_id);
-    let actor = clicker_person
-        .map(|p| p.email.clone())
-        .unwrap_or_else(|| format!("{}:{}", click.platform, click.clicker_chat_id));
-    let mut tx = app.store.begin().await?;
-
     let Some(id) = RequestId::parse(&click.request_id) else {
-        return refuse(
-            app,
-            tx,
-            &click,
-            &actor,
-            None,
-            "unknown_request",
-            "That button does not belong to a grantry request.".into(),
-        )
-        .await;
+        let text = "That button does not belong to a grantry request.".to_string();
+        return Ok(refused(None, "unknown_request", text));
     };
     let Some(req) = tx.request(&id).await? else {
-        return refuse(
-            app,
-            tx,
-            &click,
-            &actor,
+        return Ok(refused(
             Some(&id),
             "unknown_request",
             format!("There is no request {id}."),
-        )
-        .await;
+        ));
     };
     let is_self = req.requester_chat_id == click.clicker_chat_id && req.platform == click.platform
-        || clicker_person.is_some_and(|p| {
+        || clicker.is_some_and(|p| {
             p.email.eq_ignore_ascii_case(&req.requester_email)
                 || p.email.eq_ignore_ascii_case(&req.subject_email)
         });
     if is_self {
-        return refuse(
-            app,
-            tx,
-            &click,
-            &actor,
-            Some(&id),
-            "self_approval",
-            format!("You cannot decide your own request {id}: another approver must."),
-        )
-        .await;
+        let text = format!("You cannot decide your own request {id}: another approver must.");
+        return Ok(refused(Some(&id), "self_approval", text));
     }
     let Some(approval) = tx
         .approval_for_chat_user(&id, click.platform, &click.clicker_chat_id)
         .await?
     else {
-        return refuse(app, tx, &click, &actor, Some(&id), "not_an_approver",
-            format!("You are not an approver of {id}, so your click changed nothing. Its approvers have been asked.")).await;
+        let text = format!(
+            "You are not an approver of {id}, so your click changed nothing. Its approvers have been asked."
+        );
+        return Ok(refused(Some(&id), "not_an_approver", text));
     };
     if app
         .directory
         .by_email(&approval.approver_email)
         .is_some_and(|p| !p.is_active())
     {
-        return refuse(
-            app,
-            tx,
-            &click,
-            &actor,
-            Some(&id),
-            "approver_inactive",
-            format!("You can no longer approve requests, so {id} is unchanged."),
-        )
-        .await;
+        let text = format!("You can no longer approve requests, so {id} is unchanged.");
+        return Ok(refused(Some(&id), "approver_inactive", text));
     }
-    let actor = approval.approver_email.clone();
-    let (to, outcome, action) = match click.choice {
-        Choice::Approve => (RequestState::Approved, "approved", "request.approved"),
-        Choice::Deny => (RequestState::Rejected, "rejected", "request.rejected"),
+    if req.state != RequestState::PendingApproval {
+        let text = format!("{id} is already {}: nothing changed.", req.state.describe());
+        return Ok(refused(Some(&id), "already_decided", text));
+    }
+    Ok(Gate::Allowed {
+        req: Box::new(req),
+        approval,
+    })
+}
+
+fn actor_of(app: &App, click: &Click) -> String {
+    app.directory
+        .by_chat_id(click.platform, &click.clicker_chat_id)
+        .map(|p| p.email.clone())
+        .unwrap_or_else(|| format!("{}:{}", click.platform, click.clicker_chat_id))
+}
+
+/// For a click that first opens a form (Deny asks for a reason): refuses it now, audited,
+/// when it could not succeed. Returns the refusal text, or `None` when the form may open.
+pub async fn precheck(app: &App, click: &Click) -> Result<Option<String>, FlowError> {
+    let mut tx = app.store.begin().await?;
+    match gate(app, &mut tx, click).await? {
+        Gate::Allowed { .. } => Ok(None),
+        Gate::Refused { id, why, text } => {
+            let actor = actor_of(app, click);
+            refuse(app, tx, click, &actor, id.as_ref(), why, text.clone()).await?;
+            Ok(Some(text))
+        }
+    }
+}
+
+/// Applies a click.
+pub async fn decide(app: &App, click: Click) -> Result<DecideReply, FlowError> {
+    let now = app.now_ms();
+    let max_attempts = app.config.jobs.max_attempts;
+    let mut tx = app.store.begin().await?;
+    let (req, approval) = match gate(app, &mut tx, &click).await? {
+        Gate::Allowed { req, approval } => (req, approval),
+        Gate::Refused { id, why, text } => {
+            let actor = actor_of(app, &click);
+            return refuse(app, tx, &click, &actor, id.as_ref(), why, text).await;
+        }
     };
+    let id = req.id.clone();
+    let actor = approval.approver_email.clone();
+    if let Choice::ApproveFor(d) = &click.choice {
+        let allowed = req.duration.is_some_and(|asked| *d < asked)
+            && app
+                .catalog
+                .app(&req.app)
+                .and_then(|a| a.entitlement(&req.entitlement))
+                .is_some_and(|e| e.duration_choices().contains(&Some(*d)));
+        if !allowed {
+            let text =
+                format!("{d} is not a shorter duration {id} can be approved for: nothing changed.");
+            return refuse(app, tx, &click, &actor, Some(&id), "bad_duration", text).await;
+        }
+    }
+    let (to, outcome, action) = match click.choice {
+        Choice::Approve | Choice::ApproveFor(_) => {
+            (RequestState::Approved, "approved", "request.approved")
+        }
+        Choice::Deny(_) => (RequestState::Rejected, "rejected", "request.rejected"),
+    };
+    // The compare-and-set: a double click, a retry or another approver's click lose here.
     if !tx
         .move_request(&id, RequestState::PendingApproval, to, now)
         .await?
     {
-        let state = req.state;
-        return refuse(
-            app,
-            tx,
-            &click,
-            &actor,
-            Some(&id),
-            "already_decided",
-            format!("{id} is already {}: nothing changed.", state.describe()),
-        )
-        .await;
+        let text = format!("{id} was decided a moment ago: nothing changed.");
+        return refuse(app, tx, &click, &actor, Some(&id), "already_decided", text).await;
     }
+    let reason = match &click.choice {
+        Choice::Deny(Some(r)) => Some(r.clone()),
+        _ => None,
+    };
+    let shorter = match click.choice {
+        Choice::ApproveFor(d) => {
+            tx.set_request_duration(&id, d, now).await?;
+            Some(d)
+        }
+        _ => None,
+    };
     tx.insert_decision(&DecisionRecord {
         request_id: id.to_string(),
         kind: "approver".into(),
         outcome: outcome.into(),
         actor: actor.clone(),
         policy_ids: "[]".into(),
-        reasons: "[]".into(),
+        reasons: json!(reason.iter().collect::<Vec<_>>()).to_string(),
         at: now,
     })
     .await?;
     tx.close_approvals(&id, approval.id, outcome, now).await?;
-    tx.audit(now, NewAuditEvent {
-        actor: &actor,
-        action,
-        request_id: Some(id.as_str()),
-        grant_id: None,
-        detail: json!({"approval_id": approval.id, "step": approval.step, "platform": click.platform, "chat_user": click.clicker_chat_id}),
-    })
-    .await?;
-    tx.enqueue(
-        &Job::UpdateApprovalCards {
-            request_id: id.to_string(),
-        },
+    tx.audit(
         now,
-        max_attempts,
+        NewAuditEvent {
+            actor: &actor,
+            action,
+            request_id: Some(id.as_str()),
+            grant_id: None,
+            detail: json!({
+                "approval_id": approval.id, "step": approval.step, "platform": click.platform,
+                "chat_user": click.clicker_chat_id, "reason": reason,
+                "on_behalf_of": approval.on_behalf_of,
+                "approved_for": shorter.map(|d| d.to_string()),
+                "asked_for": req.duration.map(|d| d.to_string()),
+            }),
+        },
     )
     .await?;
+    let update = Job::UpdateApprovalCards {
+        request_id: id.to_string(),
+    };
+    tx.enqueue(&update, now, max_attempts).await?;
     let reply = match click.choice {
-        Choice::Approve => {
+        Choice::Approve | Choice::ApproveFor(_) => {
             tx.move_request(&id, RequestState::Approved, RequestState::Provisioning, now)
                 .await?;
             tx.audit(
@@ -178,27 +236,30 @@ pub async fn decide(app: &App, click: Click) -> Result<DecideReply, FlowError> {
                 },
             )
             .await?;
-            tx.enqueue(
-                &Job::Provision {
-                    request_id: id.to_string(),
-                },
-                now,
-                max_attempts,
-            )
-            .await?;
+            let job = Job::Provision {
+                request_id: id.to_string(),
+            };
+            tx.enqueue(&job, now, max_attempts).await?;
             DecideReply::Approved(id.clone())
         }
-        Choice::Deny => {
-            tx.enqueue(&Job::Notify {
+        Choice::Deny(_) => {
+            let why = reason
+                .as_deref()
+                .map(|r| format!(" Their reason: \"{}\".", crate::chat::escape(r)))
+                .unwrap_or_default();
+            let text = format!(
+                ":no_entry: Your request {id} for *{}/{}* was denied by {}.{why} You can ask again with more context, or talk to them.",
+                req.app,
+                req.entitlement,
+                crate::chat::escape(&approval.approver_name)
+            );
+            let notify = Job::Notify {
                 platform: req.platform.clone(),
                 to: req.requester_chat_id.clone(),
-                text: format!(
-                    ":no_entry: Your request {id} for *{}/{}* was denied by {}. You can ask again with more context, or talk to them.",
-                    req.app, req.entitlement, crate::chat::escape(&approval.approver_name)
-                ),
+                text,
                 ephemeral_channel: None,
-            }, now, max_attempts)
-            .await?;
+            };
+            tx.enqueue(&notify, now, max_attempts).await?;
             DecideReply::Denied(id.clone())
         }
     };
@@ -217,28 +278,32 @@ async fn refuse(
     text: String,
 ) -> Result<DecideReply, FlowError> {
     let now = app.now_ms();
-    tx.audit(now, NewAuditEvent {
-        actor,
-        action: "approval.refused",
-        request_id: id.map(RequestId::as_str),
-        grant_id: None,
-        detail: json!({
-            "why": why, "choice": format!("{:?}", click.choice).to_lowercase(),
-            "platform": click.platform, "chat_user": click.clicker_chat_id, "claimed_request": click.request_id,
-        }),
-    })
-    .await?;
-    tx.enqueue(
-        &Job::Notify {
-            platform: click.platform.to_string(),
-            to: click.clicker_chat_id.clone(),
-            text: text.clone(),
-            ephemeral_channel: click.channel.clone(),
-        },
+    let choice = match &click.choice {
+        Choice::Approve | Choice::ApproveFor(_) => "approve",
+        Choice::Deny(_) => "deny",
+    };
+    tx.audit(
         now,
-        app.config.jobs.max_attempts,
+        NewAuditEvent {
+            actor,
+            action: "approval.refused",
+            request_id: id.map(RequestId::as_str),
+            grant_id: None,
+            detail: json!({
+                "why": why, "choice": choice,
+                "platform": click.platform, "chat_user": click.clicker_chat_id, "claimed_request": click.request_id,
+            }),
+        },
     )
     .await?;
+    let notify = Job::Notify {
+        platform: click.platform.to_string(),
+        to: click.clicker_chat_id.clone(),
+        text: text.clone(),
+        ephemeral_channel: click.channel.clone(),
+    };
+    tx.enqueue(&notify, now, app.config.jobs.max_attempts)
+        .await?;
     tx.commit().await?;
     Ok(DecideReply::Refused(text))
 }

@@ -8,6 +8,7 @@ use crate::chat::command::{DurationSpec, RequestText};
 use crate::domain::{AccessDuration, AccessRequest, Catalog, RequestId, RequestState};
 use crate::policy::{self, Outcome, PolicyInput};
 use crate::routing;
+use crate::store::approvals::NewApproval;
 use crate::store::audit::NewAuditEvent;
 use crate::store::decisions::DecisionRecord;
 use crate::store::requests::Inserted;
@@ -80,6 +81,63 @@ fn join_names(names: &[String]) -> String {
         [one] => one.clone(),
         [init @ .., last] => format!("{} or {last}", init.join(", ")),
     }
+}
+
+/// An approver as cards reach them: a stand-in when the approver delegated while away.
+struct Routed {
+    email: String,
+    name: String,
+    chat_id: Option<String>,
+    on_behalf_of: Option<String>,
+}
+
+/// Replaces approvers who are away by their delegates (never the requester or the subject).
+async fn route_with_delegations(
+    app: &App,
+    platform: &str,
+    approvers: &[routing::Approver],
+    requester: &str,
+    subject: &str,
+    now: i64,
+) -> Result<Vec<Routed>, FlowError> {
+    let mut out: Vec<Routed> = Vec::new();
+    for a in approvers {
+        let delegated = app.store.delegation_of(&a.email, now).await?;
+        let (email, name, on_behalf_of) = match delegated {
+            Some((delegate, until))
+                if !delegate.eq_ignore_ascii_case(requester)
+                    && !delegate.eq_ignore_ascii_case(subject) =>
+            {
+                let name = app
+                    .directory
+                    .by_email(&delegate)
+                    .map(|p| p.display_name().to_string())
+                    .unwrap_or_else(|| delegate.clone());
+                let why = format!(
+                    "On behalf of {} (away until {})",
+                    a.name,
+                    crate::clock::format_utc(until)
+                );
+                (delegate, name, Some(why))
+            }
+            _ => (a.email.clone(), a.name.clone(), None),
+        };
+        if out.iter().any(|o| o.email.eq_ignore_ascii_case(&email)) {
+            continue;
+        }
+        let chat_id = app
+            .directory
+            .by_email(&email)
+            .and_then(|p| app.directory.chat_id(platform, p))
+            .map(str::to_string);
+        out.push(Routed {
+            email,
+            name,
+            chat_id,
+            on_behalf_of,
+        });
+    }
+    Ok(out)
 }
 
 fn did_you_mean(options: Vec<&str>) -> String {
@@ -224,6 +282,15 @@ pub async fn submit(app: &App, s: Submission) -> Result<IntakeReply, FlowError> 
         updated_at_ms: now,
     };
 
+    let routed = route_with_delegations(
+        app,
+        s.platform,
+        &approvers,
+        &requester.email,
+        &subject.email,
+        now,
+    )
+    .await?;
     let mut tx = app.store.begin().await?;
     if let Inserted::Duplicate(id) = tx
         .insert_request(
@@ -310,25 +377,30 @@ pub async fn submit(app: &App, s: Submission) -> Result<IntakeReply, FlowError> 
             grant_id: None,
             detail: json!({
                 "policy_ids": decision.policy_ids, "reasons": decision.reasons,
-                "approvers": approvers.iter().map(|a| &a.email).collect::<Vec<_>>(),
+                "approvers": routed.iter().map(|a| &a.email).collect::<Vec<_>>(),
+                "delegations": routed.iter().filter_map(|a| a.on_behalf_of.as_ref()).collect::<Vec<_>>(),
             }),
         },
     )
     .await?;
-    for a in &approvers {
-        let chat_id = app
-            .directory
-            .by_email(&a.email)
-            .and_then(|p| app.directory.chat_id(s.platform, p));
+    for a in &routed {
         let approval_id = tx
-            .insert_approval(&request.id, 0, &a.email, &a.name, s.platform, chat_id)
+            .insert_approval(&NewApproval {
+                request_id: &request.id,
+                step: 0,
+                email: &a.email,
+                name: &a.name,
+                platform: s.platform,
+                chat_user_id: a.chat_id.as_deref(),
+                on_behalf_of: a.on_behalf_of.as_deref(),
+            })
             .await?;
         tx.enqueue(&Job::PostApprovalCard { approval_id }, now, max_attempts)
             .await?;
     }
     let reply = IntakeReply::Routed {
         id: request.id.clone(),
-        approvers: approvers.into_iter().map(|a| a.name).collect(),
+        approvers: routed.into_iter().map(|a| a.name).collect(),
     };
     if s.confirm_by_dm {
         tx.enqueue(&dm(&reply), now, max_attempts).await?;

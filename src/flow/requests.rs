@@ -248,3 +248,88 @@ pub async fn extend(
     )
     .await
 }
+
+/// A person named in a command: `<@U123|name>`, `<@U123>`, or an email.
+fn named<'a>(app: &'a App, platform: &str, text: &str) -> Option<&'a Person> {
+    let t = text.trim();
+    if let Some(inner) = t.strip_prefix("<@").and_then(|r| r.strip_suffix('>')) {
+        let id = inner.split('|').next().unwrap_or(inner);
+        return app.directory.by_chat_id(platform, id);
+    }
+    app.directory.by_email(t.trim_start_matches("mailto:"))
+}
+
+/// `/access delegate @person until YYYY-MM-DD`: new approval requests for the approver go to
+/// the delegate until the end of that day (UTC), at most 90 days ahead. Audited.
+pub async fn delegate(
+    app: &App,
+    platform: &str,
+    chat_id: &str,
+    to: &str,
+    until: chrono::NaiveDate,
+) -> Result<String, FlowError> {
+    let Some(me) = person(app, platform, chat_id) else {
+        return Ok(UNKNOWN.into());
+    };
+    let Some(delegate) = named(app, platform, to) else {
+        return Ok(format!(
+            "I can't find {} in the directory: mention them (@name) or give their email.",
+            escape(to)
+        ));
+    };
+    if delegate.email == me.email || !delegate.is_active() {
+        return Ok("Delegate to someone else who is active in the directory.".into());
+    }
+    let now = app.now_ms();
+    let until_ms = until
+        .and_hms_opt(23, 59, 59)
+        .map(|t| t.and_utc().timestamp_millis())
+        .unwrap_or(0);
+    if until_ms <= now || until_ms - now > 90 * 86_400_000 {
+        return Ok("Pick a date from today up to 90 days ahead (YYYY-MM-DD).".into());
+    }
+    let mut tx = app.store.begin().await?;
+    tx.set_delegation(&me.email, &delegate.email, until_ms, now)
+        .await?;
+    tx.audit(
+        now,
+        NewAuditEvent {
+            actor: &me.email,
+            action: "delegation.set",
+            request_id: None,
+            grant_id: None,
+            detail: json!({"delegate": delegate.email, "until": until_ms}),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(format!(
+        "Until {until} (end of day UTC), new approval requests for you go to {}; their cards say they decide on your behalf. `/access delegate off` when you are back.",
+        escape(delegate.display_name())
+    ))
+}
+
+/// `/access delegate off`.
+pub async fn end_delegation(app: &App, platform: &str, chat_id: &str) -> Result<String, FlowError> {
+    let Some(me) = person(app, platform, chat_id) else {
+        return Ok(UNKNOWN.into());
+    };
+    let now = app.now_ms();
+    let mut tx = app.store.begin().await?;
+    if !tx.end_delegation(&me.email).await? {
+        return Ok("You had no delegation.".into());
+    }
+    tx.audit(
+        now,
+        NewAuditEvent {
+            actor: &me.email,
+            action: "delegation.ended",
+            request_id: None,
+            grant_id: None,
+            detail: json!({}),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok("Welcome back: new approval requests come to you again.".into())
+}

@@ -168,7 +168,7 @@ async fn post_card(app: &App, approval_id: i64) -> Result<(), JobError> {
     if user == req.requester_chat_id {
         return Ok(()); // never ask requesters to approve themselves
     }
-    let card = card_for(app, &req).await?;
+    let card = card_for(app, &req, Some(&approval)).await?;
     let msg = chat.post_card(&user, &card).await?;
     let mut tx = app.store.begin().await?;
     tx.set_approval_message(approval_id, &user, &msg.channel, &msg.ts)
@@ -195,9 +195,9 @@ async fn update_cards(app: &App, request_id: &str) -> Result<(), JobError> {
     let Some(req) = app.store.request(&id).await? else {
         return Ok(());
     };
-    let card = card_for(app, &req).await?;
     let mut retry: Option<JobError> = None;
     for a in app.store.approvals(&id).await? {
+        let card = card_for(app, &req, Some(&a)).await?;
         let (Some(channel), Some(ts)) = (a.channel_id, a.message_ts) else {
             continue;
         };

@@ -8,8 +8,10 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::sync::watch;
 
+use crate::domain::{AccessRequest, RequestState};
+use crate::store::approvals::NewApproval;
 use crate::store::audit::NewAuditEvent;
-use crate::store::{Job, StoreError};
+use crate::store::{Job, StoreError, Tx};
 use crate::App;
 
 /// Grants claimed per transaction.
@@ -21,6 +23,9 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     while !*stop.borrow() {
         if let Err(e) = sweep(&app).await {
             tracing::error!(error = %e, "expiry sweep failed");
+        }
+        if let Err(e) = sweep_approvals(&app).await {
+            tracing::error!(error = %e, "approval reminder sweep failed");
         }
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
@@ -60,4 +65,223 @@ pub async fn sweep(app: &App) -> Result<usize, StoreError> {
             return Ok(total);
         }
     }
+}
+
+/// Approvals that wait too long: after one SLA (by the entitlement's risk) the pending approvers
+/// are reminded; after two, the request escalates to `approvals.escalation_approvers` and IT is
+/// told; after `approvals.timeout` it times out and the requester is told. Each happens once per
+/// request (a compare-and-set on the request), however many replicas sweep.
+pub async fn sweep_approvals(app: &App) -> Result<(), StoreError> {
+    let now = app.now_ms();
+    let cfg = &app.config.approvals;
+    for (req, reminded, escalated) in app.store.pending_requests(1_000).await? {
+        let age = now - req.created_at_ms;
+        let risk = app
+            .catalog
+            .app(&req.app)
+            .and_then(|a| a.entitlement(&req.entitlement))
+            .map(|e| e.risk.to_string())
+            .unwrap_or_else(|| "medium".into());
+        let sla = cfg.sla_ms(&risk);
+        if age >= cfg.timeout_ms() {
+            time_out(app, &req, now).await?;
+        } else if age >= 2 * sla && escalated.is_none() {
+            escalate(app, &req, now).await?;
+        } else if age >= sla && reminded.is_none() {
+            remind(app, &req, now).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn pending_approvers(
+    app: &App,
+    req: &AccessRequest,
+) -> Result<Vec<(String, String)>, StoreError> {
+    Ok(app
+        .store
+        .approvals(&req.id)
+        .await?
+        .into_iter()
+        .filter(|a| a.state == "pending")
+        .filter_map(|a| a.chat_user_id.map(|u| (a.platform, u)))
+        .collect())
+}
+
+async fn audit(
+    tx: &mut Tx,
+    now: i64,
+    action: &str,
+    req: &AccessRequest,
+    detail: serde_json::Value,
+) -> Result<(), StoreError> {
+    tx.audit(
+        now,
+        NewAuditEvent {
+            actor: "system:approvals",
+            action,
+            request_id: Some(req.id.as_str()),
+            grant_id: None,
+            detail,
+        },
+    )
+    .await
+    .map(|_| ())
+}
+
+async fn remind(app: &App, req: &AccessRequest, now: i64) -> Result<(), StoreError> {
+    let approvers = pending_approvers(app, req).await?;
+    let mut tx = app.store.begin().await?;
+    if !tx.mark_reminded(&req.id, now).await? {
+        return Ok(());
+    }
+    for (platform, user) in &approvers {
+        let text = format!(
+            ":bell: Reminder: {} waits for your decision: *{}/{}* for {} ({}). Your card is in this conversation.",
+            req.id,
+            req.app,
+            req.entitlement,
+            crate::chat::escape(&req.requester_email),
+            req.duration.map(|d| d.to_string()).unwrap_or_else(|| "permanent".into())
+        );
+        let job = Job::Notify {
+            platform: platform.clone(),
+            to: user.clone(),
+            text,
+            ephemeral_channel: None,
+        };
+        tx.enqueue(&job, now, app.config.jobs.max_attempts).await?;
+    }
+    audit(
+        &mut tx,
+        now,
+        "request.reminded",
+        req,
+        json!({"approvers": approvers.len()}),
+    )
+    .await?;
+    tx.commit().await
+}
+
+async fn escalate(app: &App, req: &AccessRequest, now: i64) -> Result<(), StoreError> {
+    let existing: Vec<String> = app
+        .store
+        .approvals(&req.id)
+        .await?
+        .into_iter()
+        .map(|a| a.approver_email)
+        .collect();
+    let mut tx = app.store.begin().await?;
+    if !tx.mark_escalated(&req.id, now).await? {
+        return Ok(());
+    }
+    let mut added = Vec::new();
+    for email in &app.config.approvals.escalation_approvers {
+        let email = email.to_ascii_lowercase();
+        if existing.contains(&email) || email == req.requester_email || email == req.subject_email {
+            continue;
+        }
+        let person = app.directory.by_email(&email);
+        if person.is_some_and(|p| !p.is_active()) {
+            continue;
+        }
+        let name = person
+            .map(|p| p.display_name().to_string())
+            .unwrap_or_else(|| email.clone());
+        let chat_id = person.and_then(|p| app.directory.chat_id(&req.platform, p));
+        let why = "Escalated: the first approvers did not answer in time";
+        let id = tx
+            .insert_approval(&NewApproval {
+                request_id: &req.id,
+                step: 0,
+                email: &email,
+                name: &name,
+                platform: &req.platform,
+                chat_user_id: chat_id,
+                on_behalf_of: Some(why),
+            })
+            .await?;
+        tx.enqueue(
+            &Job::PostApprovalCard { approval_id: id },
+            now,
+            app.config.jobs.max_attempts,
+        )
+        .await?;
+        added.push(email);
+    }
+    if let Some(channel) = &app.config.slack.status_channel {
+        let text = format!(
+            ":alarm_clock: {} (*{}/{}* for {}) has waited twice its approval SLA; escalated to {}.",
+            req.id,
+            req.app,
+            req.entitlement,
+            crate::chat::escape(&req.subject_email),
+            if added.is_empty() {
+                "nobody new (set approvals.escalation_approvers)".to_string()
+            } else {
+                added.join(", ")
+            }
+        );
+        let job = Job::Notify {
+            platform: "slack".into(),
+            to: channel.clone(),
+            text,
+            ephemeral_channel: None,
+        };
+        tx.enqueue(&job, now, app.config.jobs.max_attempts).await?;
+    }
+    audit(
+        &mut tx,
+        now,
+        "request.escalated",
+        req,
+        json!({"added_approvers": added}),
+    )
+    .await?;
+    tx.commit().await
+}
+
+async fn time_out(app: &App, req: &AccessRequest, now: i64) -> Result<(), StoreError> {
+    let mut tx = app.store.begin().await?;
+    if !tx
+        .move_request(
+            &req.id,
+            RequestState::PendingApproval,
+            RequestState::TimedOut,
+            now,
+        )
+        .await?
+    {
+        return Ok(());
+    }
+    tx.close_pending_approvals(&req.id).await?;
+    let max = app.config.jobs.max_attempts;
+    tx.enqueue(
+        &Job::UpdateApprovalCards {
+            request_id: req.id.to_string(),
+        },
+        now,
+        max,
+    )
+    .await?;
+    let text = format!(
+        ":hourglass: Your request {} for *{}/{}* timed out: nobody decided in time. Ask again with `/access {} {}` (add a ticket or more context), or talk to the app's owners.",
+        req.id, req.app, req.entitlement, req.app, req.entitlement
+    );
+    let job = Job::Notify {
+        platform: req.platform.clone(),
+        to: req.requester_chat_id.clone(),
+        text,
+        ephemeral_channel: None,
+    };
+    tx.enqueue(&job, now, max).await?;
+    audit(
+        &mut tx,
+        now,
+        "request.timed_out",
+        req,
+        json!({"waited_ms": now - req.created_at_ms}),
+    )
+    .await?;
+    tx.commit().await
 }

@@ -20,33 +20,42 @@ pub struct ApprovalRecord {
     /// `pending`, `approved`, `rejected`, `closed` (someone else decided).
     pub state: String,
     pub decided_at: Option<i64>,
+    /// Set when this approver stands in for someone away (delegation) or was added by escalation.
+    pub on_behalf_of: Option<String>,
+}
+
+/// An approver to add to a request.
+#[derive(Debug, Clone)]
+pub struct NewApproval<'a> {
+    pub request_id: &'a RequestId,
+    pub step: i64,
+    pub email: &'a str,
+    pub name: &'a str,
+    pub platform: &'a str,
+    /// Known from the directory, else looked up when the card is sent.
+    pub chat_user_id: Option<&'a str>,
+    /// Why this person decides for someone else (delegation, escalation).
+    pub on_behalf_of: Option<&'a str>,
 }
 
 const COLUMNS: &str =
     "id, request_id, step, approver_email, approver_name, platform, chat_user_id, \
-     channel_id, message_ts, state, decided_at";
+     channel_id, message_ts, state, decided_at, on_behalf_of";
 
 impl Tx {
     /// Adds an approver to a request; returns the approval's id.
-    pub async fn insert_approval(
-        &mut self,
-        request_id: &RequestId,
-        step: i64,
-        email: &str,
-        name: &str,
-        platform: &str,
-        chat_user_id: Option<&str>,
-    ) -> Result<i64, StoreError> {
+    pub async fn insert_approval(&mut self, a: &NewApproval<'_>) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar(
-            "INSERT INTO approvals (request_id, step, approver_email, approver_name, platform, chat_user_id) \
-             VALUES ($1,$2,$3,$4,$5,$6) RETURNING id",
+            "INSERT INTO approvals (request_id, step, approver_email, approver_name, platform, chat_user_id, on_behalf_of) \
+             VALUES ($1,$2,$3,$4,$5,$6,$7) RETURNING id",
         )
-        .bind(request_id.as_str())
-        .bind(step)
-        .bind(email)
-        .bind(name)
-        .bind(platform)
-        .bind(chat_user_id)
+        .bind(a.request_id.as_str())
+        .bind(a.step)
+        .bind(a.email)
+        .bind(a.name)
+        .bind(a.platform)
+        .bind(a.chat_user_id)
+        .bind(a.on_behalf_of)
         .fetch_one(self.conn())
         .await?)
     }

@@ -147,6 +147,34 @@ impl Store {
             .await?)
     }
 
+    /// How many grants of this entitlement the person has ever had.
+    pub async fn grant_count_of(
+        &self,
+        subject_email: &str,
+        app: &str,
+        entitlement: &str,
+    ) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM grants WHERE subject_email = $1 AND app = $2 AND entitlement = $3",
+        )
+        .bind(subject_email)
+        .bind(app)
+        .bind(entitlement)
+        .fetch_one(self.reader())
+        .await?)
+    }
+
+    /// Who holds this entitlement now.
+    pub async fn holders(&self, app: &str, entitlement: &str) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT DISTINCT subject_email FROM grants WHERE app = $1 AND entitlement = $2 AND state = 'active'",
+        )
+        .bind(app)
+        .bind(entitlement)
+        .fetch_all(self.reader())
+        .await?)
+    }
+
     /// The grants a person holds now (active), soonest to end first.
     pub async fn active_grants_of(
         &self,

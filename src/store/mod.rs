@@ -9,6 +9,7 @@
 pub mod approvals;
 pub mod audit;
 pub mod decisions;
+pub mod delegations;
 pub mod grants;
 pub mod jobs;
 pub mod requests;

@@ -1,5 +1,6 @@
 //! Requests: insert (idempotent), read, and compare-and-set state moves.
 
+use sqlx::any::AnyRow;
 use sqlx::FromRow;
 
 use super::{Store, StoreError, Tx};
@@ -131,6 +132,50 @@ impl Tx {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Marks a pending request reminded, once. Returns whether this call did it.
+    pub async fn mark_reminded(&mut self, id: &RequestId, now_ms: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE requests SET reminded_at = $1 WHERE id = $2 AND state = 'pending_approval' AND reminded_at IS NULL",
+        )
+        .bind(now_ms)
+        .bind(id.as_str())
+        .execute(self.conn())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Marks a pending request escalated, once. Returns whether this call did it.
+    pub async fn mark_escalated(
+        &mut self,
+        id: &RequestId,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE requests SET escalated_at = $1 WHERE id = $2 AND state = 'pending_approval' AND escalated_at IS NULL",
+        )
+        .bind(now_ms)
+        .bind(id.as_str())
+        .execute(self.conn())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Shortens a request's duration (an approver approved it for less time).
+    pub async fn set_request_duration(
+        &mut self,
+        id: &RequestId,
+        duration: AccessDuration,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE requests SET duration_minutes = $1, updated_at = $2 WHERE id = $3")
+            .bind(duration.minutes() as i64)
+            .bind(now_ms)
+            .bind(id.as_str())
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
     /// Ends the extension requests of a grant that was revoked (active → expired).
     pub async fn expire_extensions(
         &mut self,
@@ -213,6 +258,44 @@ impl Store {
             .into_iter()
             .map(AccessRequest::try_from)
             .collect()
+    }
+
+    /// Requests waiting for approval, oldest first, with when they were reminded and escalated.
+    pub async fn pending_requests(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<(AccessRequest, Option<i64>, Option<i64>)>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS}, reminded_at, escalated_at FROM requests WHERE state = 'pending_approval' \
+             ORDER BY created_at LIMIT $1"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(limit)
+            .fetch_all(self.reader())
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            use sqlx::Row as _;
+            let reminded: Option<i64> = row.try_get("reminded_at")?;
+            let escalated: Option<i64> = row.try_get("escalated_at")?;
+            out.push((
+                AccessRequest::try_from(<Row as FromRow<AnyRow>>::from_row(&row)?)?,
+                reminded,
+                escalated,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// How many requests for this person are still open (waiting or being provisioned).
+    pub async fn open_request_count_for(&self, subject_email: &str) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM requests WHERE subject_email = $1 \
+             AND state IN ('submitted', 'pending_approval', 'approved', 'provisioning')",
+        )
+        .bind(subject_email)
+        .fetch_one(self.reader())
+        .await?)
     }
 
     /// How many requests are in each state.

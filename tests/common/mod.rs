@@ -345,6 +345,48 @@ impl TestApp {
         .as_u16()
     }
 
+    /// Clicks Deny as `user_id`, waits for the reason modal, and submits it (Slack's
+    /// view_submission shape). Returns the submission's HTTP status and body.
+    pub async fn deny(&self, user_id: &str, request_id: &str, reason: &str) -> (u16, String) {
+        let opened_before = self.slack.calls_of("views.open").len();
+        assert_eq!(self.click(user_id, "grantry.deny", request_id).await, 200);
+        let modal = eventually(5, "deny modal", || async {
+            self.slack
+                .calls_of("views.open")
+                .into_iter()
+                .skip(opened_before)
+                .find(|c| c.body["view"]["private_metadata"] == request_id)
+        })
+        .await;
+        assert_eq!(modal.body["view"]["callback_id"], "grantry.deny");
+        self.submit_deny(user_id, request_id, reason).await
+    }
+
+    /// Submits the deny-reason modal (as if it was open).
+    pub async fn submit_deny(
+        &self,
+        user_id: &str,
+        request_id: &str,
+        reason: &str,
+    ) -> (u16, String) {
+        let raw = std::fs::read_to_string(oracle("slack/view_submission.json")).unwrap();
+        let mut v: serde_json::Value = serde_json::from_str(&raw).unwrap();
+        v["user"]["id"] = user_id.into();
+        v["view"]["callback_id"] = "grantry.deny".into();
+        v["view"]["private_metadata"] = request_id.into();
+        v["view"]["state"]["values"] = serde_json::json!({"reason": {"reason": {"type": "plain_text_input", "value": reason}}});
+        let body = serde_urlencoded::to_string([("payload", v.to_string())]).unwrap();
+        let r = post_signed(
+            &self.http,
+            &format!("{}/slack/interactions", self.base_url),
+            &body,
+            self.now_secs(),
+            &[],
+        )
+        .await;
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
     /// Files the story's request as Alice (U111); returns its id.
     pub async fn file_request(&self, text: &str) -> String {
         let (status, body) = self

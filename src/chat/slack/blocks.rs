@@ -8,6 +8,8 @@ use crate::chat::{escape, ApprovalCard, CardStatus, PersonLabel, Verdict};
 pub const APPROVE: &str = "grantry.approve";
 /// `action_id` of the Deny button.
 pub const DENY: &str = "grantry.deny";
+/// `action_id` of the "Approve for less time" menu; option values are `<request id>|<duration>`.
+pub const APPROVE_FOR: &str = "grantry.approve_for";
 
 fn who(p: &PersonLabel) -> String {
     match &p.chat_id {
@@ -59,17 +61,39 @@ pub fn approval_card(card: &ApprovalCard) -> Vec<Value> {
         let reasons: Vec<String> = card.policy_reasons.iter().map(|r| escape(r)).collect();
         blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!("Policy: {}", reasons.join("; "))}]}));
     }
+    if !card.context.is_empty() {
+        let facts: Vec<String> = card.context.iter().map(|c| escape(c)).collect();
+        blocks.push(
+            json!({"type": "context", "elements": [{"type": "mrkdwn", "text": facts.join(" · ")}]}),
+        );
+    }
+    if let Some(b) = &card.on_behalf_of {
+        blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!(":busts_in_silhouette: {}", escape(b))}]}));
+    }
     match &card.status {
-        CardStatus::Pending => blocks.push(json!({
-            "type": "actions",
-            "block_id": "grantry.decision",
-            "elements": [
-                {"type": "button", "action_id": APPROVE, "style": "primary", "value": card.request_id,
-                 "text": {"type": "plain_text", "text": "Approve"}},
-                {"type": "button", "action_id": DENY, "style": "danger", "value": card.request_id,
-                 "text": {"type": "plain_text", "text": "Deny"}}
-            ]
-        })),
+        CardStatus::Pending => {
+            let mut elements = vec![
+                json!({"type": "button", "action_id": APPROVE, "style": "primary", "value": card.request_id,
+                       "text": {"type": "plain_text", "text": "Approve"}}),
+                json!({"type": "button", "action_id": DENY, "style": "danger", "value": card.request_id,
+                       "text": {"type": "plain_text", "text": "Deny"}}),
+            ];
+            if !card.shorter.is_empty() {
+                let options: Vec<Value> = card
+                    .shorter
+                    .iter()
+                    .map(|d| {
+                        json!({"text": {"type": "plain_text", "text": format!("Approve for {d}")},
+                                    "value": format!("{}|{d}", card.request_id)})
+                    })
+                    .collect();
+                elements.push(json!({"type": "static_select", "action_id": APPROVE_FOR,
+                    "placeholder": {"type": "plain_text", "text": "Approve for less time"}, "options": options}));
+            }
+            blocks.push(
+                json!({"type": "actions", "block_id": "grantry.decision", "elements": elements}),
+            );
+        }
         CardStatus::Decided { verdict, by, at_ms } => {
             let (mark, word) = match verdict {
                 Verdict::Approved => (":white_check_mark:", "Approved"),
@@ -120,6 +144,9 @@ mod tests {
             ticket: None,
             risk: "high".into(),
             policy_reasons: vec!["owners approve".into()],
+            context: vec!["first time".into()],
+            shorter: vec!["1h".into()],
+            on_behalf_of: None,
             status,
         }
     }

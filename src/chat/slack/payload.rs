@@ -63,6 +63,8 @@ pub struct ViewSubmission {
     pub user_id: String,
     pub view_id: String,
     pub callback_id: String,
+    /// What we put in the view when opening it (e.g. the request a deny reason is for).
+    pub private_metadata: String,
     /// `view.state.values`: `{block_id: {action_id: {type, value | selected_option …}}}`.
     pub values: Value,
 }
@@ -199,6 +201,9 @@ fn parse_interaction(v: Value) -> Result<Inbound, PayloadError> {
                     .ok_or(PayloadError::Missing("view.id"))?
                     .to_string(),
                 callback_id: str_at(&v, &["view", "callback_id"])
+                    .unwrap_or_default()
+                    .to_string(),
+                private_metadata: str_at(&v, &["view", "private_metadata"])
                     .unwrap_or_default()
                     .to_string(),
                 values: v

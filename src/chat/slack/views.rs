@@ -7,6 +7,27 @@ use crate::domain::{AccessDuration, Catalog};
 
 /// `callback_id` of the request modal.
 pub const REQUEST_CALLBACK: &str = "grantry.request";
+/// `callback_id` of the deny-reason modal (its `private_metadata` is the request id).
+pub const DENY_CALLBACK: &str = "grantry.deny";
+
+/// The small modal Deny opens: why, for the requester to read.
+pub fn deny_modal(request_id: &str, required: bool) -> Value {
+    json!({
+        "type": "modal",
+        "callback_id": DENY_CALLBACK,
+        "private_metadata": request_id,
+        "title": plain("Deny request"),
+        "submit": plain("Deny"),
+        "close": plain("Back"),
+        "blocks": [
+            {"type": "section", "text": {"type": "mrkdwn", "text": format!("Denying *{request_id}*. The requester will read your reason.")}},
+            {"type": "input", "block_id": field::REASON, "optional": !required, "label": plain("Reason"),
+             "element": {"type": "plain_text_input", "action_id": field::REASON, "multiline": true, "max_length": 1000,
+                         "placeholder": plain("e.g. use the read-only role; admin needs a change ticket")}}
+        ]
+    })
+}
+
 /// `action_id` of the "Request access" button on App Home.
 pub const OPEN_MODAL: &str = "grantry.open_modal";
 /// Block (and action) ids of the modal's inputs.

@@ -60,6 +60,10 @@ pub(super) async fn slash_command(app: &Arc<App>, cmd: SlashCommand, raw: &[u8])
                 .await
                 .map(|r| r.message()),
         ),
+        AccessCommand::Delegate { to, until } => {
+            or_oops(requests::delegate(app, "slack", user, &to, until).await)
+        }
+        AccessCommand::DelegateOff => or_oops(requests::end_delegation(app, "slack", user).await),
         AccessCommand::Request(text) => {
             let submission = Submission {
                 platform: "slack",

@@ -16,10 +16,11 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::HttpError;
-use crate::chat::slack::blocks::{APPROVE, DENY};
+use crate::chat::slack::blocks::{APPROVE, APPROVE_FOR, DENY};
 use crate::chat::slack::payload::{self, BlockActions, EventCallback, Inbound};
 use crate::chat::slack::signature;
 use crate::chat::slack::views::OPEN_MODAL;
+use crate::domain::AccessDuration;
 use crate::flow::decide::{self, Choice, Click};
 use crate::store::Job;
 use crate::App;
@@ -104,9 +105,18 @@ async fn block_actions(app: &Arc<App>, b: BlockActions) -> Result<Reply, HttpErr
     let Some(action) = b.actions.first() else {
         return Ok(Reply::Empty);
     };
-    let choice = match action.action_id.as_str() {
-        APPROVE => Choice::Approve,
-        DENY => Choice::Deny,
+    let value = action.value.clone().unwrap_or_default();
+    let (request_id, choice) = match action.action_id.as_str() {
+        APPROVE => (value, Choice::Approve),
+        APPROVE_FOR => {
+            // `<request id>|<duration>`; a forged duration is refused by the flow.
+            let (id, d) = value.split_once('|').unwrap_or((value.as_str(), ""));
+            match AccessDuration::parse(d) {
+                Ok(d) => (id.to_string(), Choice::ApproveFor(d)),
+                Err(_) => return Ok(Reply::Empty),
+            }
+        }
+        DENY => (value, Choice::Deny(None)),
         OPEN_MODAL => {
             if let Some(trigger) = &b.trigger_id {
                 modal::open(app, trigger, &b.user_id);
@@ -118,12 +128,24 @@ async fn block_actions(app: &Arc<App>, b: BlockActions) -> Result<Reply, HttpErr
     let click = Click {
         platform: "slack",
         clicker_chat_id: b.user_id,
-        request_id: action.value.clone().unwrap_or_default(),
+        request_id,
         choice,
         channel: b.channel_id,
     };
-    decide::decide(app, click)
-        .await
-        .map_err(|e| HttpError::Internal(e.to_string()))?;
+    let internal = |e: crate::flow::FlowError| HttpError::Internal(e.to_string());
+    if matches!(click.choice, Choice::Deny(None)) {
+        // Deny asks why first; a click that could not succeed is refused (and audited) now.
+        if let Some(trigger) = b.trigger_id.as_deref() {
+            if decide::precheck(app, &click)
+                .await
+                .map_err(internal)?
+                .is_none()
+            {
+                modal::open_deny(app, trigger, &click.request_id);
+            }
+            return Ok(Reply::Empty);
+        }
+    }
+    decide::decide(app, click).await.map_err(internal)?;
     Ok(Reply::Empty)
 }

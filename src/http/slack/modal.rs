@@ -9,8 +9,9 @@ use serde_json::json;
 use super::{HttpError, Reply};
 use crate::chat::command::{DurationSpec, RequestText};
 use crate::chat::slack::payload::{input_value, BlockSuggestion, ViewSubmission};
-use crate::chat::slack::views::{self, field, PERMANENT, REQUEST_CALLBACK};
+use crate::chat::slack::views::{self, field, DENY_CALLBACK, PERMANENT, REQUEST_CALLBACK};
 use crate::domain::AccessDuration;
+use crate::flow::decide::{self, Choice, Click};
 use crate::flow::intake::{self, IntakeReply, Submission};
 use crate::App;
 
@@ -33,6 +34,37 @@ pub(super) fn open(app: &Arc<App>, trigger_id: &str, user: &str) {
             tracing::warn!(error = %e, "could not open the request modal");
         }
     });
+}
+
+/// Opens the deny-reason modal for an approver who clicked Deny.
+pub(super) fn open_deny(app: &Arc<App>, trigger_id: &str, request_id: &str) {
+    let view = views::deny_modal(request_id, app.config.approvals.deny_reason_required);
+    let (app, trigger) = (app.clone(), trigger_id.to_string());
+    tokio::spawn(async move {
+        if let Err(e) = app.slack.views_open(&trigger, &view).await {
+            tracing::warn!(error = %e, "could not open the deny modal");
+        }
+    });
+}
+
+/// The deny-reason modal was submitted: deny, with the reason, if the approver still may.
+async fn submit_deny(app: &App, v: ViewSubmission) -> Result<Reply, HttpError> {
+    let reason = v.value(field::REASON);
+    if reason.is_none() && app.config.approvals.deny_reason_required {
+        let msg = "Say why, so the requester knows what to change.".to_string();
+        return Ok(errors(BTreeMap::from([(field::REASON, msg)])));
+    }
+    let click = Click {
+        platform: "slack",
+        clicker_chat_id: v.user_id,
+        request_id: v.private_metadata,
+        choice: Choice::Deny(reason),
+        channel: None,
+    };
+    decide::decide(app, click)
+        .await
+        .map_err(|e| HttpError::Internal(e.to_string()))?;
+    Ok(Reply::Empty)
 }
 
 /// Options for the modal's menus, from the catalog in memory.
@@ -58,6 +90,9 @@ fn errors(map: BTreeMap<&'static str, String>) -> Reply {
 
 /// Validates a submitted modal; files the request when every field is right.
 pub(super) async fn submit(app: &App, v: ViewSubmission) -> Result<Reply, HttpError> {
+    if v.callback_id == DENY_CALLBACK {
+        return submit_deny(app, v).await;
+    }
     if v.callback_id != REQUEST_CALLBACK {
         return Ok(Reply::Empty);
     }

@@ -1,0 +1,55 @@
+//! Delegations: an approver away hands their approvals to someone until a date.
+
+use super::{Store, StoreError, Tx};
+
+impl Tx {
+    /// Sets (or replaces) who decides for `delegator` until `until_ms`.
+    pub async fn set_delegation(
+        &mut self,
+        delegator: &str,
+        delegate: &str,
+        until_ms: i64,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM delegations WHERE delegator_email = $1")
+            .bind(delegator)
+            .execute(self.conn())
+            .await?;
+        sqlx::query(
+            "INSERT INTO delegations (delegator_email, delegate_email, until_at, created_at) VALUES ($1,$2,$3,$4)",
+        )
+        .bind(delegator)
+        .bind(delegate)
+        .bind(until_ms)
+        .bind(now_ms)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    /// Ends a delegation early. Returns whether there was one.
+    pub async fn end_delegation(&mut self, delegator: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM delegations WHERE delegator_email = $1")
+            .bind(delegator)
+            .execute(self.conn())
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+}
+
+impl Store {
+    /// Who decides for `delegator` at `now_ms`, and until when.
+    pub async fn delegation_of(
+        &self,
+        delegator: &str,
+        now_ms: i64,
+    ) -> Result<Option<(String, i64)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT delegate_email, until_at FROM delegations WHERE delegator_email = $1 AND until_at > $2",
+        )
+        .bind(delegator)
+        .bind(now_ms)
+        .fetch_optional(self.reader())
+        .await?)
+    }
+}
