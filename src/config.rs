@@ -132,6 +132,11 @@ pub struct SlackConfig {
     pub timeout_secs: u64,
     /// The IT status channel id, for failures that need a human.
     pub status_channel: Option<String>,
+    /// `http` (Slack POSTs to our endpoints; needs a public URL) or `socket` (we connect out to
+    /// Slack over a WebSocket with an app-level token; no public URL needed).
+    pub mode: String,
+    /// App-level token (`xapp-…`, scope `connections:write`) for Socket Mode. Default env: `SLACK_APP_TOKEN`.
+    pub app_token: SecretSource,
 }
 
 impl Default for SlackConfig {
@@ -143,6 +148,8 @@ impl Default for SlackConfig {
             max_skew_secs: 300,
             timeout_secs: 10,
             status_channel: None,
+            mode: "http".into(),
+            app_token: SecretSource::default(),
         }
     }
 }

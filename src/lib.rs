@@ -65,6 +65,8 @@ pub struct App {
     pub slack_signing_secret: Secret,
     /// Slack's Web API, for what only Slack has (opening modals).
     pub slack: chat::slack::SlackClient,
+    /// Socket Mode's app-level token (empty in HTTP mode).
+    pub slack_app_token: Secret,
 }
 
 impl App {
@@ -96,7 +98,27 @@ impl App {
             .slack
             .signing_secret
             .load("slack.signing_secret", "SLACK_SIGNING_SECRET")?;
-        if signing.is_empty() {
+        let socket_mode = config.slack.mode == "socket";
+        if !socket_mode && config.slack.mode != "http" {
+            return Err(StartError::Config(config::ConfigError::Parse {
+                path: "[slack]".into(),
+                message: format!(
+                    "mode = \"{}\": use \"http\" or \"socket\"",
+                    config.slack.mode
+                ),
+            }));
+        }
+        let app_token = config
+            .slack
+            .app_token
+            .load("slack.app_token", "SLACK_APP_TOKEN")?;
+        if socket_mode && app_token.is_empty() {
+            return Err(StartError::MissingSecret(
+                "SLACK_APP_TOKEN",
+                "connect to Slack in Socket Mode",
+            ));
+        }
+        if signing.is_empty() && !socket_mode {
             return Err(StartError::MissingSecret(
                 "SLACK_SIGNING_SECRET",
                 "verify requests from Slack",
@@ -136,6 +158,7 @@ impl App {
             clock,
             slack_signing_secret: signing,
             slack: slack_client,
+            slack_app_token: app_token,
         })
     }
 
@@ -158,7 +181,14 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let background = jobs::spawn_all(app.clone(), stop_rx.clone());
+    let mut background = jobs::spawn_all(app.clone(), stop_rx.clone());
+    if app.config.slack.mode == "socket" {
+        background.push(tokio::spawn(http::slack::socket::run(
+            app.clone(),
+            app.slack_app_token.clone(),
+            stop_rx.clone(),
+        )));
+    }
     let router = http::router(app.clone());
     let result = axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)

@@ -116,3 +116,33 @@ async fn transient_failures_retry_with_backoff_then_give_up_with_the_error_kept(
         "a secret leaked into an error: {err}"
     );
 }
+
+#[tokio::test]
+async fn a_slack_error_no_retry_can_fix_is_not_retried_and_it_is_told() {
+    let t = spawn_app_with(|c| c.slack.status_channel = Some("CITSTATUS".into())).await;
+    t.slack.fail_next(common::slack::Fault {
+        method: "chat.postMessage".into(),
+        status: 200,
+        retry_after: None,
+        body: serde_json::json!({"ok": false, "error": "channel_not_found"}),
+    });
+    t.file_request(STORY).await;
+    let it = eventually(10, "IT told", || async {
+        t.slack
+            .calls_of("chat.postMessage")
+            .into_iter()
+            .find(|c| c.body["channel"] == "CITSTATUS")
+    })
+    .await;
+    assert!(
+        it.body["text"]
+            .as_str()
+            .unwrap()
+            .contains("channel_not_found"),
+        "{:?}",
+        it.body
+    );
+    let failed = t.app.store.jobs(Some("failed"), 10).await.unwrap();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].attempts, 1, "channel_not_found is not retried");
+}

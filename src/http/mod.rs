@@ -2,7 +2,7 @@
 
 mod error;
 mod health;
-mod slack;
+pub mod slack;
 
 use std::sync::Arc;
 

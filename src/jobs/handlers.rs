@@ -115,7 +115,13 @@ pub(super) async fn on_give_up(app: &App, job: &Job, error: &str) -> Result<(), 
             ":warning: Could not send approval card #{approval_id}: {}",
             crate::chat::escape(error)
         )),
-        Job::UpdateApprovalCards { .. } | Job::Notify { .. } | Job::PublishHome { .. } => None,
+        // A message Slack refused for good (a bad token, a missing channel): IT must know, once;
+        // a failure to post to the status channel itself is only logged.
+        Job::Notify { to, .. } if Some(to) == app.config.slack.status_channel.as_ref() => None,
+        Job::UpdateApprovalCards { .. } | Job::Notify { .. } | Job::PublishHome { .. } => Some(format!(
+            ":warning: Slack refused a message from grantry and it was given up: {}. Check the bot token, its scopes and the channel.",
+            crate::chat::escape(error)
+        )),
     };
     if let (Some(text), Some(channel)) = (it_text, app.config.slack.status_channel.as_ref()) {
         tx.enqueue(

@@ -34,6 +34,10 @@ struct Inner {
     calls: Vec<Call>,
     faults: VecDeque<Fault>,
     ts: u64,
+    /// Socket Mode: frames to push to the connected client, and the acks it sent back.
+    socket_out: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+    socket_acks: Vec<Value>,
+    addr: Option<std::net::SocketAddr>,
 }
 
 #[derive(Clone)]
@@ -92,6 +96,13 @@ async fn handle(
     }
     g.ts += 1;
     let ts = format!("1700000000.{:06}", g.ts);
+    if method == "apps.connections.open" {
+        let addr = g.addr.unwrap();
+        return axum::Json(
+            serde_json::json!({"ok": true, "url": format!("ws://{addr}/link/?ticket=t")}),
+        )
+        .into_response();
+    }
     let mut v = match method.as_str() {
         "chat.postMessage"
         | "chat.update"
@@ -121,14 +132,48 @@ async fn handle(
     axum::Json(v).into_response()
 }
 
+/// Socket Mode: the bot connects here; we say hello, forward queued envelopes, record acks.
+async fn link(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    ws: axum::extract::ws::WebSocketUpgrade,
+) -> Response {
+    use axum::extract::ws::Message;
+    ws.on_upgrade(move |mut socket| async move {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        inner.lock().unwrap().socket_out = Some(tx);
+        let hello = serde_json::json!({"type": "hello", "num_connections": 1}).to_string();
+        if socket.send(Message::Text(hello.into())).await.is_err() {
+            return;
+        }
+        loop {
+            tokio::select! {
+                out = rx.recv() => match out {
+                    Some(frame) => if socket.send(Message::Text(frame.into())).await.is_err() { return },
+                    None => return,
+                },
+                got = socket.recv() => match got {
+                    Some(Ok(Message::Text(t))) => {
+                        let v: Value = serde_json::from_str(t.as_str()).unwrap_or(Value::Null);
+                        inner.lock().unwrap().socket_acks.push(v);
+                    }
+                    Some(Ok(_)) => {}
+                    _ => return,
+                },
+            }
+        }
+    })
+}
+
 impl SlackStandIn {
     pub async fn start() -> Self {
         let inner = Arc::new(Mutex::new(Inner::default()));
         let app = Router::new()
             .route("/api/{method}", post(handle))
+            .route("/link/", axum::routing::get(link))
             .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        inner.lock().unwrap().addr = Some(addr);
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         Self { inner, addr }
     }
@@ -146,6 +191,26 @@ impl SlackStandIn {
             .into_iter()
             .filter(|c| c.method == method)
             .collect()
+    }
+
+    /// Whether a Socket Mode client is connected.
+    pub fn socket_connected(&self) -> bool {
+        self.inner.lock().unwrap().socket_out.is_some()
+    }
+
+    /// Sends a Socket Mode envelope to the connected client.
+    pub fn socket_send(&self, envelope: Value) {
+        let g = self.inner.lock().unwrap();
+        g.socket_out
+            .as_ref()
+            .expect("a socket client")
+            .send(envelope.to_string())
+            .unwrap();
+    }
+
+    /// The acks the client sent, in order.
+    pub fn socket_acks(&self) -> Vec<Value> {
+        self.inner.lock().unwrap().socket_acks.clone()
     }
 
     pub fn fail_next(&self, fault: Fault) {

@@ -144,23 +144,7 @@ pub fn parse(content_type: Option<&str>, body: &[u8]) -> Result<Inbound, Payload
     if is_json {
         let v: Value =
             serde_json::from_slice(body).map_err(|e| PayloadError::BadJson(e.to_string()))?;
-        return Ok(match v.get("type").and_then(Value::as_str) {
-            Some("url_verification") => Inbound::UrlVerification {
-                challenge: str_at(&v, &["challenge"])
-                    .ok_or(PayloadError::Missing("challenge"))?
-                    .to_string(),
-            },
-            Some("event_callback") => Inbound::EventCallback(EventCallback {
-                event_id: str_at(&v, &["event_id"]).map(str::to_string),
-                kind: str_at(&v, &["event", "type"])
-                    .ok_or(PayloadError::Missing("event.type"))?
-                    .to_string(),
-                user: str_at(&v, &["event", "user"]).map(str::to_string),
-                tab: str_at(&v, &["event", "tab"]).map(str::to_string),
-            }),
-            Some(_) => Inbound::Event(v),
-            None => return Err(PayloadError::Missing("type")),
-        });
+        return parse_event(v);
     }
     let fields: Vec<(String, String)> =
         serde_urlencoded::from_bytes(body).map_err(|e| PayloadError::NotAForm(e.to_string()))?;
@@ -182,6 +166,40 @@ pub fn parse(content_type: Option<&str>, body: &[u8]) -> Result<Inbound, Payload
         return Ok(Inbound::Command(cmd));
     }
     Err(PayloadError::Unknown)
+}
+
+/// Reads an Events API body (`url_verification`, `event_callback`, others).
+fn parse_event(v: Value) -> Result<Inbound, PayloadError> {
+    Ok(match v.get("type").and_then(Value::as_str) {
+        Some("url_verification") => Inbound::UrlVerification {
+            challenge: str_at(&v, &["challenge"])
+                .ok_or(PayloadError::Missing("challenge"))?
+                .to_string(),
+        },
+        Some("event_callback") => Inbound::EventCallback(EventCallback {
+            event_id: str_at(&v, &["event_id"]).map(str::to_string),
+            kind: str_at(&v, &["event", "type"])
+                .ok_or(PayloadError::Missing("event.type"))?
+                .to_string(),
+            user: str_at(&v, &["event", "user"]).map(str::to_string),
+            tab: str_at(&v, &["event", "tab"]).map(str::to_string),
+        }),
+        Some(_) => Inbound::Event(v),
+        None => return Err(PayloadError::Missing("type")),
+    })
+}
+
+/// Reads a Socket Mode envelope's payload by the envelope's `type`: `slash_commands` (the
+/// command's fields as a JSON object), `interactive`, `events_api`.
+pub fn parse_socket(kind: &str, payload: Value) -> Result<Inbound, PayloadError> {
+    match kind {
+        "slash_commands" => serde_json::from_value(payload)
+            .map(Inbound::Command)
+            .map_err(|e| PayloadError::BadJson(e.to_string())),
+        "interactive" => parse_interaction(payload),
+        "events_api" => parse_event(payload),
+        _ => Err(PayloadError::Unknown),
+    }
 }
 
 fn parse_interaction(v: Value) -> Result<Inbound, PayloadError> {

@@ -15,6 +15,8 @@ pub enum SignatureError {
     Stale,
     #[error("signature does not match")]
     Mismatch,
+    #[error("no signing secret is configured (Socket Mode): Slack's HTTP endpoints are closed")]
+    NotConfigured,
 }
 
 /// Checks a request. `now_secs` is the current Unix time; `max_skew_secs` the window (300).
@@ -26,6 +28,9 @@ pub fn verify(
     now_secs: i64,
     max_skew_secs: i64,
 ) -> Result<(), SignatureError> {
+    if secret.is_empty() {
+        return Err(SignatureError::NotConfigured);
+    }
     let (ts, sig) = match (timestamp, signature) {
         (Some(t), Some(s)) => (t.trim(), s.trim()),
         _ => return Err(SignatureError::Missing),

@@ -5,6 +5,7 @@
 
 mod commands;
 mod modal;
+pub mod socket;
 
 use std::sync::Arc;
 
