@@ -297,6 +297,54 @@ impl ApprovalsConfig {
     }
 }
 
+/// `[lifecycle]`: warnings before expiry, offboarding, reconciliation.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LifecycleConfig {
+    /// Warn a grant's holder this long before it expires (each once), e.g. `["1d", "1h"]`.
+    pub warn_before: Vec<String>,
+    /// People who may revoke any grant and offboard anyone from chat (emails).
+    pub it_admins: Vec<String>,
+    /// Shared secret the HR system or IdP sends to `POST /hooks/offboard` as a bearer token.
+    /// Default env: `GRANTRY_OFFBOARD_SECRET`; with none set the hook is closed.
+    pub offboard_secret: SecretSource,
+    /// How often the ledger is reconciled with the apps, in minutes (0: only `grantry reconcile`).
+    pub reconcile_every_minutes: u64,
+}
+
+impl Default for LifecycleConfig {
+    fn default() -> Self {
+        Self {
+            warn_before: vec!["1d".into(), "1h".into()],
+            it_admins: Vec::new(),
+            offboard_secret: SecretSource::default(),
+            reconcile_every_minutes: 0,
+        }
+    }
+}
+
+impl LifecycleConfig {
+    /// The warning thresholds in minutes, largest first. Errors name the bad entry.
+    pub fn warn_minutes(&self) -> Result<Vec<u64>, ConfigError> {
+        let mut v = Vec::new();
+        for w in &self.warn_before {
+            let d = crate::domain::AccessDuration::parse(w).map_err(|e| ConfigError::Parse {
+                path: PathBuf::from("[lifecycle]"),
+                message: format!("warn_before {w:?}: {e}"),
+            })?;
+            v.push(d.minutes());
+        }
+        v.sort_unstable_by(|a, b| b.cmp(a));
+        v.dedup();
+        Ok(v)
+    }
+
+    /// Whether `email` is an IT admin.
+    pub fn is_it_admin(&self, email: &str) -> bool {
+        self.it_admins.iter().any(|a| a.eq_ignore_ascii_case(email))
+    }
+}
+
 /// One `[connectors.<name>]` table: `type` picks the connector, the rest is its own.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct ConnectorConfig {
@@ -318,6 +366,7 @@ pub struct Config {
     pub directory: DirectoryConfig,
     pub requests: RequestsConfig,
     pub approvals: ApprovalsConfig,
+    pub lifecycle: LifecycleConfig,
     pub connectors: BTreeMap<String, ConnectorConfig>,
     /// Folder relative paths are resolved against (the config file's folder).
     #[serde(skip)]

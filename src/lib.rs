@@ -67,6 +67,8 @@ pub struct App {
     pub slack: chat::slack::SlackClient,
     /// Socket Mode's app-level token (empty in HTTP mode).
     pub slack_app_token: Secret,
+    /// The offboarding hook's shared secret (empty: the hook is closed).
+    pub offboard_secret: Secret,
 }
 
 impl App {
@@ -88,6 +90,7 @@ impl App {
     /// (migrated). Secrets are read from where the config says.
     pub async fn build(config: Config, clock: Arc<dyn Clock>) -> Result<App, StartError> {
         config.approvals.check()?;
+        config.lifecycle.warn_minutes()?;
         let catalog = Self::load_catalog(&config)?;
         let directory = match &config.directory.people_file {
             Some(p) => Directory::load(&config.resolve(p))?,
@@ -148,6 +151,10 @@ impl App {
             read_connections: config.database.read_connections,
         })
         .await?;
+        let offboard_secret = config
+            .lifecycle
+            .offboard_secret
+            .load("lifecycle.offboard_secret", "GRANTRY_OFFBOARD_SECRET")?;
         Ok(App {
             config,
             store,
@@ -159,6 +166,7 @@ impl App {
             slack_signing_secret: signing,
             slack: slack_client,
             slack_app_token: app_token,
+            offboard_secret,
         })
     }
 

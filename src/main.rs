@@ -54,6 +54,30 @@ enum Command {
         #[command(subcommand)]
         command: GrantsCommand,
     },
+    /// Remove a grant now (queued; the running server's workers revoke it through its connector).
+    Revoke {
+        /// The grant id (G-…).
+        grant: String,
+        /// Why, for the holder and the audit.
+        #[arg(long)]
+        reason: String,
+        /// Who is revoking (for the audit), e.g. your email.
+        #[arg(long, env = "USER")]
+        by: String,
+    },
+    /// A person left: revoke every grant of theirs and cancel their open requests.
+    Offboard {
+        email: String,
+        /// Who is offboarding (for the audit).
+        #[arg(long, env = "USER")]
+        by: String,
+    },
+    /// Compare the ledger with what the apps really grant; exit 1 on any difference.
+    Reconcile {
+        /// Remove access held without a grant and restore granted access that is missing.
+        #[arg(long)]
+        fix: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -143,6 +167,35 @@ async fn main() -> Result<()> {
                 .with_context(|| format!("binding {listen}"))?;
             tracing::info!(address = %listener.local_addr()?, "grantry listening");
             grantry::serve(app, listener, shutdown_signal()).await?;
+        }
+        Command::Revoke { grant, reason, by } => {
+            let app = App::build(config, Arc::new(SystemClock)).await?;
+            println!(
+                "{}",
+                grantry::flow::lifecycle::revoke(&app, &format!("cli:{by}"), &grant, &reason)
+                    .await?
+            );
+        }
+        Command::Offboard { email, by } => {
+            let app = App::build(config, Arc::new(SystemClock)).await?;
+            let report =
+                grantry::flow::lifecycle::offboard(&app, &email, &format!("cli:{by}")).await?;
+            println!(
+                "offboarding {}: revoking {} grant(s) {:?}, cancelled {} request(s) {:?}",
+                report.email,
+                report.revoking.len(),
+                report.revoking,
+                report.cancelled.len(),
+                report.cancelled
+            );
+        }
+        Command::Reconcile { fix } => {
+            let app = App::build(config, Arc::new(SystemClock)).await?;
+            let report = grantry::jobs::reconcile::reconcile(&app, fix, "cli:reconcile").await?;
+            println!("{}", report.text());
+            if !report.clean() && !fix {
+                std::process::exit(1);
+            }
         }
         Command::Migrate => {
             open_store(&config).await?;

@@ -42,6 +42,13 @@ pub enum AccessCommand {
     },
     /// Back: end my delegation.
     DelegateOff,
+    /// Remove a grant now (the holder gives it back; an owner or IT takes it away).
+    Revoke {
+        id: String,
+        reason: Option<String>,
+    },
+    /// IT: everything of a person who left.
+    Offboard(String),
     Request(RequestText),
 }
 
@@ -77,6 +84,32 @@ pub fn parse(text: &str) -> Result<AccessCommand, CommandError> {
                 id: (*id).to_string(),
                 duration: AccessDuration::parse(d).map_err(CommandError::BadDuration)?,
             })
+        }
+        (Some("revoke"), [_, id, rest @ ..]) => {
+            let reason = match rest {
+                [] => None,
+                [because, ..] if because.eq_ignore_ascii_case("because") => {
+                    Some(text_after_word(text, 3)).filter(|r| !r.is_empty())
+                }
+                _ => {
+                    return Err(CommandError::Usage(
+                        "/access revoke <grant id> [because <reason>]",
+                    ))
+                }
+            };
+            return Ok(AccessCommand::Revoke {
+                id: (*id).to_string(),
+                reason,
+            });
+        }
+        (Some("revoke"), _) => {
+            return Err(CommandError::Usage(
+                "/access revoke <grant id> [because <reason>]",
+            ))
+        }
+        (Some("offboard"), [_, who]) => return Ok(AccessCommand::Offboard((*who).to_string())),
+        (Some("offboard"), _) => {
+            return Err(CommandError::Usage("/access offboard <email>   (IT only)"))
         }
         (Some("delegate"), [_, off]) if off.eq_ignore_ascii_case("off") => {
             return Ok(AccessCommand::DelegateOff)
@@ -173,6 +206,7 @@ pub const HELP: &str = "*grantry* keeps the grants: ask for access, owners appro
 • `/access cancel <request id>`: withdraw a request still waiting for approval.\n\
 • `/access extend <grant id> <duration>`: ask for more time on access you hold (approved like a request).\n\
 • `/access delegate @person until YYYY-MM-DD`: while you are away, approval requests for you go to them (`/access delegate off` when back).\n\
+• `/access revoke <grant id> [because <reason>]`: give access back now (owners and IT may revoke others' too).\n\
 • `/access help`: this message.";
 
 #[cfg(test)]

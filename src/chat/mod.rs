@@ -115,6 +115,17 @@ pub struct ApprovalCard {
     pub status: CardStatus,
 }
 
+/// `action_id` of the Extend button on expiry warnings; its value is the grant id.
+pub const EXTEND_ACTION: &str = "grantry.extend";
+
+/// One button under a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Button {
+    pub label: String,
+    pub action_id: String,
+    pub value: String,
+}
+
 /// A chat platform, as the jobs use it.
 #[async_trait]
 pub trait ChatPlatform: Send + Sync {
@@ -130,6 +141,15 @@ pub trait ChatPlatform: Send + Sync {
     async fn send_direct(&self, user: &str, text: &str) -> Result<(), ChatError>;
     /// Shows a message only `user` sees, in `channel`.
     async fn send_ephemeral(&self, channel: &str, user: &str, text: &str) -> Result<(), ChatError>;
+    /// Sends a direct message with one button (platforms without buttons send the text).
+    async fn send_direct_with_button(
+        &self,
+        user: &str,
+        text: &str,
+        _button: &Button,
+    ) -> Result<(), ChatError> {
+        self.send_direct(user, text).await
+    }
     /// Shows a person their home page (Slack's App Home); platforms without one do nothing.
     async fn publish_home(&self, _user: &str, _home: &HomeView) -> Result<(), ChatError> {
         Ok(())

@@ -237,6 +237,14 @@ pub async fn submit(app: &App, s: Submission) -> Result<IntakeReply, FlowError> 
             }
         },
     };
+    for who in [&requester.email, &subject.email] {
+        if app.store.is_offboarded(who).await? {
+            return Ok(IntakeReply::Invalid(format!(
+                "{} has left the company (offboarded): no new access can be requested.",
+                crate::chat::escape(who)
+            )));
+        }
+    }
     let mut decision = policy::decide(&PolicyInput {
         requester,
         subject,

@@ -4,6 +4,7 @@
 pub mod cards;
 pub mod decide;
 pub mod intake;
+pub mod lifecycle;
 pub mod requests;
 
 use crate::store::StoreError;

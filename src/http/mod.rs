@@ -2,6 +2,7 @@
 
 mod error;
 mod health;
+mod hooks;
 pub mod slack;
 
 use std::sync::Arc;
@@ -22,6 +23,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/slack/events", post(slack::inbound))
         .route("/slack/commands", post(slack::inbound))
         .route("/slack/interactions", post(slack::inbound))
+        .route("/hooks/offboard", post(hooks::offboard))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .layer(DefaultBodyLimit::max(limit))

@@ -19,7 +19,12 @@ pub(super) async fn run(app: &App, job: &Job) -> Result<(), JobError> {
         Job::PostApprovalCard { approval_id } => post_card(app, *approval_id).await,
         Job::UpdateApprovalCards { request_id } => update_cards(app, request_id).await,
         Job::Provision { request_id } => provision(app, request_id).await,
-        Job::Revoke { grant_id } => revoke(app, grant_id).await,
+        Job::Revoke {
+            grant_id,
+            by,
+            reason,
+        } => revoke(app, grant_id, by.as_deref(), reason.as_deref()).await,
+        Job::WarnExpiry { grant_id } => warn_expiry(app, grant_id).await,
         Job::PublishHome { platform, user } => {
             let chat = app.chat(platform).ok_or_else(|| {
                 JobError::permanent(format!("no chat platform '{platform}' configured"))
@@ -94,7 +99,7 @@ pub(super) async fn on_give_up(app: &App, job: &Job, error: &str) -> Result<(), 
                 crate::chat::escape(error)
             ))
         }
-        Job::Revoke { grant_id } => {
+        Job::Revoke { grant_id, .. } => {
             tx.audit(
                 now,
                 NewAuditEvent {
@@ -118,7 +123,7 @@ pub(super) async fn on_give_up(app: &App, job: &Job, error: &str) -> Result<(), 
         // A message Slack refused for good (a bad token, a missing channel): IT must know, once;
         // a failure to post to the status channel itself is only logged.
         Job::Notify { to, .. } if Some(to) == app.config.slack.status_channel.as_ref() => None,
-        Job::UpdateApprovalCards { .. } | Job::Notify { .. } | Job::PublishHome { .. } => Some(format!(
+        Job::UpdateApprovalCards { .. } | Job::Notify { .. } | Job::PublishHome { .. } | Job::WarnExpiry { .. } => Some(format!(
             ":warning: Slack refused a message from grantry and it was given up: {}. Check the bot token, its scopes and the channel.",
             crate::chat::escape(error)
         )),
@@ -386,7 +391,15 @@ async fn extend_grant(
     Ok(true)
 }
 
-async fn revoke(app: &App, grant_id: &str) -> Result<(), JobError> {
+async fn revoke(
+    app: &App,
+    grant_id: &str,
+    by: Option<&str>,
+    reason: Option<&str>,
+) -> Result<(), JobError> {
+    let expired = by.is_none();
+    let by = by.unwrap_or("system:expiry");
+    let reason = reason.unwrap_or("expired");
     let gid = GrantId::from_stored(grant_id.to_string());
     let Some(grant) = app.store.grant(&gid).await? else {
         return Ok(());
@@ -406,36 +419,87 @@ async fn revoke(app: &App, grant_id: &str) -> Result<(), JobError> {
     let now = app.now_ms();
     let rid = RequestId::from_stored(grant.request_id.clone());
     let mut tx = app.store.begin().await?;
-    if !tx
-        .finish_revoke(&gid, now, "system:expiry", "expired")
-        .await?
-    {
+    if !tx.finish_revoke(&gid, now, by, reason).await? {
         return Ok(());
     }
-    tx.move_request(&rid, RequestState::Active, RequestState::Expired, now)
+    let end = if expired {
+        RequestState::Expired
+    } else {
+        RequestState::Revoked
+    };
+    tx.move_request(&rid, RequestState::Active, end, now)
         .await?;
     tx.expire_extensions(grant_id, now).await?;
-    tx.audit(now, NewAuditEvent {
-        actor: "system:expiry",
-        action: "grant.revoked",
-        request_id: Some(&grant.request_id),
-        grant_id: Some(grant_id),
-        detail: json!({"reason": "expired", "connector": grant.connector, "target": grant.target,
+    tx.audit(
+        now,
+        NewAuditEvent {
+            actor: by,
+            action: "grant.revoked",
+            request_id: Some(&grant.request_id),
+            grant_id: Some(grant_id),
+            detail: json!({"reason": reason, "connector": grant.connector, "target": grant.target,
                        "account": grant.account_id, "change": format!("{change:?}")}),
-    })
+        },
+    )
     .await?;
     if let Some(req) = tx.request(&rid).await? {
         tx.enqueue(&Job::Notify {
             platform: req.platform.clone(),
             to: req.requester_chat_id.clone(),
-            text: format!(
-                ":hourglass: Your access to *{}/{}* ({}) has expired and was removed. Need more time? Ask again with `/access {} {}`.",
-                grant.app, grant.entitlement, grant.request_id, grant.app, grant.entitlement
-            ),
+            text: if expired {
+                format!(
+                    ":hourglass: Your access to *{}/{}* ({}) has expired and was removed. Need more time? Ask again with `/access {} {}`.",
+                    grant.app, grant.entitlement, grant.request_id, grant.app, grant.entitlement
+                )
+            } else {
+                format!(
+                    ":lock: Your access to *{}/{}* (grant {grant_id}) was removed by {}: {}.",
+                    grant.app, grant.entitlement, crate::chat::escape(by), crate::chat::escape(reason)
+                )
+            },
             ephemeral_channel: None,
         }, now, app.config.jobs.max_attempts)
         .await?;
     }
     tx.commit().await?;
+    Ok(())
+}
+
+/// Tells a grant's holder it ends soon, with an Extend button.
+async fn warn_expiry(app: &App, grant_id: &str) -> Result<(), JobError> {
+    let Some(grant) = app
+        .store
+        .grant(&GrantId::from_stored(grant_id.to_string()))
+        .await?
+    else {
+        return Ok(());
+    };
+    let (Some(expires), "active") = (grant.expires_at, grant.state.as_str()) else {
+        return Ok(());
+    };
+    let Some(req) = app
+        .store
+        .request(&RequestId::from_stored(grant.request_id.clone()))
+        .await?
+    else {
+        return Ok(());
+    };
+    let chat = app.chat(&req.platform).ok_or_else(|| {
+        JobError::permanent(format!("no chat platform '{}' configured", req.platform))
+    })?;
+    let text = format!(
+        ":hourglass_flowing_sand: Your access to *{}/{}* (grant {grant_id}) ends in {}, at {}. Need more? Extend it: it is approved like a request.",
+        grant.app,
+        grant.entitlement,
+        crate::chat::time_left(app.now_ms(), expires).trim_end_matches(" left"),
+        crate::clock::format_utc(expires)
+    );
+    let button = crate::chat::Button {
+        label: "Extend".into(),
+        action_id: crate::chat::EXTEND_ACTION.into(),
+        value: grant_id.to_string(),
+    };
+    chat.send_direct_with_button(&req.requester_chat_id, &text, &button)
+        .await?;
     Ok(())
 }

@@ -6,6 +6,7 @@
 //! for jobs another replica enqueued or that became due.
 
 mod handlers;
+pub mod reconcile;
 pub mod sweeper;
 
 use std::sync::Arc;

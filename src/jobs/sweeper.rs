@@ -24,6 +24,12 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
         if let Err(e) = sweep(&app).await {
             tracing::error!(error = %e, "expiry sweep failed");
         }
+        if let Err(e) = warn_expiring(&app).await {
+            tracing::error!(error = %e, "expiry warning sweep failed");
+        }
+        if let Err(e) = super::reconcile::scheduled(&app).await {
+            tracing::error!(error = %e, "scheduled reconciliation failed");
+        }
         if let Err(e) = sweep_approvals(&app).await {
             tracing::error!(error = %e, "approval reminder sweep failed");
         }
@@ -53,6 +59,8 @@ pub async fn sweep(app: &App) -> Result<usize, StoreError> {
             tx.enqueue(
                 &Job::Revoke {
                     grant_id: g.id.clone(),
+                    by: None,
+                    reason: None,
                 },
                 now,
                 app.config.jobs.max_attempts,
@@ -284,4 +292,52 @@ async fn time_out(app: &App, req: &AccessRequest, now: i64) -> Result<(), StoreE
     )
     .await?;
     tx.commit().await
+}
+
+/// Warns holders before their grants end, once per configured threshold (`lifecycle.warn_before`).
+pub async fn warn_expiring(app: &App) -> Result<usize, StoreError> {
+    let now = app.now_ms();
+    let thresholds = app.config.lifecycle.warn_minutes().unwrap_or_default();
+    let Some(&widest) = thresholds.first() else {
+        return Ok(0);
+    };
+    let mut sent = 0;
+    for g in app
+        .store
+        .grants_ending_within(now, widest as i64 * 60_000, 1_000)
+        .await?
+    {
+        let Some(expires) = g.expires_at else {
+            continue;
+        };
+        // Only thresholds shorter than the grant itself (a 4h grant gets no "1 day left"), and
+        // the narrowest one reached is sent (a 1h warning supersedes a missed 1d one).
+        let lasting = expires - g.granted_at;
+        let Some(&due) = thresholds
+            .iter()
+            .rev()
+            .filter(|&&m| (m as i64) * 60_000 < lasting)
+            .find(|&&m| expires - now <= m as i64 * 60_000)
+        else {
+            continue;
+        };
+        let mut tx = app.store.begin().await?;
+        let mut claimed = false;
+        for &m in thresholds.iter().filter(|&&m| m >= due) {
+            claimed |= tx.claim_warning(&g.id, m as i64, now).await? && m == due;
+        }
+        if claimed {
+            tx.enqueue(
+                &Job::WarnExpiry {
+                    grant_id: g.id.clone(),
+                },
+                now,
+                app.config.jobs.max_attempts,
+            )
+            .await?;
+            sent += 1;
+        }
+        tx.commit().await?;
+    }
+    Ok(sent)
 }

@@ -82,6 +82,39 @@ impl Tx {
             .await?)
     }
 
+    /// Claims one active grant for revocation (active → revoking). Returns it if this call did.
+    pub async fn claim_grant_for_revoke(
+        &mut self,
+        id: &GrantId,
+    ) -> Result<Option<GrantRecord>, StoreError> {
+        let sql = format!(
+            "UPDATE grants SET state = 'revoking' WHERE id = $1 AND state = 'active' RETURNING {COLUMNS}"
+        );
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(id.as_str())
+            .fetch_optional(self.conn())
+            .await?)
+    }
+
+    /// Records that the `threshold_minutes` warning of a grant is being sent; false if it was already.
+    pub async fn claim_warning(
+        &mut self,
+        grant_id: &str,
+        threshold_minutes: i64,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO grant_warnings (grant_id, threshold_minutes, at) VALUES ($1, $2, $3) \
+             ON CONFLICT (grant_id, threshold_minutes) DO NOTHING",
+        )
+        .bind(grant_id)
+        .bind(threshold_minutes)
+        .bind(now_ms)
+        .execute(self.conn())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Moves an active grant's end by `add_ms`. Returns whether it was still active.
     pub async fn extend_grant(&mut self, id: &GrantId, add_ms: i64) -> Result<bool, StoreError> {
         let done = sqlx::query(
@@ -144,6 +177,41 @@ impl Store {
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(request_id)
             .fetch_optional(self.reader())
+            .await?)
+    }
+
+    /// Active grants ending within `window_ms` from `now_ms` (not yet ended), soonest first.
+    pub async fn grants_ending_within(
+        &self,
+        now_ms: i64,
+        window_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<GrantRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM grants WHERE state = 'active' AND expires_at IS NOT NULL \
+             AND expires_at > $1 AND expires_at <= $2 ORDER BY expires_at LIMIT $3"
+        );
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(now_ms)
+            .bind(now_ms + window_ms)
+            .bind(limit)
+            .fetch_all(self.reader())
+            .await?)
+    }
+
+    /// Active grants of an entitlement (the ledger's side of reconciliation).
+    pub async fn active_grants_for(
+        &self,
+        app: &str,
+        entitlement: &str,
+    ) -> Result<Vec<GrantRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM grants WHERE app = $1 AND entitlement = $2 AND state IN ('active', 'revoking')"
+        );
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(app)
+            .bind(entitlement)
+            .fetch_all(self.reader())
             .await?)
     }
 

@@ -19,8 +19,17 @@ pub enum Job {
     UpdateApprovalCards { request_id: String },
     /// Grant the approved access through the app's connector.
     Provision { request_id: String },
-    /// Remove a grant's access through its connector.
-    Revoke { grant_id: String },
+    /// Remove a grant's access through its connector. `by` and `reason` say who asked and why
+    /// (absent: the grant expired).
+    Revoke {
+        grant_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// Tell a grant's holder it ends soon, with an Extend button.
+    WarnExpiry { grant_id: String },
     /// Tell someone something: `to` is a user (a DM) or a channel; with `ephemeral_channel`,
     /// `to` is the user who alone sees it there.
     Notify {
@@ -41,6 +50,7 @@ impl Job {
             Job::UpdateApprovalCards { .. } => "update_approval_cards",
             Job::Provision { .. } => "provision",
             Job::Revoke { .. } => "revoke",
+            Job::WarnExpiry { .. } => "warn_expiry",
             Job::Notify { .. } => "notify",
             Job::PublishHome { .. } => "publish_home",
         }

@@ -132,6 +132,22 @@ impl Tx {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Records that a person left (idempotent).
+    pub async fn mark_offboarded(
+        &mut self,
+        email: &str,
+        by: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO offboarded (email, at, by_who) VALUES ($1, $2, $3) ON CONFLICT (email) DO NOTHING")
+            .bind(email)
+            .bind(now_ms)
+            .bind(by)
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
     /// Marks a pending request reminded, once. Returns whether this call did it.
     pub async fn mark_reminded(&mut self, id: &RequestId, now_ms: i64) -> Result<bool, StoreError> {
         let done = sqlx::query(
@@ -285,6 +301,33 @@ impl Store {
             ));
         }
         Ok(out)
+    }
+
+    /// Requests for this person still waiting for approval.
+    pub async fn pending_requests_for(
+        &self,
+        subject_email: &str,
+    ) -> Result<Vec<AccessRequest>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM requests WHERE (subject_email = $1 OR requester_email = $1) \
+             AND state = 'pending_approval' ORDER BY created_at"
+        );
+        sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql))
+            .bind(subject_email)
+            .fetch_all(self.reader())
+            .await?
+            .into_iter()
+            .map(AccessRequest::try_from)
+            .collect()
+    }
+
+    /// Whether this person was offboarded.
+    pub async fn is_offboarded(&self, email: &str) -> Result<bool, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM offboarded WHERE email = $1")
+            .bind(email)
+            .fetch_one(self.reader())
+            .await?;
+        Ok(n > 0)
     }
 
     /// How many requests for this person are still open (waiting or being provisioned).

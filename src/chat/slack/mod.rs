@@ -8,7 +8,7 @@ pub mod views;
 
 use async_trait::async_trait;
 
-use crate::chat::{ApprovalCard, ChatError, ChatPlatform, HomeView, MessageRef};
+use crate::chat::{ApprovalCard, Button, ChatError, ChatPlatform, HomeView, MessageRef};
 pub use client::SlackClient;
 
 /// Slack behind [`ChatPlatform`].
@@ -63,6 +63,23 @@ impl ChatPlatform for SlackPlatform {
 
     async fn send_ephemeral(&self, channel: &str, user: &str, text: &str) -> Result<(), ChatError> {
         self.client.post_ephemeral(channel, user, text).await
+    }
+
+    async fn send_direct_with_button(
+        &self,
+        user: &str,
+        text: &str,
+        button: &Button,
+    ) -> Result<(), ChatError> {
+        let blocks = [
+            serde_json::json!({"type": "section", "text": {"type": "mrkdwn", "text": text}}),
+            serde_json::json!({"type": "actions", "elements": [{"type": "button", "action_id": button.action_id,
+                "value": button.value, "text": {"type": "plain_text", "text": button.label}}]}),
+        ];
+        self.client
+            .post_message(user, text, Some(&blocks))
+            .await
+            .map(|_| ())
     }
 
     async fn publish_home(&self, user: &str, home: &HomeView) -> Result<(), ChatError> {

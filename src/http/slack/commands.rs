@@ -6,8 +6,8 @@ use super::{modal, Reply};
 use crate::chat::command::{self, AccessCommand};
 use crate::chat::slack::payload::SlashCommand;
 use crate::flow::intake::{self, IntakeReply, Submission};
-use crate::flow::requests;
 use crate::flow::FlowError;
+use crate::flow::{lifecycle, requests};
 use crate::App;
 
 const OOPS: &str =
@@ -64,6 +64,31 @@ pub(super) async fn slash_command(app: &Arc<App>, cmd: SlashCommand, raw: &[u8])
             or_oops(requests::delegate(app, "slack", user, &to, until).await)
         }
         AccessCommand::DelegateOff => or_oops(requests::end_delegation(app, "slack", user).await),
+        AccessCommand::Revoke { id, reason } => {
+            let Some(me) = app.directory.by_chat_id("slack", user) else {
+                return Reply::ephemeral("I don't know who you are yet: ask IT to add you to the people file.");
+            };
+            let grant = crate::domain::GrantId::parse(&id);
+            let held = match &grant {
+                Some(g) => app.store.grant(g).await.ok().flatten(),
+                None => None,
+            };
+            match held {
+                Some(g) if !lifecycle::may_revoke(app, &me.email, &g.subject_email, &g.app) => {
+                    Reply::ephemeral(format!("Only the holder, an owner of {} or IT can revoke {}.", g.app, g.id))
+                }
+                _ => {
+                    let reason = reason.unwrap_or_else(|| "revoked in Slack".into());
+                    or_oops(lifecycle::revoke(app, &me.email, &id, &reason).await)
+                }
+            }
+        }
+        AccessCommand::Offboard(email) => match app.directory.by_chat_id("slack", user) {
+            Some(me) if app.config.lifecycle.is_it_admin(&me.email) => or_oops(
+                lifecycle::offboard(app, &email, &me.email).await.map(|r| r.text()),
+            ),
+            _ => Reply::ephemeral("Only IT admins (lifecycle.it_admins) can offboard people."),
+        },
         AccessCommand::Request(text) => {
             let submission = Submission {
                 platform: "slack",

@@ -21,8 +21,10 @@ use crate::chat::slack::blocks::{APPROVE, APPROVE_FOR, DENY};
 use crate::chat::slack::payload::{self, BlockActions, EventCallback, Inbound};
 use crate::chat::slack::signature;
 use crate::chat::slack::views::OPEN_MODAL;
+use crate::chat::EXTEND_ACTION;
 use crate::domain::AccessDuration;
 use crate::flow::decide::{self, Choice, Click};
+use crate::flow::requests;
 use crate::store::Job;
 use crate::App;
 
@@ -102,6 +104,59 @@ async fn event(app: &App, e: EventCallback) -> Result<Reply, HttpError> {
     Ok(Reply::Empty)
 }
 
+/// The Extend button on an expiry warning: asks for the entitlement's default duration more
+/// (or what is left of its maximum), through policy; the answer comes back ephemerally.
+async fn extend_clicked(app: &App, b: &BlockActions, grant_id: &str) -> Result<Reply, HttpError> {
+    let internal = |e: crate::store::StoreError| HttpError::Internal(e.to_string());
+    let grant = match crate::domain::GrantId::parse(grant_id) {
+        Some(g) => app.store.grant(&g).await.map_err(internal)?,
+        None => None,
+    };
+    let text = match grant {
+        None => "That grant no longer exists.".to_string(),
+        Some(g) => {
+            let ent = app
+                .catalog
+                .app(&g.app)
+                .and_then(|a| a.entitlement(&g.entitlement));
+            let left = g.expires_at.map(|t| (t - app.now_ms()).max(0)).unwrap_or(0);
+            let room = ent.and_then(|e| e.max_duration).map(|m| m.millis() - left);
+            let want = ent
+                .map(|e| e.default_duration.millis())
+                .unwrap_or(3_600_000);
+            let minutes = room.map_or(want, |r| want.min(r)) / 60_000;
+            match AccessDuration::from_minutes(minutes.max(0) as u64) {
+                Err(_) => format!(
+                    "{}/{} is already at its longest allowed time.",
+                    g.app, g.entitlement
+                ),
+                Ok(extra) => {
+                    let key = format!(
+                        "slack:extend:{}:{}",
+                        g.id,
+                        b.trigger_id.as_deref().unwrap_or("-")
+                    );
+                    requests::extend(app, "slack", &b.user_id, &g.id, extra, Some(key))
+                        .await
+                        .map_err(|e| HttpError::Internal(e.to_string()))?
+                        .message()
+                }
+            }
+        }
+    };
+    let job = Job::Notify {
+        platform: "slack".into(),
+        to: b.user_id.clone(),
+        text,
+        ephemeral_channel: b.channel_id.clone(),
+    };
+    app.store
+        .enqueue_now(&job, app.now_ms(), app.config.jobs.max_attempts)
+        .await
+        .map_err(internal)?;
+    Ok(Reply::Empty)
+}
+
 async fn block_actions(app: &Arc<App>, b: BlockActions) -> Result<Reply, HttpError> {
     let Some(action) = b.actions.first() else {
         return Ok(Reply::Empty);
@@ -124,6 +179,7 @@ async fn block_actions(app: &Arc<App>, b: BlockActions) -> Result<Reply, HttpErr
             }
             return Ok(Reply::Empty);
         }
+        EXTEND_ACTION => return extend_clicked(app, &b, &value).await,
         _ => return Ok(Reply::Empty), // another app's or a future action: nothing to do
     };
     let click = Click {

@@ -1,0 +1,163 @@
+//! Access ending before its time: a revoke by the holder, an owner or IT, and offboarding a
+//! person who left (every grant revoked, every open request cancelled, no new requests).
+
+use serde_json::json;
+
+use super::FlowError;
+use crate::chat::escape;
+use crate::domain::{GrantId, RequestState};
+use crate::store::audit::NewAuditEvent;
+use crate::store::Job;
+use crate::App;
+
+/// Who may revoke a grant: its holder, an owner of its app, or IT.
+pub fn may_revoke(app: &App, actor_email: &str, holder: &str, app_id: &str) -> bool {
+    actor_email.eq_ignore_ascii_case(holder)
+        || app.config.lifecycle.is_it_admin(actor_email)
+        || app
+            .catalog
+            .app(app_id)
+            .is_some_and(|a| a.owners.iter().any(|o| o.eq_ignore_ascii_case(actor_email)))
+}
+
+/// Queues the revocation of one grant (active → revoking, with its revoke job). The caller has
+/// checked who may. Returns what to tell the person.
+pub async fn revoke(
+    app: &App,
+    actor: &str,
+    grant_text: &str,
+    reason: &str,
+) -> Result<String, FlowError> {
+    let Some(gid) = GrantId::parse(grant_text) else {
+        return Ok(format!(
+            "`{}` is not a grant id (they look like G-3FJ8Q2NC). See `/access list`.",
+            escape(grant_text)
+        ));
+    };
+    let now = app.now_ms();
+    let mut tx = app.store.begin().await?;
+    let Some(g) = tx.claim_grant_for_revoke(&gid).await? else {
+        let state = tx.grant(&gid).await?.map(|g| g.state);
+        return Ok(match state {
+            None => format!("There is no grant {gid}."),
+            Some(s) => format!("Grant {gid} is {s}: nothing to revoke."),
+        });
+    };
+    tx.audit(
+        now,
+        NewAuditEvent {
+            actor,
+            action: "grant.revoke_requested",
+            request_id: Some(&g.request_id),
+            grant_id: Some(&g.id),
+            detail: json!({"reason": reason}),
+        },
+    )
+    .await?;
+    let job = Job::Revoke {
+        grant_id: g.id.clone(),
+        by: Some(actor.to_string()),
+        reason: Some(reason.to_string()),
+    };
+    tx.enqueue(&job, now, app.config.jobs.max_attempts).await?;
+    tx.commit().await?;
+    Ok(format!(
+        "Revoking {}/{} for {} (grant {gid}). The holder will be told when the app confirms.",
+        g.app,
+        g.entitlement,
+        escape(&g.subject_email)
+    ))
+}
+
+/// What offboarding did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OffboardReport {
+    pub email: String,
+    /// Grants being revoked (their revoke jobs are queued).
+    pub revoking: Vec<String>,
+    /// Requests cancelled.
+    pub cancelled: Vec<String>,
+}
+
+impl OffboardReport {
+    /// The report in words, for IT.
+    pub fn text(&self) -> String {
+        format!(
+            ":wave: Offboarding {}: revoking {} grant(s) ({}), cancelled {} open request(s) ({}). Failures, if any, follow here.",
+            escape(&self.email),
+            self.revoking.len(),
+            if self.revoking.is_empty() { "none".into() } else { self.revoking.join(", ") },
+            self.cancelled.len(),
+            if self.cancelled.is_empty() { "none".into() } else { self.cancelled.join(", ") },
+        )
+    }
+}
+
+/// Offboards a person: records that they left, revokes every active grant and cancels every
+/// pending request of theirs, all in one transaction with their jobs; IT gets the report.
+pub async fn offboard(app: &App, email: &str, by: &str) -> Result<OffboardReport, FlowError> {
+    let email = email.trim().to_ascii_lowercase();
+    let now = app.now_ms();
+    let max = app.config.jobs.max_attempts;
+    let grants = app.store.active_grants_of(&email).await?;
+    let pending = app.store.pending_requests_for(&email).await?;
+    let mut report = OffboardReport {
+        email: email.clone(),
+        ..Default::default()
+    };
+    let mut tx = app.store.begin().await?;
+    tx.mark_offboarded(&email, by, now).await?;
+    for g in grants {
+        let gid = GrantId::from_stored(g.id.clone());
+        if tx.claim_grant_for_revoke(&gid).await?.is_some() {
+            let job = Job::Revoke {
+                grant_id: g.id.clone(),
+                by: Some(by.to_string()),
+                reason: Some("offboarded".into()),
+            };
+            tx.enqueue(&job, now, max).await?;
+            report.revoking.push(g.id);
+        }
+    }
+    for r in pending {
+        if tx
+            .move_request(
+                &r.id,
+                RequestState::PendingApproval,
+                RequestState::Cancelled,
+                now,
+            )
+            .await?
+        {
+            tx.close_pending_approvals(&r.id).await?;
+            tx.enqueue(
+                &Job::UpdateApprovalCards {
+                    request_id: r.id.to_string(),
+                },
+                now,
+                max,
+            )
+            .await?;
+            report.cancelled.push(r.id.to_string());
+        }
+    }
+    tx.audit(now, NewAuditEvent {
+        actor: by,
+        action: "person.offboarded",
+        request_id: None,
+        grant_id: None,
+        detail: json!({"email": email, "revoking": report.revoking, "cancelled": report.cancelled}),
+    })
+    .await?;
+    if let Some(channel) = &app.config.slack.status_channel {
+        let job = Job::Notify {
+            platform: "slack".into(),
+            to: channel.clone(),
+            text: report.text(),
+            ephemeral_channel: None,
+        };
+        tx.enqueue(&job, now, max).await?;
+    }
+    tx.commit().await?;
+    Ok(report)
+}

@@ -1,0 +1,334 @@
+//! Access lifecycle on a clock the test moves: warnings before expiry with an Extend button,
+//! revoke by the holder / an owner (and refused for others), offboarding 10 grants across 3
+//! connectors (three real SCIM servers), and reconciliation finding (and fixing) access given
+//! directly in the SCIM server.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+const STORY: &str = "github platform-admins for 4h because incident INC-42";
+
+async fn granted(
+    t: &TestApp,
+    text: &str,
+    approver: &str,
+) -> (String, grantry::store::grants::GrantRecord) {
+    let id = t.file_request(text).await;
+    assert_eq!(t.click(approver, "grantry.approve", &id).await, 200);
+    let g = eventually(15, "grant", || async {
+        t.app.store.grant_for_request(&id).await.unwrap()
+    })
+    .await;
+    (id, g)
+}
+
+#[tokio::test]
+async fn a_warning_before_expiry_offers_extend_and_extending_works() {
+    let t = spawn_app().await;
+    t.scim.create_user("alice@example.com").await;
+    t.scim.create_group("platform-admins").await;
+    let (_, g) = granted(&t, STORY, "U222").await;
+    let warnings = || {
+        t.slack
+            .calls_of("chat.postMessage")
+            .into_iter()
+            .filter(|c| c.body.to_string().contains("grantry.extend"))
+            .collect::<Vec<_>>()
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        warnings().is_empty(),
+        "a 4h grant gets no '1 day left' warning"
+    );
+    t.clock.advance_ms(3 * 3600 * 1000 + 5 * 60_000); // 55 minutes left: the 1h warning
+    let w = eventually(5, "warning", || async { warnings().into_iter().next() }).await;
+    assert_eq!(w.body["channel"], "U111");
+    let wt = w.body["text"].as_str().unwrap();
+    assert!(
+        wt.contains("ends in 54m") || wt.contains("ends in 55m"),
+        "{wt}"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(warnings().len(), 1, "warned once");
+
+    // The Extend button files an extension for the default duration, capped by the maximum (8h).
+    let body = block_actions_body("U111", "grantry.extend", &g.id, "DU111", "1.5");
+    let r = post_signed(
+        t.http(),
+        &format!("{}/slack/interactions", t.base_url),
+        &body,
+        t.now_secs(),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let reply = eventually(5, "ephemeral answer", || async {
+        t.slack
+            .calls_of("chat.postEphemeral")
+            .into_iter()
+            .find(|c| c.body["user"] == "U111")
+    })
+    .await;
+    let text = reply.body["text"].as_str().unwrap();
+    assert!(text.starts_with("Request R-"), "{text}");
+    let ext = text.split_whitespace().nth(1).unwrap().to_string();
+    t.click("U333", "grantry.approve", &ext).await;
+    eventually(10, "extended", || async {
+        (t.state_of(&ext).await == "active").then_some(())
+    })
+    .await;
+    let after = t
+        .app
+        .store
+        .grant(&grantry::domain::GrantId::parse(&g.id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        after.expires_at.unwrap() - g.expires_at.unwrap(),
+        4 * 3600 * 1000
+    );
+}
+
+#[tokio::test]
+async fn the_holder_and_owners_revoke_others_may_not() {
+    let t = spawn_app().await;
+    let alice = t.scim.create_user("alice@example.com").await;
+    let group = t.scim.create_group("platform-admins").await;
+    let (id, g) = granted(&t, STORY, "U222").await;
+    assert_eq!(t.scim.members(&group).await, vec![alice.clone()]);
+    let (_, b) = t.command("U666", &format!("revoke {}", g.id), "v0").await;
+    assert!(
+        b["text"].as_str().unwrap().contains("Only the holder"),
+        "{b}"
+    );
+    let (_, b) = t
+        .command(
+            "U111",
+            &format!("revoke {} because done with the incident", g.id),
+            "v1",
+        )
+        .await;
+    assert!(
+        b["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Revoking github/platform-admins"),
+        "{b}"
+    );
+    eventually(10, "membership removed", || async {
+        t.scim.members(&group).await.is_empty().then_some(())
+    })
+    .await;
+    eventually(10, "request revoked", || async {
+        (t.state_of(&id).await == "revoked").then_some(())
+    })
+    .await;
+    let g2 = t
+        .app
+        .store
+        .grant(&grantry::domain::GrantId::parse(&g.id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (g2.revoked_by.as_deref(), g2.revoke_reason.as_deref()),
+        (Some("alice@example.com"), Some("done with the incident"))
+    );
+    let (_, b) = t.command("U111", &format!("revoke {}", g.id), "v2").await;
+    assert!(
+        b["text"].as_str().unwrap().contains("nothing to revoke"),
+        "{b}"
+    );
+
+    // An owner may revoke someone else's grant.
+    let (_, g) = granted(&t, STORY, "U333").await;
+    let (_, b) = t
+        .command("U222", &format!("revoke {} because rotation", g.id), "v3")
+        .await;
+    assert!(b["text"].as_str().unwrap().starts_with("Revoking"), "{b}");
+    eventually(10, "removed again", || async {
+        t.scim.members(&group).await.is_empty().then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn offboarding_removes_ten_grants_across_three_connectors() {
+    let scim2 = Scim::start().await;
+    let scim3 = Scim::start().await;
+    let (b2, b3) = (scim2.base_url.clone(), scim3.base_url.clone());
+    let t = spawn_app_with(move |c| {
+        c.slack.status_channel = Some("CIT".into());
+        c.lifecycle.it_admins = vec!["carol@example.com".into()];
+        let secret = c.base_dir.join("offboard_secret");
+        std::fs::write(&secret, "hr-secret").unwrap();
+        c.lifecycle.offboard_secret.file = Some(secret);
+        let base = c.connectors["scim"].clone();
+        for (name, url) in [("scim2", &b2), ("scim3", &b3)] {
+            let mut cc = base.clone();
+            cc.settings
+                .insert("base_url".into(), toml::Value::String(url.clone()));
+            c.connectors.insert(name.into(), cc);
+        }
+        let mut catalog = String::new();
+        for (app, conn, n) in [
+            ("wiki", "scim", 4),
+            ("crm", "scim2", 3),
+            ("billing", "scim3", 3),
+        ] {
+            catalog.push_str(&format!(
+                "[[apps]]\nid = \"{app}\"\nconnector = \"{conn}\"\nowners = [\"bob@example.com\"]\n"
+            ));
+            for i in 0..n {
+                catalog.push_str(&format!(
+                    "[[apps.entitlements]]\nid = \"{app}-g{i}\"\nmax_duration = \"1w\"\n"
+                ));
+            }
+        }
+        std::fs::write(c.base_dir.join("catalog.toml"), catalog).unwrap();
+    })
+    .await;
+    let mut groups = Vec::new();
+    for (server, app, n) in [
+        (&t.scim, "wiki", 4),
+        (&scim2, "crm", 3),
+        (&scim3, "billing", 3),
+    ] {
+        server.create_user("alice@example.com").await;
+        for i in 0..n {
+            groups.push((server, server.create_group(&format!("{app}-g{i}")).await));
+            let (_, _g) = granted(
+                &t,
+                &format!("{app} {app}-g{i} for 2d because quarter close work"),
+                "U222",
+            )
+            .await;
+        }
+    }
+    for (server, gid) in &groups {
+        assert_eq!(server.members(gid).await.len(), 1);
+    }
+    let pending = t
+        .file_request("wiki wiki-g0 for 1d because another pending one")
+        .await;
+
+    // The HR system calls the hook: wrong secret first.
+    let url = format!("{}/hooks/offboard", t.base_url);
+    let r = t
+        .http()
+        .post(&url)
+        .bearer_auth("nope")
+        .body(r#"{"email":"alice@example.com"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        t.app
+            .store
+            .active_grants_of("alice@example.com")
+            .await
+            .unwrap()
+            .len(),
+        10
+    );
+    let r = t
+        .http()
+        .post(&url)
+        .bearer_auth("hr-secret")
+        .body(r#"{"email":"Alice@example.com","source":"workday"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let report: Value = r.json().await.unwrap();
+    assert_eq!(report["revoking"].as_array().unwrap().len(), 10);
+    assert_eq!(report["cancelled"], serde_json::json!([pending]));
+    for (server, gid) in &groups {
+        let (server, gid) = (*server, gid.clone());
+        eventually(15, "membership removed", || async {
+            server.members(&gid).await.is_empty().then_some(())
+        })
+        .await;
+    }
+    assert!(t
+        .app
+        .store
+        .active_grants_of("alice@example.com")
+        .await
+        .unwrap()
+        .is_empty());
+    eventually(5, "IT report", || async {
+        t.slack.calls_of("chat.postMessage").into_iter().find(|c| {
+            c.body["channel"] == "CIT"
+                && c.body["text"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("revoking 10 grant(s)")
+        })
+    })
+    .await;
+    let (_, b) = t
+        .command("U111", "wiki wiki-g1 for 1d because I am back?", "again")
+        .await;
+    assert!(
+        b["text"].as_str().unwrap().contains("has left the company"),
+        "{b}"
+    );
+    // From chat, only IT may offboard.
+    let (_, b) = t.command("U222", "offboard carol@example.com", "o1").await;
+    assert!(
+        b["text"].as_str().unwrap().contains("Only IT admins"),
+        "{b}"
+    );
+}
+
+#[tokio::test]
+async fn reconciliation_finds_access_given_outside_grantry_and_fixes_it() {
+    let t = spawn_app().await;
+    t.scim.create_user("alice@example.com").await;
+    let bob = t.scim.create_user("bob@example.com").await;
+    let group = t.scim.create_group("platform-admins").await;
+    t.scim.create_group("readers").await;
+    let (_, g) = granted(&t, STORY, "U222").await;
+    let clean = grantry::jobs::reconcile::reconcile(&t.app, false, "test")
+        .await
+        .unwrap();
+    assert!(clean.clean(), "{}", clean.text());
+    assert_eq!(clean.checked, 2);
+
+    // Someone adds Bob directly in the app.
+    t.scim.add_member(&group, &bob).await;
+    let found = grantry::jobs::reconcile::reconcile(&t.app, false, "test")
+        .await
+        .unwrap();
+    assert!(!found.clean());
+    assert_eq!(found.drift[0].unexplained, vec![bob.clone()]);
+    assert!(
+        found.text().contains("held without a grant"),
+        "{}",
+        found.text()
+    );
+    assert!(
+        t.scim.members(&group).await.contains(&bob),
+        "a report changes nothing"
+    );
+
+    let fixed = grantry::jobs::reconcile::reconcile(&t.app, true, "test")
+        .await
+        .unwrap();
+    assert_eq!(fixed.drift[0].fixed, vec![format!("removed {bob}")]);
+    assert_eq!(t.scim.members(&group).await, vec![g.account_id.clone()]);
+    let (seq, _) = t.app.store.audit_head().await.unwrap();
+    let events = t.app.store.audit_events(0, seq).await.unwrap();
+    assert!(events
+        .iter()
+        .any(|e| e.action == "reconcile.removed" && e.detail.contains(&bob)));
+    assert!(grantry::jobs::reconcile::reconcile(&t.app, false, "test")
+        .await
+        .unwrap()
+        .clean());
+}
