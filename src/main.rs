@@ -72,6 +72,11 @@ enum Command {
         #[arg(long, env = "USER")]
         by: String,
     },
+    /// Access reviews: owners keep or revoke each active grant of an app.
+    Review {
+        #[command(subcommand)]
+        command: ReviewCommand,
+    },
     /// Compare the ledger with what the apps really grant; exit 1 on any difference.
     Reconcile {
         /// Remove access held without a grant and restore granted access that is missing.
@@ -94,6 +99,26 @@ enum CatalogCommand {
 enum AuditCommand {
     /// Prove the hash chain is whole; exit 1 and name the first bad event otherwise.
     Verify,
+}
+
+#[derive(Subcommand)]
+enum ReviewCommand {
+    /// Send each owner of the app a Keep / Revoke card per active grant.
+    Start {
+        app: String,
+        /// Days until unanswered items are escalated to IT.
+        #[arg(long, default_value_t = 7)]
+        days: i64,
+        #[arg(long, env = "USER")]
+        by: String,
+    },
+    /// Write a campaign's result.
+    Export {
+        review: String,
+        /// jsonl or csv.
+        #[arg(long, default_value = "csv")]
+        format: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -195,6 +220,36 @@ async fn main() -> Result<()> {
             println!("{}", report.text());
             if !report.clean() && !fix {
                 std::process::exit(1);
+            }
+        }
+        Command::Review {
+            command:
+                ReviewCommand::Start {
+                    app: app_id,
+                    days,
+                    by,
+                },
+        } => {
+            let app = App::build(config, Arc::new(SystemClock)).await?;
+            match grantry::flow::reviews::start(&app, &app_id, &format!("cli:{by}"), days).await? {
+                Ok((id, n)) => {
+                    println!("review {id} started: {n} grant(s) sent to the owners of {app_id}")
+                }
+                Err(msg) => bail!(msg),
+            }
+        }
+        Command::Review {
+            command: ReviewCommand::Export { review, format },
+        } => {
+            let csv = match format.as_str() {
+                "csv" => true,
+                "jsonl" => false,
+                other => bail!("unknown format '{other}' (use csv or jsonl)"),
+            };
+            let app = App::build(config, Arc::new(SystemClock)).await?;
+            match grantry::flow::reviews::export(&app, &review, csv).await? {
+                Some(text) => print!("{text}"),
+                None => bail!("there is no review {review}"),
             }
         }
         Command::Migrate => {

@@ -332,3 +332,141 @@ async fn reconciliation_finds_access_given_outside_grantry_and_fixes_it() {
         .unwrap()
         .clean());
 }
+
+#[tokio::test]
+async fn an_access_review_keeps_revokes_escalates_and_exports() {
+    let t = spawn_app_with(|c| c.slack.status_channel = Some("CIT".into())).await;
+    t.scim.create_user("alice@example.com").await;
+    let mallory = t.scim.create_user("mallory@example.com").await;
+    t.scim.create_group("platform-admins").await;
+    let readers = t.scim.create_group("readers").await;
+    let (_, a1) = granted(&t, STORY, "U222").await;
+    let (_, a2) = granted(&t, "github readers for 1w because reading the code", "U222").await;
+    let id = {
+        let (_, b) = t
+            .command("U666", "github readers for 1w because sales demo", "m")
+            .await;
+        b["text"]
+            .as_str()
+            .unwrap()
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .to_string()
+    };
+    t.click("U333", "grantry.approve", &id).await;
+    let m = eventually(15, "mallory's grant", || async {
+        t.app.store.grant_for_request(&id).await.unwrap()
+    })
+    .await;
+
+    let (review, n) = grantry::flow::reviews::start(&t.app, "github", "carol@example.com", 7)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n, 3);
+    eventually(10, "six review cards (3 grants x 2 owners)", || async {
+        let c: Vec<_> = t
+            .slack
+            .calls_of("chat.postMessage")
+            .into_iter()
+            .filter(|c| c.body.to_string().contains("grantry.review_keep"))
+            .collect();
+        (c.len() == 6).then_some(())
+    })
+    .await;
+    // The grant id is not on the card; find items by subject through the store.
+    let items = t.app.store.review_items(&review).await.unwrap();
+    let item = |g: &str| items.iter().find(|i| i.grant_id == g).unwrap().id.clone();
+    let click = |user: &'static str, action: &'static str, value: String| {
+        let t = &t;
+        async move {
+            let body = block_actions_body(user, action, &value, &format!("D{user}"), "1.9");
+            post_signed(
+                t.http(),
+                &format!("{}/slack/interactions", t.base_url),
+                &body,
+                t.now_secs(),
+                &[],
+            )
+            .await
+            .status()
+            .as_u16()
+        }
+    };
+    assert_eq!(
+        click("U222", "grantry.review_keep", item(&a1.id)).await,
+        200
+    );
+    assert_eq!(
+        click("U333", "grantry.review_revoke", item(&a1.id)).await,
+        200,
+        "second answer refused"
+    );
+    assert_eq!(
+        click("U666", "grantry.review_keep", item(&a2.id)).await,
+        200,
+        "not a reviewer"
+    );
+    assert_eq!(
+        click("U333", "grantry.review_revoke", item(&m.id)).await,
+        200
+    );
+    eventually(10, "Mallory's membership removed", || async {
+        (!t.scim.members(&readers).await.contains(&mallory)).then_some(())
+    })
+    .await;
+    let alice_kept = t
+        .app
+        .store
+        .grant(&grantry::domain::GrantId::parse(&a1.id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(alice_kept.state, "active");
+    eventually(5, "cards of the decided items updated", || async {
+        let u = t
+            .slack
+            .calls_of("chat.update")
+            .into_iter()
+            .filter(|u| u.body.to_string().contains("Kept by bob@example.com"))
+            .count();
+        (u == 2).then_some(())
+    })
+    .await;
+    let refusals = t.slack.calls_of("chat.postEphemeral");
+    assert!(refusals.iter().any(|c| c.body["user"] == "U333"
+        && c.body["text"]
+            .as_str()
+            .unwrap()
+            .contains("already reviewed")));
+    assert!(refusals
+        .iter()
+        .any(|c| c.body["user"] == "U666"
+            && c.body["text"].as_str().unwrap().contains("not a reviewer")));
+
+    // Past due with Alice's readers grant unanswered: IT is told, once.
+    t.clock.advance_ms(8 * 86_400_000);
+    eventually(5, "IT told", || async {
+        t.slack.calls_of("chat.postMessage").into_iter().find(|c| {
+            c.body["channel"] == "CIT"
+                && c.body["text"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("1 unanswered")
+        })
+    })
+    .await;
+    let csv = grantry::flow::reviews::export(&t.app, &review, true)
+        .await
+        .unwrap()
+        .unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 4, "{csv}");
+    assert!(
+        csv.contains("\"keep\",\"bob@example.com\"")
+            && csv.contains("\"revoke\",\"carol@example.com\"")
+            && csv.contains("\"unanswered\""),
+        "{csv}"
+    );
+}

@@ -126,6 +126,15 @@ pub struct Button {
     pub value: String,
 }
 
+/// A message with buttons that may later be replaced (e.g. an access review card).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionMessage {
+    /// May use `*bold*`; user input in it is escaped.
+    pub text: String,
+    /// None once decided.
+    pub buttons: Vec<Button>,
+}
+
 /// A chat platform, as the jobs use it.
 #[async_trait]
 pub trait ChatPlatform: Send + Sync {
@@ -150,6 +159,18 @@ pub trait ChatPlatform: Send + Sync {
     ) -> Result<(), ChatError> {
         self.send_direct(user, text).await
     }
+    /// Sends a direct message with buttons that can be updated later.
+    async fn post_action_message(
+        &self,
+        user: &str,
+        msg: &ActionMessage,
+    ) -> Result<MessageRef, ChatError>;
+    /// Replaces a message sent with [`ChatPlatform::post_action_message`].
+    async fn update_action_message(
+        &self,
+        at: &MessageRef,
+        msg: &ActionMessage,
+    ) -> Result<(), ChatError>;
     /// Shows a person their home page (Slack's App Home); platforms without one do nothing.
     async fn publish_home(&self, _user: &str, _home: &HomeView) -> Result<(), ChatError> {
         Ok(())

@@ -8,7 +8,7 @@ use rand::Rng;
 const ALPHABET: &[u8] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
 /// `prefix-` followed by eight random base32 characters (40 bits).
-pub(crate) fn random_id(prefix: &str) -> String {
+pub fn random_id(prefix: &str) -> String {
     let mut rng = rand::rng();
     let mut s = String::with_capacity(prefix.len() + 9);
     s.push_str(prefix);

@@ -6,6 +6,7 @@ pub mod decide;
 pub mod intake;
 pub mod lifecycle;
 pub mod requests;
+pub mod reviews;
 
 use crate::store::StoreError;
 

@@ -25,6 +25,11 @@ pub(super) async fn run(app: &App, job: &Job) -> Result<(), JobError> {
             reason,
         } => revoke(app, grant_id, by.as_deref(), reason.as_deref()).await,
         Job::WarnExpiry { grant_id } => warn_expiry(app, grant_id).await,
+        Job::PostReviewCard {
+            item_id,
+            owner_email,
+        } => post_review_card(app, item_id, owner_email).await,
+        Job::UpdateReviewCards { item_id } => update_review_cards(app, item_id).await,
         Job::PublishHome { platform, user } => {
             let chat = app.chat(platform).ok_or_else(|| {
                 JobError::permanent(format!("no chat platform '{platform}' configured"))
@@ -123,7 +128,12 @@ pub(super) async fn on_give_up(app: &App, job: &Job, error: &str) -> Result<(), 
         // A message Slack refused for good (a bad token, a missing channel): IT must know, once;
         // a failure to post to the status channel itself is only logged.
         Job::Notify { to, .. } if Some(to) == app.config.slack.status_channel.as_ref() => None,
-        Job::UpdateApprovalCards { .. } | Job::Notify { .. } | Job::PublishHome { .. } | Job::WarnExpiry { .. } => Some(format!(
+        Job::UpdateApprovalCards { .. }
+        | Job::Notify { .. }
+        | Job::PublishHome { .. }
+        | Job::WarnExpiry { .. }
+        | Job::PostReviewCard { .. }
+        | Job::UpdateReviewCards { .. } => Some(format!(
             ":warning: Slack refused a message from grantry and it was given up: {}. Check the bot token, its scopes and the channel.",
             crate::chat::escape(error)
         )),
@@ -501,5 +511,67 @@ async fn warn_expiry(app: &App, grant_id: &str) -> Result<(), JobError> {
     };
     chat.send_direct_with_button(&req.requester_chat_id, &text, &button)
         .await?;
+    Ok(())
+}
+
+fn flow_err(e: crate::flow::FlowError) -> JobError {
+    JobError::Transient {
+        message: e.to_string(),
+        retry_after: None,
+    }
+}
+
+async fn post_review_card(app: &App, item_id: &str, owner: &str) -> Result<(), JobError> {
+    let Some(item) = app.store.review_item(item_id).await? else {
+        return Ok(());
+    };
+    let Some(card) = app
+        .store
+        .review_cards(item_id)
+        .await?
+        .into_iter()
+        .find(|c| c.owner_email == owner)
+    else {
+        return Ok(());
+    };
+    if card.message_ts.is_some() || item.decision.is_some() {
+        return Ok(());
+    }
+    let chat = app.chat(&card.platform).ok_or_else(|| {
+        JobError::permanent(format!("no chat platform '{}' configured", card.platform))
+    })?;
+    let user = match card.chat_user_id {
+        Some(u) => u,
+        None => chat.find_user_by_email(owner).await?.ok_or_else(|| {
+            JobError::permanent(format!("reviewer {owner} has no {} account", card.platform))
+        })?,
+    };
+    let msg = crate::flow::reviews::card(app, &item)
+        .await
+        .map_err(flow_err)?;
+    let at = chat.post_action_message(&user, &msg).await?;
+    let mut tx = app.store.begin().await?;
+    tx.set_review_card_message(item_id, owner, &user, &at.channel, &at.ts)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn update_review_cards(app: &App, item_id: &str) -> Result<(), JobError> {
+    let Some(item) = app.store.review_item(item_id).await? else {
+        return Ok(());
+    };
+    let msg = crate::flow::reviews::card(app, &item)
+        .await
+        .map_err(flow_err)?;
+    for c in app.store.review_cards(item_id).await? {
+        let (Some(channel), Some(ts), Some(chat)) =
+            (c.channel_id, c.message_ts, app.chat(&c.platform))
+        else {
+            continue;
+        };
+        chat.update_action_message(&MessageRef { channel, ts }, &msg)
+            .await?;
+    }
     Ok(())
 }

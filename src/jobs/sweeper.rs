@@ -30,6 +30,9 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
         if let Err(e) = super::reconcile::scheduled(&app).await {
             tracing::error!(error = %e, "scheduled reconciliation failed");
         }
+        if let Err(e) = crate::flow::reviews::escalate_overdue(&app).await {
+            tracing::error!(error = %e, "access review escalation failed");
+        }
         if let Err(e) = sweep_approvals(&app).await {
             tracing::error!(error = %e, "approval reminder sweep failed");
         }

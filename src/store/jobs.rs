@@ -30,6 +30,13 @@ pub enum Job {
     },
     /// Tell a grant's holder it ends soon, with an Extend button.
     WarnExpiry { grant_id: String },
+    /// Ask one owner about one grant in an access review (Keep / Revoke).
+    PostReviewCard {
+        item_id: String,
+        owner_email: String,
+    },
+    /// Show a review item's decision on every owner's card.
+    UpdateReviewCards { item_id: String },
     /// Tell someone something: `to` is a user (a DM) or a channel; with `ephemeral_channel`,
     /// `to` is the user who alone sees it there.
     Notify {
@@ -51,6 +58,8 @@ impl Job {
             Job::Provision { .. } => "provision",
             Job::Revoke { .. } => "revoke",
             Job::WarnExpiry { .. } => "warn_expiry",
+            Job::PostReviewCard { .. } => "post_review_card",
+            Job::UpdateReviewCards { .. } => "update_review_cards",
             Job::Notify { .. } => "notify",
             Job::PublishHome { .. } => "publish_home",
         }

@@ -13,6 +13,7 @@ pub mod delegations;
 pub mod grants;
 pub mod jobs;
 pub mod requests;
+pub mod reviews;
 pub mod schedule;
 
 use std::sync::{Arc, Once};

@@ -114,6 +114,23 @@ pub fn approval_card(card: &ApprovalCard) -> Vec<Value> {
     blocks
 }
 
+/// A text section with its buttons (none once decided).
+pub fn action_message(msg: &crate::chat::ActionMessage) -> Vec<Value> {
+    let mut blocks = vec![json!({"type": "section", "text": {"type": "mrkdwn", "text": msg.text}})];
+    if !msg.buttons.is_empty() {
+        let elements: Vec<Value> = msg
+            .buttons
+            .iter()
+            .map(|b| {
+                json!({"type": "button", "action_id": b.action_id, "value": b.value,
+                            "text": {"type": "plain_text", "text": b.label}})
+            })
+            .collect();
+        blocks.push(json!({"type": "actions", "elements": elements}));
+    }
+    blocks
+}
+
 /// Quotes every line of (already escaped) text.
 fn quote(text: &str) -> String {
     text.lines()

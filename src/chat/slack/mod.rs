@@ -8,7 +8,9 @@ pub mod views;
 
 use async_trait::async_trait;
 
-use crate::chat::{ApprovalCard, Button, ChatError, ChatPlatform, HomeView, MessageRef};
+use crate::chat::{
+    ActionMessage, ApprovalCard, Button, ChatError, ChatPlatform, HomeView, MessageRef,
+};
 pub use client::SlackClient;
 
 /// Slack behind [`ChatPlatform`].
@@ -80,6 +82,28 @@ impl ChatPlatform for SlackPlatform {
             .post_message(user, text, Some(&blocks))
             .await
             .map(|_| ())
+    }
+
+    async fn post_action_message(
+        &self,
+        user: &str,
+        msg: &ActionMessage,
+    ) -> Result<MessageRef, ChatError> {
+        let (channel, ts) = self
+            .client
+            .post_message(user, &msg.text, Some(&blocks::action_message(msg)))
+            .await?;
+        Ok(MessageRef { channel, ts })
+    }
+
+    async fn update_action_message(
+        &self,
+        at: &MessageRef,
+        msg: &ActionMessage,
+    ) -> Result<(), ChatError> {
+        self.client
+            .update_message(&at.channel, &at.ts, &msg.text, &blocks::action_message(msg))
+            .await
     }
 
     async fn publish_home(&self, user: &str, home: &HomeView) -> Result<(), ChatError> {

@@ -24,7 +24,7 @@ use crate::chat::slack::views::OPEN_MODAL;
 use crate::chat::EXTEND_ACTION;
 use crate::domain::AccessDuration;
 use crate::flow::decide::{self, Choice, Click};
-use crate::flow::requests;
+use crate::flow::{requests, reviews};
 use crate::store::Job;
 use crate::App;
 
@@ -180,6 +180,23 @@ async fn block_actions(app: &Arc<App>, b: BlockActions) -> Result<Reply, HttpErr
             return Ok(Reply::Empty);
         }
         EXTEND_ACTION => return extend_clicked(app, &b, &value).await,
+        reviews::KEEP | reviews::REVOKE => {
+            let keep = action.action_id == reviews::KEEP;
+            let text = reviews::decide(app, "slack", &b.user_id, &value, keep)
+                .await
+                .map_err(|e| HttpError::Internal(e.to_string()))?;
+            let job = Job::Notify {
+                platform: "slack".into(),
+                to: b.user_id.clone(),
+                text,
+                ephemeral_channel: b.channel_id.clone(),
+            };
+            app.store
+                .enqueue_now(&job, app.now_ms(), app.config.jobs.max_attempts)
+                .await
+                .map_err(|e| HttpError::Internal(e.to_string()))?;
+            return Ok(Reply::Empty);
+        }
         _ => return Ok(Reply::Empty), // another app's or a future action: nothing to do
     };
     let click = Click {
