@@ -63,6 +63,11 @@ impl Directory {
         Ok(Self::new(file.people))
     }
 
+    /// Everyone in the directory.
+    pub fn people(&self) -> &[Person] {
+        &self.people
+    }
+
     /// The person with this email (case-insensitive).
     pub fn by_email(&self, email: &str) -> Option<&Person> {
         self.by_email

@@ -189,6 +189,18 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    match flow::reviews::detect_role_changes(&app, &app.directory).await {
+        Ok(changed) if !changed.is_empty() => {
+            tracing::info!(
+                people = changed.len(),
+                "directory changes: grants sent to their owners for re-approval"
+            )
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::error!(error = %e, "could not compare the directory with its last snapshot")
+        }
+    }
     let mut background = jobs::spawn_all(app.clone(), stop_rx.clone());
     if app.config.slack.mode == "socket" {
         background.push(tokio::spawn(http::slack::socket::run(

@@ -470,3 +470,50 @@ async fn an_access_review_keeps_revokes_escalates_and_exports() {
         "{csv}"
     );
 }
+
+#[tokio::test]
+async fn a_department_change_sends_the_persons_grants_back_to_their_owners() {
+    let t = spawn_app().await;
+    t.scim.create_user("alice@example.com").await;
+    t.scim.create_group("platform-admins").await;
+    let (_, g) = granted(&t, STORY, "U222").await;
+    // The people file changes: Alice moves from Platform to Sales (grantry restarts with it).
+    let text = std::fs::read_to_string(t.dir.path().join("people.toml")).unwrap();
+    let moved = text.replacen("department = \"Platform\"", "department = \"Sales\"", 1);
+    std::fs::write(t.dir.path().join("people2.toml"), moved).unwrap();
+    let dir = grantry::directory::Directory::load(&t.dir.path().join("people2.toml")).unwrap();
+    let changed = grantry::flow::reviews::detect_role_changes(&t.app, &dir)
+        .await
+        .unwrap();
+    assert_eq!(changed, ["alice@example.com"]);
+    let cards = eventually(10, "re-approval cards to both owners", || async {
+        let c: Vec<_> = t
+            .slack
+            .calls_of("chat.postMessage")
+            .into_iter()
+            .filter(|c| c.body.to_string().contains("grantry.review_keep"))
+            .collect();
+        (c.len() == 2).then_some(c)
+    })
+    .await;
+    assert!(cards.iter().all(|c| c.body["text"]
+        .as_str()
+        .unwrap()
+        .contains("alice@example.com")));
+    let items: Vec<_> = {
+        let (seq, _) = t.app.store.audit_head().await.unwrap();
+        t.app.store.audit_events(0, seq).await.unwrap()
+    };
+    assert!(items
+        .iter()
+        .any(|e| e.action == "person.role_changed" && e.detail.contains("Platform")));
+    assert!(items
+        .iter()
+        .any(|e| e.action == "review.started" && e.actor == "system:role-change"));
+    // Seen once: the next start finds nothing new.
+    assert!(grantry::flow::reviews::detect_role_changes(&t.app, &dir)
+        .await
+        .unwrap()
+        .is_empty());
+    let _ = g;
+}

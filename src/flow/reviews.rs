@@ -23,10 +23,27 @@ pub async fn start(
     by: &str,
     days: i64,
 ) -> Result<Result<(String, usize), String>, FlowError> {
+    start_for(app, app_id, by, days, None).await
+}
+
+/// Starts a campaign for the active grants of `app_id`, only `subject`'s when given.
+pub async fn start_for(
+    app: &App,
+    app_id: &str,
+    by: &str,
+    days: i64,
+    subject: Option<&str>,
+) -> Result<Result<(String, usize), String>, FlowError> {
     let Some(catalog_app) = app.catalog.app(app_id) else {
         return Ok(Err(format!("there is no app {app_id} in the catalog")));
     };
-    let grants = app.store.active_grants_of_app(&catalog_app.id).await?;
+    let grants: Vec<_> = app
+        .store
+        .active_grants_of_app(&catalog_app.id)
+        .await?
+        .into_iter()
+        .filter(|g| subject.is_none_or(|s| g.subject_email.eq_ignore_ascii_case(s)))
+        .collect();
     let now = app.now_ms();
     let review = Review {
         id: random_id("V"),
@@ -305,4 +322,53 @@ pub async fn escalate_overdue(app: &App) -> Result<(), FlowError> {
         tx.commit().await?;
     }
     Ok(())
+}
+
+/// Compares the directory with what grantry saw last time: for each person whose department or
+/// manager changed, their grants go to each app's owners as a review (Keep = re-approve, Revoke).
+/// Then the snapshot is brought up to date. Runs at start (a new people file means a restart).
+/// Returns the people whose role changed.
+pub async fn detect_role_changes(
+    app: &App,
+    directory: &crate::directory::Directory,
+) -> Result<Vec<String>, FlowError> {
+    let before = app.store.snapshot().await?;
+    let now = app.now_ms();
+    let mut changed = Vec::new();
+    for p in directory.people() {
+        let Some((dept, manager)) = before.get(&p.email) else {
+            continue;
+        };
+        if dept != &p.department || manager != &p.manager {
+            changed.push(p.email.clone());
+        }
+    }
+    for email in &changed {
+        let grants = app.store.active_grants_of(email).await?;
+        let mut apps: Vec<String> = grants.into_iter().map(|g| g.app).collect();
+        apps.sort();
+        apps.dedup();
+        for a in apps {
+            start_for(app, &a, "system:role-change", 7, Some(email))
+                .await?
+                .ok();
+        }
+    }
+    let mut tx = app.store.begin().await?;
+    for p in directory.people() {
+        tx.upsert_snapshot(&p.email, p.department.as_deref(), p.manager.as_deref(), now)
+            .await?;
+    }
+    for email in &changed {
+        tx.audit(now, NewAuditEvent {
+            actor: "system:directory",
+            action: "person.role_changed",
+            request_id: None,
+            grant_id: None,
+            detail: json!({"email": email, "before": before.get(email).map(|(d, m)| json!({"department": d, "manager": m}))}),
+        })
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(changed)
 }

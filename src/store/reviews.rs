@@ -221,3 +221,40 @@ impl Store {
         Ok(out)
     }
 }
+
+impl Tx {
+    /// Records what the directory says about a person now.
+    pub async fn upsert_snapshot(
+        &mut self,
+        email: &str,
+        department: Option<&str>,
+        manager: Option<&str>,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO directory_snapshot (email, department, manager, seen_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (email) DO UPDATE SET department = excluded.department, manager = excluded.manager, seen_at = excluded.seen_at",
+        )
+        .bind(email)
+        .bind(department)
+        .bind(manager)
+        .bind(now_ms)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+}
+
+impl Store {
+    /// What the directory said about each person last time: email → (department, manager).
+    pub async fn snapshot(
+        &self,
+    ) -> Result<std::collections::HashMap<String, (Option<String>, Option<String>)>, StoreError>
+    {
+        let rows: Vec<(String, Option<String>, Option<String>)> =
+            sqlx::query_as("SELECT email, department, manager FROM directory_snapshot")
+                .fetch_all(self.reader())
+                .await?;
+        Ok(rows.into_iter().map(|(e, d, m)| (e, (d, m))).collect())
+    }
+}
