@@ -17,6 +17,7 @@ pub mod jobs;
 pub mod outbound;
 pub mod policy;
 pub mod routing;
+mod server;
 pub mod store;
 
 use std::collections::HashMap;
@@ -63,6 +64,8 @@ pub struct App {
     pub chats: HashMap<&'static str, Arc<dyn ChatPlatform>>,
     pub clock: Arc<dyn Clock>,
     pub slack_signing_secret: Secret,
+    /// Set when shutdown begins: `/readyz` answers 503 so load balancers stop routing here.
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 impl App {
@@ -131,6 +134,7 @@ impl App {
             chats,
             clock,
             slack_signing_secret: signing,
+            draining: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -145,22 +149,14 @@ impl App {
     }
 }
 
-/// Runs the HTTP server, the job workers and the expiry sweeper until `shutdown` resolves;
-/// then stops taking requests and lets workers finish the job in hand.
+/// Runs the HTTP server, the job workers and the expiry sweeper until `shutdown` resolves; then
+/// drains (`/readyz` 503 for `server.shutdown_drain_secs`), stops taking requests, lets in-flight
+/// requests and the jobs in hand finish, and returns within `server.shutdown_timeout_secs`,
+/// releasing any job still held to other replicas.
 pub async fn serve(
     app: Arc<App>,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let background = jobs::spawn_all(app.clone(), stop_rx.clone());
-    let router = http::router(app.clone());
-    let result = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await;
-    let _ = stop_tx.send(true);
-    for h in background {
-        let _ = tokio::time::timeout(Duration::from_secs(30), h).await;
-    }
-    result
+    server::run(app, listener, shutdown).await
 }

@@ -124,7 +124,8 @@ pub async fn decide(app: &App, click: Click) -> Result<DecideReply, FlowError> {
         .move_request(&id, RequestState::PendingApproval, to, now)
         .await?
     {
-        let state = req.state;
+        // Another click (on this replica or another) decided first: say what it decided.
+        let state = tx.request(&id).await?.map_or(req.state, |r| r.state);
         return refuse(
             app,
             tx,

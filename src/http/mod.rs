@@ -2,6 +2,7 @@
 
 mod error;
 mod health;
+mod request_log;
 mod slack;
 
 use std::sync::Arc;
@@ -18,12 +19,13 @@ use crate::App;
 /// Slack body (slash command, interaction, event) by its shape.
 pub fn router(app: Arc<App>) -> Router {
     let limit = app.config.server.max_body_bytes;
-    Router::new()
+    let routes = Router::new()
         .route("/slack/events", post(slack::inbound))
         .route("/slack/commands", post(slack::inbound))
         .route("/slack/interactions", post(slack::inbound))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .layer(DefaultBodyLimit::max(limit))
-        .with_state(app)
+        .with_state(app);
+    request_log::wrap(routes)
 }

@@ -3,6 +3,7 @@
 //! database and a clock the test moves.
 #![allow(dead_code)]
 
+pub mod process;
 pub mod scim;
 pub mod slack;
 
