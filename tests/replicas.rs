@@ -156,8 +156,8 @@ async fn two_replicas_on_one_postgres_give_one_outcome_per_request_and_per_expir
         ("GRANTRY__CONNECTORS__SCIM__TIMEOUT_SECS", "30".to_string()),
         ("GRANTRY__DATABASE__READ_CONNECTIONS", "8".to_string()),
     ];
-    let a = Grantry::start(&config, &env).await;
-    let b = Grantry::start(&config, &env).await;
+    // Both start at once on an empty database, as a new Deployment does: migrations run once.
+    let (a, b) = tokio::join!(Grantry::start(&config, &env), Grantry::start(&config, &env));
     let replicas = [a.base_url.clone(), b.base_url.clone()];
     let http = reqwest::Client::new();
     let store = open_store(&db.url).await;

@@ -34,13 +34,25 @@ impl Grantry {
     /// Starts `grantry --config <config> serve` on a free port with these extra environment
     /// variables, and waits until `/readyz` answers 200.
     pub async fn start(config: &Path, env: &[(&str, String)]) -> Grantry {
+        Self::start_with_log(config, env, None).await
+    }
+
+    /// As [`Grantry::start`], writing its log (stderr) to `log` when given.
+    pub async fn start_with_log(
+        config: &Path,
+        env: &[(&str, String)],
+        log: Option<&Path>,
+    ) -> Grantry {
         let port = free_port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_grantry"));
         cmd.args(["--config", config.to_str().unwrap(), "serve"])
             .env("GRANTRY__SERVER__LISTEN", format!("127.0.0.1:{port}"))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(match log {
+                Some(p) => Stdio::from(std::fs::File::create(p).unwrap()),
+                None => Stdio::inherit(),
+            })
             .kill_on_drop(true);
         for (k, v) in env {
             cmd.env(k, v);
