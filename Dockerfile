@@ -1,3 +1,4 @@
+# syntax=docker/dockerfile:1
 # grantry's container image: built with the Rust toolchain, run on distroless (glibc, CA
 # certificates, no shell, no package manager) as a non-root user.
 #   docker build -t grantry:0.1.0 .

@@ -56,7 +56,7 @@ pub(crate) async fn run(
         None => match timeout_at(deadline, &mut server).await {
             Ok(r) => r,
             Err(_) => {
-                tracing::warn!("shutdown bound reached: cutting off requests still in flight (not acknowledged, nothing committed)");
+                tracing::warn!("shutdown bound reached: cutting off requests still in flight (unacknowledged: Slack retries them, and a retry finds what was stored)");
                 server.abort();
                 Ok(Ok(()))
             }
