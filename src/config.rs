@@ -82,6 +82,13 @@ pub struct ServerConfig {
     pub listen: String,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// On SIGTERM, how long to keep serving while `/readyz` answers 503, so that load balancers
+    /// stop routing here before the listener closes, in seconds (Kubernetes: a few seconds).
+    pub shutdown_drain_secs: u64,
+    /// On SIGTERM, the bound on the whole shutdown (drain included): in-flight requests and jobs
+    /// in hand get until then; jobs still running are then released to other replicas. Keep it
+    /// below Kubernetes' `terminationGracePeriodSeconds`.
+    pub shutdown_timeout_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -89,6 +96,8 @@ impl Default for ServerConfig {
         Self {
             listen: "127.0.0.1:3000".into(),
             max_body_bytes: 256 * 1024,
+            shutdown_drain_secs: 0,
+            shutdown_timeout_secs: 20,
         }
     }
 }

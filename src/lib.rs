@@ -17,6 +17,7 @@ pub mod jobs;
 pub mod outbound;
 pub mod policy;
 pub mod routing;
+mod server;
 pub mod store;
 
 use std::collections::HashMap;
@@ -69,6 +70,8 @@ pub struct App {
     pub slack_app_token: Secret,
     /// The offboarding hook's shared secret (empty: the hook is closed).
     pub offboard_secret: Secret,
+    /// Set when shutdown begins: `/readyz` answers 503 so load balancers stop routing here.
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 impl App {
@@ -167,6 +170,7 @@ impl App {
             slack: slack_client,
             slack_app_token: app_token,
             offboard_secret,
+            draining: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -181,14 +185,15 @@ impl App {
     }
 }
 
-/// Runs the HTTP server, the job workers and the expiry sweeper until `shutdown` resolves;
-/// then stops taking requests and lets workers finish the job in hand.
+/// Runs the HTTP server, the job workers and the expiry sweeper until `shutdown` resolves; then
+/// drains (`/readyz` 503 for `server.shutdown_drain_secs`), stops taking requests, lets in-flight
+/// requests and the jobs in hand finish, and returns within `server.shutdown_timeout_secs`,
+/// releasing any job still held to other replicas.
 pub async fn serve(
     app: Arc<App>,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     match flow::reviews::detect_role_changes(&app, &app.directory).await {
         Ok(changed) if !changed.is_empty() => {
             tracing::info!(
@@ -201,21 +206,5 @@ pub async fn serve(
             tracing::error!(error = %e, "could not compare the directory with its last snapshot")
         }
     }
-    let mut background = jobs::spawn_all(app.clone(), stop_rx.clone());
-    if app.config.slack.mode == "socket" {
-        background.push(tokio::spawn(http::slack::socket::run(
-            app.clone(),
-            app.slack_app_token.clone(),
-            stop_rx.clone(),
-        )));
-    }
-    let router = http::router(app.clone());
-    let result = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await;
-    let _ = stop_tx.send(true);
-    for h in background {
-        let _ = tokio::time::timeout(Duration::from_secs(30), h).await;
-    }
-    result
+    server::run(app, listener, shutdown).await
 }

@@ -175,7 +175,7 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-    tracing::info!("shutting down: no new requests; finishing jobs in hand");
+    tracing::info!("shutdown signal received");
 }
 
 #[tokio::main]

@@ -175,7 +175,9 @@ pub async fn decide(app: &App, click: Click) -> Result<DecideReply, FlowError> {
         .move_request(&id, RequestState::PendingApproval, to, now)
         .await?
     {
-        let text = format!("{id} was decided a moment ago: nothing changed.");
+        // Another click (on this replica or another) decided first: say what it decided.
+        let state = tx.request(&id).await?.map_or(req.state, |r| r.state);
+        let text = format!("{id} is already {}: nothing changed.", state.describe());
         return refuse(app, tx, &click, &actor, Some(&id), "already_decided", text).await;
     }
     let reason = match &click.choice {

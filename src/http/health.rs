@@ -1,4 +1,5 @@
-//! `/healthz`: the process answers. `/readyz`: the database answers and is fully migrated.
+//! `/healthz`: the process answers. `/readyz`: the database answers, is fully migrated, and the
+//! process is not shutting down (then 503, so load balancers stop routing here).
 
 use std::sync::Arc;
 
@@ -12,6 +13,9 @@ pub(super) async fn healthz() -> &'static str {
 }
 
 pub(super) async fn readyz(State(app): State<Arc<App>>) -> (StatusCode, &'static str) {
+    if app.draining.load(std::sync::atomic::Ordering::SeqCst) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+    }
     match app.store.ready().await {
         Ok(true) => (StatusCode::OK, "ready"),
         Ok(false) => (StatusCode::SERVICE_UNAVAILABLE, "migrations pending"),

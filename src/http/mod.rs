@@ -3,6 +3,7 @@
 mod error;
 mod health;
 mod hooks;
+mod request_log;
 pub mod slack;
 
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use crate::App;
 /// Slack body (slash command, interaction, event) by its shape.
 pub fn router(app: Arc<App>) -> Router {
     let limit = app.config.server.max_body_bytes;
-    Router::new()
+    let routes = Router::new()
         .route("/slack/events", post(slack::inbound))
         .route("/slack/commands", post(slack::inbound))
         .route("/slack/interactions", post(slack::inbound))
@@ -27,5 +28,6 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .layer(DefaultBodyLimit::max(limit))
-        .with_state(app)
+        .with_state(app);
+    request_log::wrap(routes)
 }

@@ -93,18 +93,48 @@ pub fn backoff_ms(base_ms: i64, max_ms: i64, attempts: i64, retry_after: Option<
     jittered.max(floor)
 }
 
-/// Starts the workers and the sweeper; they stop when `stop` turns true.
-pub fn spawn_all(app: Arc<App>, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+/// The background tasks of one process, and the name its workers lease jobs under.
+pub struct Background {
+    pub handles: Vec<JoinHandle<()>>,
+    /// `locked_by` of every job this process's workers claim is `<instance>-<n>`.
+    pub instance: String,
+}
+
+impl Background {
+    /// Puts the jobs this process's workers still hold back in the queue, for another replica to
+    /// take at once (after their tasks were stopped). Returns how many.
+    pub async fn release_leases(&self, app: &App) -> Result<u64, StoreError> {
+        let names: Vec<String> = (0..app.config.jobs.workers)
+            .map(|n| format!("{}-{n}", self.instance))
+            .collect();
+        app.store.release_jobs(&names, app.now_ms()).await
+    }
+}
+
+/// This process's name in `jobs.locked_by`: the host (the pod's name in Kubernetes), the pid
+/// and a random part, so IT can tell which replica holds a job.
+fn instance_name() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty() && h.len() <= 63)
+        .unwrap_or_else(|| "grantry".into());
+    let random: u32 = rand::rng().random();
+    format!("{host}-{}-{random:08x}", std::process::id())
+}
+
+/// Starts the workers and the sweeper; they stop when `stop` turns true, a worker after the job
+/// in hand.
+pub fn spawn_all(app: Arc<App>, stop: watch::Receiver<bool>) -> Background {
     let mut handles = Vec::new();
-    let instance: u32 = rand::rng().random();
+    let instance = instance_name();
     for n in 0..app.config.jobs.workers {
-        let worker = format!("{}-{instance:08x}-{n}", std::process::id());
+        let worker = format!("{instance}-{n}");
         handles.push(tokio::spawn(work(app.clone(), worker, stop.clone())));
     }
     if app.config.jobs.workers > 0 {
         handles.push(tokio::spawn(sweeper::run(app.clone(), stop)));
     }
-    handles
+    Background { handles, instance }
 }
 
 async fn work(app: Arc<App>, worker: String, mut stop: watch::Receiver<bool>) {

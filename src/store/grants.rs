@@ -65,13 +65,15 @@ impl Tx {
         now_ms: i64,
         limit: i64,
     ) -> Result<Vec<GrantRecord>, StoreError> {
-        // PostgreSQL: replicas sweeping at once skip each other's rows instead of waiting.
+        // PostgreSQL: replicas sweeping at once skip each other's rows instead of waiting; the outer
+        // `state = 'active'` re-checks each row as it is updated, so a grant another replica moved
+        // after this statement's snapshot is never claimed twice, however the planner runs the subquery.
         let lock = match self.backend() {
             super::Backend::Postgres => "FOR UPDATE SKIP LOCKED",
             super::Backend::Sqlite => "",
         };
         let sql = format!(
-            "UPDATE grants SET state = 'revoking' WHERE id IN (SELECT id FROM grants \
+            "UPDATE grants SET state = 'revoking' WHERE state = 'active' AND id IN (SELECT id FROM grants \
              WHERE state = 'active' AND expires_at IS NOT NULL AND expires_at <= $1 \
              ORDER BY expires_at LIMIT $2 {lock}) RETURNING {COLUMNS}"
         );

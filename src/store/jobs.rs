@@ -233,6 +233,25 @@ impl Store {
         Ok(())
     }
 
+    /// Puts the jobs these workers hold back to `queued`, runnable now, for another worker to take
+    /// at once (a shutdown interrupted them). The interrupted try is not counted. Returns how many.
+    pub async fn release_jobs(&self, workers: &[String], now_ms: i64) -> Result<u64, StoreError> {
+        let mut released = 0;
+        for w in workers {
+            released += sqlx::query(
+                "UPDATE jobs SET state = 'queued', run_at = $1, updated_at = $1, locked_until = NULL, \
+                 locked_by = NULL, attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END \
+                 WHERE state = 'running' AND locked_by = $2",
+            )
+            .bind(now_ms)
+            .bind(w)
+            .execute(&self.writer)
+            .await?
+            .rows_affected();
+        }
+        Ok(released)
+    }
+
     /// When the next queued job becomes due, if any.
     pub async fn next_job_due(&self) -> Result<Option<i64>, StoreError> {
         Ok(

@@ -3,6 +3,7 @@
 //! database and a clock the test moves.
 #![allow(dead_code)]
 
+pub mod process;
 pub mod scim;
 pub mod slack;
 
@@ -56,36 +57,39 @@ pub struct TestDb {
 
 impl TestDb {
     pub async fn create(dir: &Path) -> TestDb {
-        use sqlx::Connection;
         match std::env::var("GRANTRY_TEST_POSTGRES") {
-            Ok(admin) if !admin.is_empty() => {
-                let name = format!("grantry_t_{}", rand_suffix().replace('-', "_"));
-                let mut c = sqlx::PgConnection::connect(&admin)
-                    .await
-                    .expect("GRANTRY_TEST_POSTGRES answers");
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {name}"
-                )))
-                .execute(&mut c)
-                .await
-                .unwrap();
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                    .execute(&mut c)
-                    .await
-                    .unwrap();
-                let base = admin
-                    .rsplit_once('/')
-                    .map(|(b, _)| b.to_string())
-                    .unwrap_or(admin.clone());
-                TestDb {
-                    url: format!("{base}/{name}"),
-                    pg: Some((admin, name)),
-                }
-            }
+            Ok(admin) if !admin.is_empty() => Self::create_postgres(&admin).await,
             _ => TestDb {
                 url: format!("sqlite://{}", dir.join("grantry.db").display()),
                 pg: None,
             },
+        }
+    }
+
+    /// A new database on the PostgreSQL server `admin` connects to, dropped when this is dropped.
+    pub async fn create_postgres(admin: &str) -> TestDb {
+        use sqlx::Connection;
+        let name = format!("grantry_t_{}", rand_suffix().replace('-', "_"));
+        let mut c = sqlx::PgConnection::connect(admin)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at {admin} does not answer: {e}"));
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name}"
+        )))
+        .execute(&mut c)
+        .await
+        .unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut c)
+            .await
+            .unwrap();
+        let base = admin
+            .rsplit_once('/')
+            .map(|(b, _)| b.to_string())
+            .unwrap_or(admin.to_string());
+        TestDb {
+            url: format!("{base}/{name}"),
+            pg: Some((admin.to_string(), name)),
         }
     }
 

@@ -154,6 +154,11 @@ impl Scim {
         assert!(r.status().is_success());
     }
 
+    /// The server's process id (to freeze it with SIGSTOP and thaw it with SIGCONT).
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("scim2-server running")
+    }
+
     pub fn kill(&mut self) {
         let _ = self.child.start_kill();
     }
