@@ -123,3 +123,109 @@ mod tests {
         assert_eq!(a.len(), 64);
     }
 }
+
+/// Export formats for auditors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// One JSON object per line; the first line describes the export and the chain check.
+    Jsonl,
+    /// A `#` line with the chain check, then a header row, then one row per event.
+    Csv,
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// Writes every event at or after `since_ms`, stating first whether the whole chain verified
+/// (so an export of a tampered store says so).
+pub async fn export(
+    store: &Store,
+    since_ms: i64,
+    format: ExportFormat,
+    out: &mut impl std::io::Write,
+) -> Result<usize, ExportError> {
+    let verdict = verify(store).await?;
+    let (verified, head, problem) = match &verdict {
+        Verdict::Whole { head, .. } => (true, head.clone(), None),
+        Verdict::Broken { seq, problem } => (
+            false,
+            String::new(),
+            Some(format!("event {seq}: {problem}")),
+        ),
+    };
+    match format {
+        ExportFormat::Jsonl => writeln!(
+            out,
+            "{}",
+            serde_json::json!({"export": "grantry-audit", "chain_verified": verified, "head": head,
+                               "problem": problem, "since": since_ms})
+        )?,
+        ExportFormat::Csv => {
+            writeln!(
+                out,
+                "# grantry audit export; chain_verified={verified}; head={head}{}",
+                problem
+                    .map(|p| format!("; problem={p}"))
+                    .unwrap_or_default()
+            )?;
+            writeln!(
+                out,
+                "seq,at,actor,action,request_id,grant_id,detail,prev_hash,hash"
+            )?;
+        }
+    }
+    let mut written = 0;
+    let mut after = 0;
+    loop {
+        let batch = store.audit_events(after, 5_000).await?;
+        let Some(last) = batch.last() else { break };
+        after = last.seq;
+        for e in batch.into_iter().filter(|e| e.at >= since_ms) {
+            let at = chrono::DateTime::from_timestamp_millis(e.at)
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+                .unwrap_or_default();
+            match format {
+                ExportFormat::Jsonl => {
+                    let detail: serde_json::Value = serde_json::from_str(&e.detail)
+                        .unwrap_or(serde_json::Value::String(e.detail.clone()));
+                    writeln!(
+                        out,
+                        "{}",
+                        serde_json::json!({"seq": e.seq, "at": at, "actor": e.actor, "action": e.action,
+                            "request_id": e.request_id, "grant_id": e.grant_id, "detail": detail,
+                            "prev_hash": e.prev_hash, "hash": e.hash})
+                    )?
+                }
+                ExportFormat::Csv => writeln!(
+                    out,
+                    "{},{},{},{},{},{},{},{},{}",
+                    e.seq,
+                    at,
+                    csv_field(&e.actor),
+                    csv_field(&e.action),
+                    csv_field(e.request_id.as_deref().unwrap_or("")),
+                    csv_field(e.grant_id.as_deref().unwrap_or("")),
+                    csv_field(&e.detail),
+                    e.prev_hash,
+                    e.hash
+                )?,
+            }
+            written += 1;
+        }
+    }
+    Ok(written)
+}
+
+/// Why an export failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("writing the export: {0}")]
+    Io(#[from] std::io::Error),
+}

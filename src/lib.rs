@@ -14,6 +14,7 @@ pub mod domain;
 pub mod flow;
 pub mod http;
 pub mod jobs;
+pub mod metrics;
 pub mod outbound;
 pub mod policy;
 pub mod routing;

@@ -99,6 +99,30 @@ enum CatalogCommand {
 enum AuditCommand {
     /// Prove the hash chain is whole; exit 1 and name the first bad event otherwise.
     Verify,
+    /// Every decision, approver, policy and entitlement change, for an auditor. States first
+    /// whether the hash chain verified; exits 1 if it did not (the export is still written).
+    Export {
+        /// Only events from this date (YYYY-MM-DD, UTC) or RFC 3339 time on.
+        #[arg(long)]
+        since: Option<String>,
+        /// jsonl or csv.
+        #[arg(long, default_value = "jsonl")]
+        format: String,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+fn parse_since(s: &str) -> Result<i64> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.timestamp_millis());
+    }
+    let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .with_context(|| format!("--since {s:?}: use YYYY-MM-DD or an RFC 3339 time"))?;
+    Ok(d.and_hms_opt(0, 0, 0)
+        .map(|t| t.and_utc().timestamp_millis())
+        .unwrap_or(0))
 }
 
 #[derive(Subcommand)]
@@ -290,6 +314,31 @@ async fn main() -> Result<()> {
                     eprintln!("audit chain BROKEN at event {seq}: {problem}");
                     std::process::exit(1);
                 }
+            }
+        }
+        Command::Audit {
+            command: AuditCommand::Export { since, format, out },
+        } => {
+            let format = match format.as_str() {
+                "jsonl" => audit::ExportFormat::Jsonl,
+                "csv" => audit::ExportFormat::Csv,
+                other => bail!("unknown format '{other}' (use jsonl or csv)"),
+            };
+            let since = since.as_deref().map(parse_since).transpose()?.unwrap_or(0);
+            let store = open_store(&config).await?;
+            let written = match out {
+                Some(path) => {
+                    let file = std::fs::File::create(&path)
+                        .with_context(|| format!("creating {}", path.display()))?;
+                    let mut w = std::io::BufWriter::new(file);
+                    audit::export(&store, since, format, &mut w).await?
+                }
+                None => audit::export(&store, since, format, &mut std::io::stdout().lock()).await?,
+            };
+            eprintln!("{written} event(s) exported");
+            if !matches!(audit::verify(&store).await?, Verdict::Whole { .. }) {
+                eprintln!("the audit chain did NOT verify: see the export's first line");
+                std::process::exit(1);
             }
         }
         Command::Grants {

@@ -201,6 +201,42 @@ async fn audit_verify_passes_then_names_the_row_edited_behind_its_back() {
     );
     assert!(String::from_utf8_lossy(&ok.stdout).contains("audit chain whole"));
 
+    // The auditor's export states the chain verified, then has every event.
+    let export = grantry_cli(&config, &["audit", "export", "--format", "jsonl"]);
+    assert!(
+        export.status.success(),
+        "{}",
+        String::from_utf8_lossy(&export.stderr)
+    );
+    let text = String::from_utf8_lossy(&export.stdout).to_string();
+    let head: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(head["chain_verified"], true);
+    assert!(text
+        .lines()
+        .skip(1)
+        .any(|l| l.contains("\"request.approved\"") && l.contains("bob@example.com")));
+    let csv = grantry_cli(
+        &config,
+        &[
+            "audit",
+            "export",
+            "--format",
+            "csv",
+            "--since",
+            "2020-01-01",
+        ],
+    );
+    let csv = String::from_utf8_lossy(&csv.stdout).to_string();
+    assert!(
+        csv.starts_with("# grantry audit export; chain_verified=true"),
+        "{csv}"
+    );
+    assert!(csv
+        .lines()
+        .nth(1)
+        .unwrap()
+        .starts_with("seq,at,actor,action"));
+
     // Edit rows behind grantry's back with the database's own CLI.
     let edit = |sql: &str| {
         let out = if db.is_postgres() {
@@ -225,6 +261,17 @@ async fn audit_verify_passes_then_names_the_row_edited_behind_its_back() {
     edit("UPDATE audit_events SET actor = 'mallory@example.com' WHERE action = 'request.approved'");
     let bad = grantry_cli(&config, &["audit", "verify"]);
     assert_eq!(bad.status.code(), Some(1));
+    let tampered = grantry_cli(&config, &["audit", "export"]);
+    assert_eq!(
+        tampered.status.code(),
+        Some(1),
+        "an export of a broken chain says so and fails"
+    );
+    assert!(String::from_utf8_lossy(&tampered.stdout)
+        .lines()
+        .next()
+        .unwrap()
+        .contains("\"chain_verified\":false"));
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(
         err.contains("BROKEN at event 3") && err.contains("request.approved"),

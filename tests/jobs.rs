@@ -146,3 +146,42 @@ async fn a_slack_error_no_retry_can_fix_is_not_retried_and_it_is_told() {
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].attempts, 1, "channel_not_found is not retried");
 }
+
+#[tokio::test]
+async fn metrics_show_requests_queue_decisions_and_outbound_calls() {
+    let t = spawn_app().await;
+    t.scim.create_user("alice@example.com").await;
+    t.scim.create_group("platform-admins").await;
+    t.slack.fail_next(common::slack::Fault {
+        method: "chat.postMessage".into(),
+        status: 429,
+        retry_after: Some(0),
+        body: serde_json::json!({"ok": false, "error": "ratelimited"}),
+    });
+    let id = t.file_request(STORY).await;
+    t.click("U222", "grantry.approve", &id).await;
+    eventually(15, "active", || async {
+        (t.state_of(&id).await == "active").then_some(())
+    })
+    .await;
+    let body = t
+        .http()
+        .get(format!("{}/metrics", t.base_url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "grantry_requests{state=\"active\"} 1",
+        "grantry_decision_latency_seconds_count 1",
+        "grantry_decision_latency_seconds_bucket{le=\"+Inf\"} 1",
+        "grantry_connector_calls_total{connector=\"scim\",operation=\"grant\",outcome=\"ok\"}",
+        "grantry_slack_api_calls_total{method=\"chat.postMessage\",outcome=\"rate_limited\"}",
+        "grantry_job_runs_total{kind=\"post_approval_card\",outcome=\"retry\"}",
+        "# TYPE grantry_job_queue_oldest_age_seconds gauge",
+    ] {
+        assert!(body.contains(line), "missing {line}:\n{body}");
+    }
+}

@@ -25,3 +25,15 @@ pub(super) async fn readyz(State(app): State<Arc<App>>) -> (StatusCode, &'static
         }
     }
 }
+
+/// `/metrics`: Prometheus text format.
+pub(super) async fn metrics(State(app): State<Arc<App>>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match crate::metrics::render(&app).await {
+        Ok(text) => ([("content-type", "text/plain; version=0.0.4")], text).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics unavailable");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
+        }
+    }
+}

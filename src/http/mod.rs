@@ -27,6 +27,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/hooks/offboard", post(hooks::offboard))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(app);
     request_log::wrap(routes)

@@ -277,8 +277,13 @@ async fn provision(app: &App, request_id: &str) -> Result<(), JobError> {
             catalog_app.connector
         ))
     })?;
-    let account = connector.resolve_account(&req.subject_email).await?;
-    let change = connector.grant(&account, &ent.target).await?;
+    let name = catalog_app.connector.as_str();
+    let account = observed(
+        name,
+        "resolve_account",
+        connector.resolve_account(&req.subject_email).await,
+    )?;
+    let change = observed(name, "grant", connector.grant(&account, &ent.target).await)?;
 
     let now = app.now_ms();
     let approved_by = app
@@ -424,7 +429,11 @@ async fn revoke(
         id: grant.account_id.clone(),
         login: None,
     };
-    let change = connector.revoke(&account, &grant.target).await?;
+    let change = observed(
+        &grant.connector,
+        "revoke",
+        connector.revoke(&account, &grant.target).await,
+    )?;
 
     let now = app.now_ms();
     let rid = RequestId::from_stored(grant.request_id.clone());
@@ -574,4 +583,19 @@ async fn update_review_cards(app: &App, item_id: &str) -> Result<(), JobError> {
             .await?;
     }
     Ok(())
+}
+
+/// Counts a connector call's outcome for `/metrics`, passing the result through.
+fn observed<T>(
+    connector: &str,
+    operation: &str,
+    r: Result<T, crate::connectors::ConnectorError>,
+) -> Result<T, crate::connectors::ConnectorError> {
+    let outcome = match &r {
+        Ok(_) => "ok",
+        Err(crate::connectors::ConnectorError::Transient { .. }) => "transient",
+        Err(crate::connectors::ConnectorError::Permanent { .. }) => "permanent",
+    };
+    crate::metrics::connector_call(connector, operation, outcome);
+    r
 }

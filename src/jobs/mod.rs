@@ -180,11 +180,15 @@ pub async fn run_one(app: &App, worker: &str) -> Result<bool, StoreError> {
     };
     let now = app.now_ms();
     match outcome {
-        Ok(()) => app.store.complete_job(rec.id, worker, now).await?,
+        Ok(()) => {
+            crate::metrics::job_run(&rec.kind, "done");
+            app.store.complete_job(rec.id, worker, now).await?
+        }
         Err(JobError::Transient {
             message,
             retry_after,
         }) if rec.attempts < rec.max_attempts => {
+            crate::metrics::job_run(&rec.kind, "retry");
             let delay = backoff_ms(
                 cfg.backoff_base_ms,
                 cfg.backoff_max_ms,
@@ -196,7 +200,10 @@ pub async fn run_one(app: &App, worker: &str) -> Result<bool, StoreError> {
                 .retry_job(rec.id, worker, now + delay, &message, now)
                 .await?;
         }
-        Err(e) => give_up(app, &rec, worker, &e.to_string()).await?,
+        Err(e) => {
+            crate::metrics::job_run(&rec.kind, "failed");
+            give_up(app, &rec, worker, &e.to_string()).await?
+        }
     }
     Ok(true)
 }

@@ -43,6 +43,26 @@ impl Tx {
 }
 
 impl Store {
+    /// Approver decision latency (decision time − request time): cumulative counts at each
+    /// bound (milliseconds), the total count and the sum in milliseconds.
+    pub async fn decision_latency_buckets(
+        &self,
+        bounds_ms: &[i64],
+    ) -> Result<(Vec<i64>, i64, i64), StoreError> {
+        let rows: Vec<(i64,)> = sqlx::query_as(
+            "SELECT d.at - r.created_at FROM decisions d JOIN requests r ON r.id = d.request_id \
+             WHERE d.kind = 'approver'",
+        )
+        .fetch_all(self.reader())
+        .await?;
+        let latencies: Vec<i64> = rows.into_iter().map(|(l,)| l.max(0)).collect();
+        let buckets = bounds_ms
+            .iter()
+            .map(|b| latencies.iter().filter(|l| **l <= *b).count() as i64)
+            .collect();
+        Ok((buckets, latencies.len() as i64, latencies.iter().sum()))
+    }
+
     /// Every decision on a request, oldest first.
     pub async fn decisions(&self, id: &RequestId) -> Result<Vec<DecisionRecord>, StoreError> {
         Ok(sqlx::query_as(

@@ -252,6 +252,24 @@ impl Store {
         Ok(released)
     }
 
+    /// How many jobs there are, by state and kind.
+    pub async fn count_jobs(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT state, kind, COUNT(*) FROM jobs GROUP BY state, kind ORDER BY state, kind",
+        )
+        .fetch_all(self.reader())
+        .await?)
+    }
+
+    /// When the oldest job that is due and still waiting became due.
+    pub async fn oldest_queued_job(&self) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(run_at) FROM jobs WHERE state = 'queued' AND attempts = 0",
+        )
+        .fetch_one(self.reader())
+        .await?)
+    }
+
     /// When the next queued job becomes due, if any.
     pub async fn next_job_due(&self) -> Result<Option<i64>, StoreError> {
         Ok(

@@ -79,14 +79,23 @@ impl SlackClient {
     }
 
     async fn send(&self, method: &str, req: reqwest::RequestBuilder) -> Result<Value, ChatError> {
-        let resp = req.send().await.map_err(|e| ChatError::Transient {
-            message: format!("Slack {method}: {}", outbound::describe(&e)),
-            retry_after: None,
+        let resp = req.send().await.map_err(|e| {
+            crate::metrics::slack_call(method, "transient");
+            ChatError::Transient {
+                message: format!("Slack {method}: {}", outbound::describe(&e)),
+                retry_after: None,
+            }
         })?;
         let status = resp.status();
         let retry_after = outbound::retry_after(resp.headers());
         let text = resp.text().await.unwrap_or_default();
         if !status.is_success() {
+            let outcome = match status.as_u16() {
+                429 => "rate_limited",
+                _ if outbound::is_transient(status) => "transient",
+                _ => "permanent",
+            };
+            crate::metrics::slack_call(method, outcome);
             let message = format!("Slack {method}: HTTP {status}");
             return Err(if outbound::is_transient(status) {
                 ChatError::Transient {
@@ -102,6 +111,7 @@ impl SlackClient {
             retry_after: None,
         })?;
         if v.get("ok").and_then(Value::as_bool) == Some(true) {
+            crate::metrics::slack_call(method, "ok");
             return Ok(v);
         }
         let error = v
@@ -109,6 +119,14 @@ impl SlackClient {
             .and_then(Value::as_str)
             .unwrap_or("unknown_error");
         let message = format!("Slack {method}: {error}");
+        crate::metrics::slack_call(
+            method,
+            match error {
+                "ratelimited" => "rate_limited",
+                e if PERMANENT.contains(&e) => "permanent",
+                _ => "transient",
+            },
+        );
         Err(if PERMANENT.contains(&error) {
             ChatError::Permanent { message }
         } else {
