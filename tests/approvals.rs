@@ -385,3 +385,138 @@ async fn futures_join_all<F: std::future::Future<Output = u16>>(futs: Vec<F>) ->
     .await;
     out
 }
+
+#[tokio::test]
+async fn the_managers_step_then_two_of_three_owners_in_order() {
+    let t = spawn_app_with(|c| {
+        let path = c.base_dir.join("catalog.toml");
+        let catalog = std::fs::read_to_string(&path).unwrap().replace(
+            "owners = [\"bob@example.com\", \"carol@example.com\"]",
+            "owners = [\"bob@example.com\", \"carol@example.com\", \"mallory@example.com\"]",
+        ) + r#"
+  [[apps.entitlements]]
+  id = "prod-deploy"
+  max_duration = "8h"
+    [[apps.entitlements.steps]]
+    approvers = ["manager"]
+    [[apps.entitlements.steps]]
+    approvers = ["owners"]
+    need = 2
+"#;
+        std::fs::write(&path, catalog).unwrap();
+    })
+    .await;
+    t.scim.create_user("alice@example.com").await;
+    let group = t.scim.create_group("prod-deploy").await;
+    let (_, b) = t
+        .command(
+            "U111",
+            "github prod-deploy for 2h because release 1.4 rollout",
+            "s1",
+        )
+        .await;
+    let text = b["text"].as_str().unwrap();
+    assert!(
+        text.contains("sent to Bob Owner for approval"),
+        "step 1 is Alice's manager: {text}"
+    );
+    let id = text.split_whitespace().nth(1).unwrap().to_string();
+    let card = eventually(5, "step-1 card", || async {
+        t.slack
+            .calls_of("chat.postMessage")
+            .into_iter()
+            .find(|c| c.body["blocks"].is_array())
+    })
+    .await;
+    assert_eq!(card.body["channel"], "U222");
+    assert!(
+        card.body["blocks"].to_string().contains("step 1 of 2"),
+        "{}",
+        card.body
+    );
+    // An owner cannot jump the queue: step 2 has not started.
+    assert_eq!(t.click("U333", "grantry.approve", &id).await, 200);
+    assert_eq!(t.state_of(&id).await, "pending_approval");
+
+    assert_eq!(t.click("U222", "grantry.approve", &id).await, 200);
+    let step2 = eventually(5, "step-2 cards to the three owners", || async {
+        let c: Vec<_> = t
+            .slack
+            .calls_of("chat.postMessage")
+            .into_iter()
+            .filter(|c| {
+                c.body["blocks"].is_array() && c.body["blocks"].to_string().contains("step 2 of 2")
+            })
+            .collect();
+        (c.len() == 3).then_some(c)
+    })
+    .await;
+    let mut to: Vec<&str> = step2
+        .iter()
+        .map(|c| c.body["channel"].as_str().unwrap())
+        .collect();
+    to.sort();
+    assert_eq!(to, ["U222", "U333", "U666"]);
+    assert!(step2[0].body["blocks"]
+        .to_string()
+        .contains("approved so far by Bob Owner"));
+    assert_eq!(t.state_of(&id).await, "pending_approval");
+
+    // 2 of 3: Carol, then Carol again (refused), then Mallory completes it.
+    assert_eq!(t.click("U333", "grantry.approve", &id).await, 200);
+    assert_eq!(t.state_of(&id).await, "pending_approval");
+    assert_eq!(t.click("U333", "grantry.approve", &id).await, 200);
+    eventually(5, "Carol told she already decided", || async {
+        t.slack
+            .calls_of("chat.postEphemeral")
+            .into_iter()
+            .find(|c| {
+                c.body["user"] == "U333"
+                    && c.body["text"].as_str().unwrap().contains("already decided")
+            })
+    })
+    .await;
+    assert_eq!(t.click("U666", "grantry.approve", &id).await, 200);
+    eventually(15, "provisioned after the last step", || async {
+        (!t.scim.members(&group).await.is_empty()).then_some(())
+    })
+    .await;
+    let actions: Vec<(String, String)> = t
+        .app
+        .store
+        .audit_for_request(&id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.action, e.actor))
+        .collect();
+    let steps: Vec<(&str, &str)> = actions
+        .iter()
+        .filter(|(a, _)| a.starts_with("request.step") || a == "request.approved")
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("request.step_approved", "bob@example.com"),
+            ("request.step_completed", "system"),
+            ("request.step_approved", "carol@example.com"),
+            ("request.approved", "mallory@example.com"),
+        ]
+    );
+    let g = t.app.store.grant_for_request(&id).await.unwrap().unwrap();
+    assert_eq!(g.approved_by.as_deref(), Some("mallory@example.com"));
+
+    // Bob has no manager: his own request for it cannot complete step 1, so it is denied at once.
+    let (_, b) = t
+        .command(
+            "U222",
+            "github prod-deploy for 2h because hotfix rollout",
+            "s2",
+        )
+        .await;
+    assert!(
+        b["text"].as_str().unwrap().contains("approval step 1"),
+        "{b}"
+    );
+}

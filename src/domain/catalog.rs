@@ -43,6 +43,25 @@ pub enum EntitlementKind {
     License,
 }
 
+/// One approval step: who may approve, and how many of them must.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// `owners` (the app's owners), `manager` (the subject's manager), or emails.
+    pub approvers: Vec<String>,
+    /// How many distinct approvals complete the step (N of M).
+    pub need: u32,
+}
+
+impl Step {
+    /// The default: one of the app's owners.
+    pub fn owners() -> Self {
+        Self {
+            approvers: vec!["owners".into()],
+            need: 1,
+        }
+    }
+}
+
 /// One requestable entitlement of an app.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entitlement {
@@ -60,6 +79,8 @@ pub struct Entitlement {
     pub allow_permanent: bool,
     /// Whether approvers may approve for less time than asked (default: yes).
     pub allow_shorter_approval: bool,
+    /// Approval steps, in order (default: one step, one of the app's owners).
+    pub steps: Vec<Step>,
 }
 
 /// The durations offered in pickers, before the entitlement's own limits.
@@ -175,6 +196,15 @@ struct RawEntitlement {
     #[serde(default)]
     allow_permanent: bool,
     allow_shorter_approval: Option<bool>,
+    #[serde(default)]
+    steps: Vec<RawStep>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    approvers: Vec<String>,
+    need: Option<u32>,
 }
 
 fn valid_id(s: &str) -> bool {
@@ -302,6 +332,47 @@ impl Catalog {
                         );
                     }
                 }
+                let mut steps = Vec::new();
+                for (k, st) in e.steps.iter().enumerate() {
+                    let need = st.need.unwrap_or(1);
+                    let place = format!("{eplace}.steps[{k}]");
+                    if st.approvers.is_empty() {
+                        problem(
+                            &place,
+                            "a step needs approvers: owners, manager, or emails".into(),
+                        );
+                    }
+                    for who in &st.approvers {
+                        if who != "owners" && who != "manager" && !looks_like_email(who) {
+                            problem(
+                                &place,
+                                format!("'{who}' is not owners, manager or an email"),
+                            );
+                        }
+                    }
+                    let named = st.approvers.iter().filter(|w| looks_like_email(w)).count();
+                    let fixed = !st.approvers.iter().any(|w| w == "owners" || w == "manager");
+                    if need == 0 || (fixed && need as usize > named) {
+                        problem(
+                            &place,
+                            format!(
+                                "need = {need} cannot be met by {} approver(s)",
+                                st.approvers.len()
+                            ),
+                        );
+                    }
+                    steps.push(Step {
+                        approvers: st
+                            .approvers
+                            .iter()
+                            .map(|w| w.to_ascii_lowercase())
+                            .collect(),
+                        need,
+                    });
+                }
+                if steps.is_empty() {
+                    steps.push(Step::owners());
+                }
                 let fallback = AccessDuration::from_minutes(8 * 60).expect("8h is valid");
                 let default_duration = default.or(max.map(|m| m.min(fallback))).unwrap_or(fallback);
                 ents.push(Entitlement {
@@ -314,6 +385,7 @@ impl Catalog {
                     default_duration,
                     allow_permanent: e.allow_permanent,
                     allow_shorter_approval: e.allow_shorter_approval.unwrap_or(true),
+                    steps,
                 });
             }
             apps.push(App {

@@ -79,7 +79,22 @@ pub async fn card_for(
             why: "Timed out with no decision".into(),
             at_ms: req.updated_at_ms,
         },
-        None => CardStatus::Pending,
+        None => match approval {
+            // This approver's part is done (their step is complete, or they gave their
+            // approval and others must still give theirs): no button stays live for them.
+            Some(a) if a.state != "pending" => CardStatus::Closed {
+                why: if a.state == "approved" {
+                    format!(
+                        "You approved step {}; it now waits for the other approvers",
+                        a.step + 1
+                    )
+                } else {
+                    format!("Step {} was approved by others; it moved on", a.step + 1)
+                },
+                at_ms: a.decided_at.unwrap_or(req.updated_at_ms),
+            },
+            _ => CardStatus::Pending,
+        },
         Some(d) => {
             let chat_id = app
                 .store
@@ -135,7 +150,34 @@ pub async fn card_for(
             .map(|e| e.risk.to_string())
             .unwrap_or_else(|| "unknown".into()),
         policy_reasons,
-        context: context(app, req).await?,
+        context: {
+            let mut facts = context(app, req).await?;
+            let steps = ent.map(|e| e.steps.clone()).unwrap_or_default();
+            let k = approval.map(|a| a.step as usize).unwrap_or(0);
+            if steps.len() > 1 || steps.first().is_some_and(|s| s.need > 1) {
+                let need = steps.get(k).map(|s| s.need).unwrap_or(1);
+                let done: Vec<String> = decisions
+                    .iter()
+                    .filter(|d| d.kind == "step")
+                    .map(|d| label(app, &req.platform, &d.actor, None).name)
+                    .collect();
+                facts.insert(
+                    0,
+                    format!(
+                        "step {} of {} (needs {need} approval{}){}",
+                        k + 1,
+                        steps.len(),
+                        if need == 1 { "" } else { "s" },
+                        if done.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; approved so far by {}", done.join(", "))
+                        }
+                    ),
+                );
+            }
+            facts
+        },
         shorter: match (ent, req.duration) {
             (Some(e), Some(asked)) if e.allow_shorter_approval => e
                 .duration_choices()

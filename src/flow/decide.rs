@@ -38,6 +38,8 @@ pub struct Click {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DecideReply {
     Approved(RequestId),
+    /// One approval of a step that needs more, or a step done with another to come.
+    StepApproved(RequestId),
     Denied(RequestId),
     /// Refused, audited, nothing changed; the text was sent to the clicker.
     Refused(String),
@@ -73,6 +75,7 @@ async fn gate(app: &App, tx: &mut Tx, click: &Click) -> Result<Gate, FlowError> 
         let text = "That button does not belong to a grantry request.".to_string();
         return Ok(refused(None, "unknown_request", text));
     };
+    tx.lock_request(&id).await?;
     let Some(req) = tx.request(&id).await? else {
         return Ok(refused(
             Some(&id),
@@ -89,10 +92,21 @@ async fn gate(app: &App, tx: &mut Tx, click: &Click) -> Result<Gate, FlowError> 
         let text = format!("You cannot decide your own request {id}: another approver must.");
         return Ok(refused(Some(&id), "self_approval", text));
     }
-    let Some(approval) = tx
-        .approval_for_chat_user(&id, click.platform, &click.clicker_chat_id)
-        .await?
-    else {
+    let pending = tx
+        .pending_approval_for_chat_user(&id, click.platform, &click.clicker_chat_id)
+        .await?;
+    let Some(approval) = pending else {
+        let had = tx
+            .approval_for_chat_user(&id, click.platform, &click.clicker_chat_id)
+            .await?;
+        if had.is_some() {
+            let text = if req.state == RequestState::PendingApproval {
+                format!("You already decided on {id}; it now waits for its other approvers.")
+            } else {
+                format!("{id} is already {}: nothing changed.", req.state.describe())
+            };
+            return Ok(refused(Some(&id), "already_decided", text));
+        }
         let text = format!(
             "You are not an approver of {id}, so your click changed nothing. Its approvers have been asked."
         );
@@ -162,6 +176,12 @@ pub async fn decide(app: &App, click: Click) -> Result<DecideReply, FlowError> {
             let text =
                 format!("{d} is not a shorter duration {id} can be approved for: nothing changed.");
             return refuse(app, tx, &click, &actor, Some(&id), "bad_duration", text).await;
+        }
+    }
+    if !matches!(click.choice, Choice::Deny(_)) {
+        if let Some(reply) = approve_step(app, &mut tx, &req, &approval, &click, now).await? {
+            tx.commit().await?;
+            return Ok(reply);
         }
     }
     let (to, outcome, action) = match click.choice {
@@ -267,6 +287,112 @@ pub async fn decide(app: &App, click: Click) -> Result<DecideReply, FlowError> {
     };
     tx.commit().await?;
     Ok(reply)
+}
+
+/// An approval in a multi-step or N-of-M route. Records it; when it completes a step that is not
+/// the last, asks the next step's approvers and returns the reply. Returns `None` when this
+/// approval completes the last step (the caller then approves the request).
+async fn approve_step(
+    app: &App,
+    tx: &mut Tx,
+    req: &AccessRequest,
+    approval: &ApprovalRecord,
+    click: &Click,
+    now: i64,
+) -> Result<Option<DecideReply>, FlowError> {
+    let catalog_app = app.catalog.app(&req.app);
+    let steps = catalog_app
+        .and_then(|a| a.entitlement(&req.entitlement))
+        .map(|e| e.steps.clone())
+        .unwrap_or_else(|| vec![crate::domain::Step::owners()]);
+    let k = approval.step as usize;
+    let need = steps.get(k).map(|s| s.need).unwrap_or(1) as i64;
+    let last = k + 1 >= steps.len();
+    if need <= 1 && last {
+        return Ok(None);
+    }
+    let id = &req.id;
+    tx.approve_slot(approval.id, now).await?;
+    let given = tx.approved_in_step(id, approval.step).await?;
+    if given >= need && last {
+        return Ok(None);
+    }
+    let max = app.config.jobs.max_attempts;
+    tx.insert_decision(&DecisionRecord {
+        request_id: id.to_string(),
+        kind: "step".into(),
+        outcome: "approved".into(),
+        actor: approval.approver_email.clone(),
+        policy_ids: "[]".into(),
+        reasons: "[]".into(),
+        at: now,
+    })
+    .await?;
+    tx.audit(
+        now,
+        NewAuditEvent {
+            actor: &approval.approver_email,
+            action: "request.step_approved",
+            request_id: Some(id.as_str()),
+            grant_id: None,
+            detail: json!({"step": approval.step + 1, "of": steps.len(), "given": given, "need": need,
+                           "platform": click.platform, "chat_user": click.clicker_chat_id}),
+        },
+    )
+    .await?;
+    let mut next_names = Vec::new();
+    if given >= need {
+        tx.close_step(id, approval.step).await?;
+        if let (Some(a), Some(next)) = (catalog_app, steps.get(k + 1)) {
+            let next_step = approval.step + 1;
+            for ap in crate::routing::step_approvers(
+                a,
+                next,
+                &req.requester_email,
+                &req.subject_email,
+                &app.directory,
+            ) {
+                let chat_id = app
+                    .directory
+                    .by_email(&ap.email)
+                    .and_then(|p| app.directory.chat_id(&req.platform, p));
+                let slot = tx
+                    .insert_approval(&crate::store::approvals::NewApproval {
+                        request_id: id,
+                        step: next_step,
+                        email: &ap.email,
+                        name: &ap.name,
+                        platform: &req.platform,
+                        chat_user_id: chat_id,
+                        on_behalf_of: None,
+                    })
+                    .await?;
+                tx.enqueue(&Job::PostApprovalCard { approval_id: slot }, now, max)
+                    .await?;
+                next_names.push(ap.name);
+            }
+            tx.audit(
+                now,
+                NewAuditEvent {
+                    actor: "system",
+                    action: "request.step_completed",
+                    request_id: Some(id.as_str()),
+                    grant_id: None,
+                    detail: json!({"step": approval.step + 1, "next_approvers": next_names}),
+                },
+            )
+            .await?;
+        }
+    }
+    tx.enqueue(
+        &Job::UpdateApprovalCards {
+            request_id: id.to_string(),
+        },
+        now,
+        max,
+    )
+    .await?;
+    Ok(Some(DecideReply::StepApproved(id.clone())))
 }
 
 /// Records a refused click and tells the clicker why; changes nothing else.

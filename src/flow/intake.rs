@@ -252,21 +252,38 @@ pub async fn submit(app: &App, s: Submission) -> Result<IntakeReply, FlowError> 
         entitlement: ent,
         duration,
     });
-    let approvers = routing::approvers(
+    // Every step must be able to complete before the request is filed; step 0 is asked now.
+    let short_step = ent.steps.iter().enumerate().find_map(|(k, step)| {
+        let n = routing::step_approvers(
+            catalog_app,
+            step,
+            &requester.email,
+            &subject.email,
+            &app.directory,
+        )
+        .len();
+        (n < step.need as usize).then_some((k, n, step.need))
+    });
+    let approvers = routing::step_approvers(
         catalog_app,
+        &ent.steps[0],
         &requester.email,
         &subject.email,
         &app.directory,
     );
-    if decision.outcome == Outcome::NeedsApproval && approvers.is_empty() {
-        decision = policy::Decision {
-            outcome: Outcome::Deny,
-            policy_ids: vec!["needs-an-approver".into()],
-            reasons: vec![format!(
-                "no one other than you can approve {}/{}: ask IT to add another owner",
-                catalog_app.id, ent.id
-            )],
-        };
+    if decision.outcome == Outcome::NeedsApproval {
+        if let Some((k, n, need)) = short_step {
+            decision = policy::Decision {
+                outcome: Outcome::Deny,
+                policy_ids: vec!["needs-an-approver".into()],
+                reasons: vec![format!(
+                    "approval step {} of {}/{} needs {need} approver(s) other than you and only {n} can: ask IT to add approvers",
+                    k + 1,
+                    catalog_app.id,
+                    ent.id
+                )],
+            };
+        }
     }
     let now = app.now_ms();
     let state = match decision.outcome {

@@ -4,7 +4,7 @@
 //! not active in the directory is skipped.
 
 use crate::directory::Directory;
-use crate::domain::App;
+use crate::domain::{App, Step};
 
 /// One approver chosen for a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,7 +13,7 @@ pub struct Approver {
     pub name: String,
 }
 
-/// The app's owners, less the requester, the subject and anyone not active.
+/// The app's owners, less the requester, the subject and anyone not active (the default step).
 /// Owners missing from the directory are kept (their chat id is looked up when the card is sent).
 pub fn approvers(
     app: &App,
@@ -21,21 +21,48 @@ pub fn approvers(
     subject: &str,
     directory: &Directory,
 ) -> Vec<Approver> {
-    app.owners
-        .iter()
-        .filter(|o| !o.eq_ignore_ascii_case(requester) && !o.eq_ignore_ascii_case(subject))
-        .filter_map(|o| match directory.by_email(o) {
-            Some(p) if !p.is_active() => None,
-            Some(p) => Some(Approver {
+    step_approvers(app, &Step::owners(), requester, subject, directory)
+}
+
+/// The approvers of one step: `owners` expands to the app's owners, `manager` to the subject's
+/// manager (from the directory); the requester, the subject and anyone not active are left out,
+/// and nobody appears twice.
+pub fn step_approvers(
+    app: &App,
+    step: &Step,
+    requester: &str,
+    subject: &str,
+    directory: &Directory,
+) -> Vec<Approver> {
+    let mut emails: Vec<String> = Vec::new();
+    for who in &step.approvers {
+        match who.as_str() {
+            "owners" => emails.extend(app.owners.iter().cloned()),
+            "manager" => emails.extend(directory.by_email(subject).and_then(|p| p.manager.clone())),
+            email => emails.push(email.to_string()),
+        }
+    }
+    let mut out: Vec<Approver> = Vec::new();
+    for e in emails {
+        if e.eq_ignore_ascii_case(requester) || e.eq_ignore_ascii_case(subject) {
+            continue;
+        }
+        if out.iter().any(|a| a.email.eq_ignore_ascii_case(&e)) {
+            continue;
+        }
+        match directory.by_email(&e) {
+            Some(p) if !p.is_active() => {}
+            Some(p) => out.push(Approver {
                 email: p.email.clone(),
                 name: p.display_name().to_string(),
             }),
-            None => Some(Approver {
-                email: o.clone(),
-                name: o.clone(),
+            None => out.push(Approver {
+                email: e.to_ascii_lowercase(),
+                name: e.clone(),
             }),
-        })
-        .collect()
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -79,6 +79,66 @@ impl Tx {
             .await?)
     }
 
+    /// This chat user's approval slot still waiting on this request, if any.
+    pub async fn pending_approval_for_chat_user(
+        &mut self,
+        request_id: &RequestId,
+        platform: &str,
+        chat_user_id: &str,
+    ) -> Result<Option<ApprovalRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM approvals WHERE request_id = $1 AND platform = $2 AND chat_user_id = $3 \
+             AND state = 'pending' ORDER BY step LIMIT 1"
+        );
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(request_id.as_str())
+            .bind(platform)
+            .bind(chat_user_id)
+            .fetch_optional(self.conn())
+            .await?)
+    }
+
+    /// Marks one pending approval approved (compare-and-set). Returns whether it moved.
+    pub async fn approve_slot(&mut self, id: i64, now_ms: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE approvals SET state = 'approved', decided_at = $1 WHERE id = $2 AND state = 'pending'",
+        )
+        .bind(now_ms)
+        .bind(id)
+        .execute(self.conn())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// How many approvals of a step are given.
+    pub async fn approved_in_step(
+        &mut self,
+        request_id: &RequestId,
+        step: i64,
+    ) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM approvals WHERE request_id = $1 AND step = $2 AND state = 'approved'",
+        )
+        .bind(request_id.as_str())
+        .bind(step)
+        .fetch_one(self.conn())
+        .await?)
+    }
+
+    /// Closes the still-pending approvals of one step (the step is complete).
+    pub async fn close_step(
+        &mut self,
+        request_id: &RequestId,
+        step: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE approvals SET state = 'closed' WHERE request_id = $1 AND step = $2 AND state = 'pending'")
+            .bind(request_id.as_str())
+            .bind(step)
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
     /// Marks one approval decided and closes the request's other pending ones.
     pub async fn close_approvals(
         &mut self,

@@ -132,6 +132,18 @@ impl Tx {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Holds the request's row until commit (PostgreSQL), so concurrent clicks on one request
+    /// take turns; SQLite's single writer already serialises them.
+    pub async fn lock_request(&mut self, id: &RequestId) -> Result<(), StoreError> {
+        if self.backend() == super::Backend::Postgres {
+            sqlx::query("SELECT id FROM requests WHERE id = $1 FOR UPDATE")
+                .bind(id.as_str())
+                .fetch_optional(self.conn())
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Records that a person left (idempotent).
     pub async fn mark_offboarded(
         &mut self,
