@@ -213,6 +213,23 @@ impl Default for CatalogConfig {
     }
 }
 
+/// `[policy]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// Folder of `*.cedar` files, relative to the config file's folder. When it does not exist,
+    /// the built-in baseline applies (anyone active may ask; conflicts are refused; approvers decide).
+    pub dir: PathBuf,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            dir: "policies".into(),
+        }
+    }
+}
+
 /// `[directory]`
 #[derive(Debug, Clone, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -372,6 +389,7 @@ pub struct Config {
     pub slack: SlackConfig,
     pub jobs: JobsConfig,
     pub catalog: CatalogConfig,
+    pub policy: PolicyConfig,
     pub directory: DirectoryConfig,
     pub requests: RequestsConfig,
     pub approvals: ApprovalsConfig,

@@ -51,6 +51,8 @@ pub enum StartError {
     Connector(#[from] connectors::ConnectorConfigError),
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Policy(#[from] policy::cedar::PolicyError),
     #[error("{0} is not set: grantry cannot {1} without it")]
     MissingSecret(&'static str, &'static str),
 }
@@ -60,6 +62,8 @@ pub struct App {
     pub config: Config,
     pub store: Store,
     pub catalog: Arc<Catalog>,
+    /// The Cedar policies.
+    pub policy: policy::cedar::Engine,
     pub directory: Arc<Directory>,
     pub connectors: Connectors,
     pub chats: HashMap<&'static str, Arc<dyn ChatPlatform>>,
@@ -101,6 +105,8 @@ impl App {
             None => Directory::default(),
         };
         let connectors = Connectors::from_config(&config.connectors)?;
+        let policy = policy::cedar::Engine::load(&config.resolve(&config.policy.dir))?;
+        tracing::info!(policies = policy.len(), from = %policy.source, "policies loaded");
         let signing = config
             .slack
             .signing_secret
@@ -163,6 +169,7 @@ impl App {
             config,
             store,
             catalog: Arc::new(catalog),
+            policy,
             directory: Arc::new(directory),
             connectors,
             chats,

@@ -72,6 +72,11 @@ enum Command {
         #[arg(long, env = "USER")]
         by: String,
     },
+    /// Policies: check them against cases.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
     /// Access reviews: owners keep or revoke each active grant of an app.
     Review {
         #[command(subcommand)]
@@ -123,6 +128,47 @@ fn parse_since(s: &str) -> Result<i64> {
     Ok(d.and_hms_opt(0, 0, 0)
         .map(|t| t.and_utc().timestamp_millis())
         .unwrap_or(0))
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Run cases (TOML `[[case]]`: name, subject, app, entitlement, duration, reason, ticket,
+    /// held, requester, expect = deny | auto_approve | needs_approval); exit 1 on any mismatch.
+    Test { cases: PathBuf },
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyCases {
+    case: Vec<PolicyCase>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyCase {
+    name: String,
+    subject: String,
+    requester: Option<String>,
+    app: String,
+    entitlement: String,
+    duration: Option<String>,
+    #[serde(default = "default_reason")]
+    reason: String,
+    #[serde(default)]
+    ticket: bool,
+    #[serde(default)]
+    held: Vec<String>,
+    #[serde(default = "default_hour")]
+    hour_utc: i64,
+    expect: String,
+}
+
+fn default_reason() -> String {
+    "a reason long enough".into()
+}
+
+fn default_hour() -> i64 {
+    12
 }
 
 #[derive(Subcommand)]
@@ -274,6 +320,82 @@ async fn main() -> Result<()> {
             match grantry::flow::reviews::export(&app, &review, csv).await? {
                 Some(text) => print!("{text}"),
                 None => bail!("there is no review {review}"),
+            }
+        }
+        Command::Policy {
+            command: PolicyCommand::Test { cases },
+        } => {
+            let catalog = App::load_catalog(&config)?;
+            let directory = match &config.directory.people_file {
+                Some(p) => grantry::directory::Directory::load(&config.resolve(p))?,
+                None => grantry::directory::Directory::default(),
+            };
+            let engine = grantry::policy::cedar::Engine::load(&config.resolve(&config.policy.dir))?;
+            let text = std::fs::read_to_string(&cases)
+                .with_context(|| format!("reading {}", cases.display()))?;
+            let cases: PolicyCases =
+                toml::from_str(&text).with_context(|| format!("parsing {}", cases.display()))?;
+            println!("policies: {} from {}", engine.len(), engine.source);
+            println!(
+                "{:<4} {:<50} {:<15} {:<15} policies",
+                "", "case", "expected", "got"
+            );
+            let mut failed = 0;
+            for c in &cases.case {
+                let subject = directory
+                    .by_email(&c.subject)
+                    .with_context(|| format!("{}: no person {}", c.name, c.subject))?;
+                let requester = match &c.requester {
+                    Some(r) => directory
+                        .by_email(r)
+                        .with_context(|| format!("{}: no person {r}", c.name))?,
+                    None => subject,
+                };
+                let app = catalog
+                    .app(&c.app)
+                    .with_context(|| format!("{}: no app {}", c.name, c.app))?;
+                let ent = app
+                    .entitlement(&c.entitlement)
+                    .with_context(|| format!("{}: no entitlement {}", c.name, c.entitlement))?;
+                let duration = c
+                    .duration
+                    .as_deref()
+                    .map(grantry::domain::AccessDuration::parse)
+                    .transpose()
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", c.name))?;
+                let d = grantry::policy::decide(
+                    &engine,
+                    &grantry::policy::PolicyInput {
+                        requester,
+                        subject,
+                        app,
+                        entitlement: ent,
+                        duration,
+                        reason_length: c.reason.chars().count(),
+                        has_ticket: c.ticket,
+                        held: c.held.clone(),
+                        hour_utc: c.hour_utc,
+                    },
+                );
+                let got = match d.outcome {
+                    grantry::policy::Outcome::Deny => "deny",
+                    grantry::policy::Outcome::AutoApprove => "auto_approve",
+                    grantry::policy::Outcome::NeedsApproval => "needs_approval",
+                };
+                let ok = got == c.expect;
+                failed += usize::from(!ok);
+                println!(
+                    "{:<4} {:<50} {:<15} {:<15} {}",
+                    if ok { "ok" } else { "FAIL" },
+                    c.name,
+                    c.expect,
+                    got,
+                    d.policy_ids.join(", ")
+                );
+            }
+            println!("{} passed, {failed} failed", cases.case.len() - failed);
+            if failed > 0 {
+                std::process::exit(1);
             }
         }
         Command::Migrate => {

@@ -81,6 +81,8 @@ pub struct Entitlement {
     pub allow_shorter_approval: bool,
     /// Approval steps, in order (default: one step, one of the app's owners).
     pub steps: Vec<Step>,
+    /// Entitlements (`app/entitlement`) that must not be held together with this one.
+    pub conflicts: Vec<String>,
 }
 
 /// The durations offered in pickers, before the entitlement's own limits.
@@ -198,6 +200,8 @@ struct RawEntitlement {
     allow_shorter_approval: Option<bool>,
     #[serde(default)]
     steps: Vec<RawStep>,
+    #[serde(default)]
+    conflicts: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -386,6 +390,7 @@ impl Catalog {
                     allow_permanent: e.allow_permanent,
                     allow_shorter_approval: e.allow_shorter_approval.unwrap_or(true),
                     steps,
+                    conflicts: e.conflicts.iter().map(|c| c.to_ascii_lowercase()).collect(),
                 });
             }
             apps.push(App {

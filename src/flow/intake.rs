@@ -44,6 +44,8 @@ pub enum IntakeReply {
     },
     /// Filed and denied by policy.
     Denied { id: RequestId, reason: String },
+    /// Filed and approved by policy: being provisioned.
+    AutoApproved { id: RequestId, reason: String },
     /// Already filed by an earlier delivery.
     Duplicate { id: RequestId, state: RequestState },
     /// Not filed: what to change. Nothing was stored.
@@ -57,6 +59,10 @@ impl IntakeReply {
             IntakeReply::Routed { id, approvers } => format!(
                 "Request {id} sent to {} for approval. I'll message you when they decide.",
                 crate::chat::escape(&join_names(approvers))
+            ),
+            IntakeReply::AutoApproved { id, reason } => format!(
+                ":white_check_mark: Request {id} approved automatically: {}. Access is being granted; I'll message you when it is active.",
+                crate::chat::escape(reason)
             ),
             IntakeReply::Denied { id, reason } => {
                 format!(
@@ -245,13 +251,28 @@ pub async fn submit(app: &App, s: Submission) -> Result<IntakeReply, FlowError> 
             )));
         }
     }
-    let mut decision = policy::decide(&PolicyInput {
-        requester,
-        subject,
-        app: catalog_app,
-        entitlement: ent,
-        duration,
-    });
+    let held: Vec<String> = app
+        .store
+        .active_grants_of(&subject.email)
+        .await?
+        .into_iter()
+        .map(|g| format!("{}/{}", g.app, g.entitlement))
+        .collect();
+    let hour_utc = (app.now_ms().div_euclid(3_600_000)).rem_euclid(24);
+    let mut decision = policy::decide(
+        &app.policy,
+        &PolicyInput {
+            requester,
+            subject,
+            app: catalog_app,
+            entitlement: ent,
+            duration,
+            reason_length: reason.chars().count(),
+            has_ticket: s.ticket.is_some(),
+            held,
+            hour_utc,
+        },
+    );
     // Every step must be able to complete before the request is filed; step 0 is asked now.
     let short_step = ent.steps.iter().enumerate().find_map(|(k, step)| {
         let n = routing::step_approvers(
@@ -288,7 +309,8 @@ pub async fn submit(app: &App, s: Submission) -> Result<IntakeReply, FlowError> 
     let now = app.now_ms();
     let state = match decision.outcome {
         Outcome::Deny => RequestState::Denied,
-        Outcome::NeedsApproval | Outcome::AutoApprove => RequestState::PendingApproval,
+        Outcome::AutoApprove => RequestState::Provisioning,
+        Outcome::NeedsApproval => RequestState::PendingApproval,
     };
     let request = AccessRequest {
         id: RequestId::generate(),
@@ -384,6 +406,32 @@ pub async fn submit(app: &App, s: Submission) -> Result<IntakeReply, FlowError> 
         )
         .await?;
         let reply = IntakeReply::Denied {
+            id: request.id.clone(),
+            reason: decision.explain(),
+        };
+        if s.confirm_by_dm {
+            tx.enqueue(&dm(&reply), now, max_attempts).await?;
+        }
+        tx.commit().await?;
+        return Ok(reply);
+    }
+    if state == RequestState::Provisioning {
+        tx.audit(
+            now,
+            NewAuditEvent {
+                actor: "policy",
+                action: "request.auto_approved",
+                request_id: Some(id),
+                grant_id: None,
+                detail: json!({"policy_ids": decision.policy_ids, "reasons": decision.reasons}),
+            },
+        )
+        .await?;
+        let job = Job::Provision {
+            request_id: id.to_string(),
+        };
+        tx.enqueue(&job, now, max_attempts).await?;
+        let reply = IntakeReply::AutoApproved {
             id: request.id.clone(),
             reason: decision.explain(),
         };

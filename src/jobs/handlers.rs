@@ -292,8 +292,19 @@ async fn provision(app: &App, request_id: &str) -> Result<(), JobError> {
         .await?
         .into_iter()
         .rev()
-        .find(|d| d.kind == "approver" && d.outcome == "approved")
-        .map(|d| d.actor);
+        .find(|d| {
+            (d.kind == "approver" && d.outcome == "approved")
+                || (d.kind == "policy" && d.outcome == "auto_approve")
+        })
+        .map(|d| match d.kind.as_str() {
+            "policy" => format!(
+                "policy:{}",
+                serde_json::from_str::<Vec<String>>(&d.policy_ids)
+                    .unwrap_or_default()
+                    .join(",")
+            ),
+            _ => d.actor,
+        });
     let mut tx = app.store.begin().await?;
     if !tx
         .move_request(&id, RequestState::Provisioning, RequestState::Active, now)

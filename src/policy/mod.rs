@@ -1,8 +1,10 @@
 //! Policy: may this request go ahead, and how.
 //!
-//! The walking skeleton decides with built-in, named rules over the catalog and the directory;
-//! each decision keeps the ids of the rules that determined it, so cards, replies and the audit
-//! can say why. (Cedar policies replace the built-ins behind this same [`Decision`] type.)
+//! Eligibility is checked first with built-in, named rules (the requester and the subject must be
+//! active in the directory); then the Cedar policies ([`cedar::Engine`]) decide. Each decision
+//! keeps the ids of the policies that determined it, so cards, replies and the audit can say why.
+
+pub mod cedar;
 
 use serde::{Deserialize, Serialize};
 
@@ -57,31 +59,37 @@ pub struct PolicyInput<'a> {
     pub app: &'a App,
     pub entitlement: &'a Entitlement,
     pub duration: Option<AccessDuration>,
+    pub reason_length: usize,
+    pub has_ticket: bool,
+    /// The subject's active grants, as `app/entitlement`.
+    pub held: Vec<String>,
+    /// The hour of day, UTC (0–23).
+    pub hour_utc: i64,
 }
 
-/// Decides with the built-in rules: the subject and requester must be active, and every other
-/// request goes to the app's owners.
-pub fn decide(input: &PolicyInput<'_>) -> Decision {
+/// Decides: eligibility first, then the policies.
+pub fn decide(engine: &cedar::Engine, input: &PolicyInput<'_>) -> Decision {
+    match eligibility(input) {
+        Some(denied) => denied,
+        None => engine.decide(input),
+    }
+}
+
+/// The built-in rules: the subject and requester must be active. `None` when both are.
+pub fn eligibility(input: &PolicyInput<'_>) -> Option<Decision> {
     if !input.requester.is_active() {
-        return Decision::deny(
+        return Some(Decision::deny(
             "requester-must-be-active",
             format!("{} is not active in the directory", input.requester.email),
-        );
+        ));
     }
     if !input.subject.is_active() {
-        return Decision::deny(
+        return Some(Decision::deny(
             "subject-must-be-active",
             format!("{} is not active in the directory", input.subject.email),
-        );
+        ));
     }
-    Decision {
-        outcome: Outcome::NeedsApproval,
-        policy_ids: vec!["owners-approve".to_string()],
-        reasons: vec![format!(
-            "{}/{} ({} risk) is approved by an owner of {}",
-            input.app.id, input.entitlement.id, input.entitlement.risk, input.app.name
-        )],
-    }
+    None
 }
 
 #[cfg(test)]
@@ -102,33 +110,88 @@ mod tests {
         }
     }
 
-    #[test]
-    fn inactive_subjects_are_denied_with_the_rule_named() {
-        let cat = Catalog::parse(
-            "[[apps]]\nid='a'\nconnector='c'\nowners=['o@x.io']\n[[apps.entitlements]]\nid='e'\n",
-            None,
-        )
-        .unwrap();
-        let app = &cat.apps[0];
-        let active = person("a@x.io", PersonStatus::Active);
-        let gone = person("g@x.io", PersonStatus::Terminated);
-        let d = decide(&PolicyInput {
-            requester: &active,
-            subject: &gone,
+    fn input<'a>(
+        requester: &'a Person,
+        subject: &'a Person,
+        app: &'a crate::domain::App,
+        held: &[&str],
+    ) -> PolicyInput<'a> {
+        PolicyInput {
+            requester,
+            subject,
             app,
             entitlement: &app.entitlements[0],
             duration: None,
-        });
+            reason_length: 20,
+            has_ticket: false,
+            held: held.iter().map(|h| h.to_string()).collect(),
+            hour_utc: 12,
+        }
+    }
+
+    fn catalog() -> Catalog {
+        Catalog::parse(
+            "[[apps]]\nid='a'\nconnector='c'\nowners=['o@x.io']\n[[apps.entitlements]]\nid='e'\nrisk='low'\nconflicts=['a/f']\n[[apps.entitlements]]\nid='f'\n",
+            None,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn inactive_subjects_are_denied_with_the_rule_named() {
+        let cat = catalog();
+        let engine =
+            cedar::Engine::from_texts(&[("b".into(), cedar::BASELINE.into())], "test").unwrap();
+        let active = person("a@x.io", PersonStatus::Active);
+        let gone = person("g@x.io", PersonStatus::Terminated);
+        let d = decide(&engine, &input(&active, &gone, &cat.apps[0], &[]));
         assert_eq!(d.outcome, Outcome::Deny);
         assert_eq!(d.policy_ids, ["subject-must-be-active"]);
         assert!(d.explain().contains("g@x.io is not active"));
-        let ok = decide(&PolicyInput {
-            requester: &active,
-            subject: &active,
-            app,
-            entitlement: &app.entitlements[0],
-            duration: None,
-        });
+        let ok = decide(&engine, &input(&active, &active, &cat.apps[0], &[]));
         assert_eq!(ok.outcome, Outcome::NeedsApproval);
+    }
+
+    #[test]
+    fn cedar_policies_deny_with_their_reason_and_auto_approve_by_id() {
+        let cat = catalog();
+        let extra = r#"
+@id("sales-no-a") @reason("sales cannot hold a")
+forbid(principal, action == Grantry::Action::"request", resource) when { principal.department == "Sales" && resource.app == "a" };
+@id("low-risk-for-platform") @reason("low-risk access for Platform")
+permit(principal, action == Grantry::Action::"auto_approve", resource) when { resource.risk == "low" && principal.department == "Platform" };
+"#;
+        let engine = cedar::Engine::from_texts(
+            &[
+                ("baseline".into(), cedar::BASELINE.into()),
+                ("extra".into(), extra.into()),
+            ],
+            "test",
+        )
+        .unwrap();
+        let mut sales = person("s@x.io", PersonStatus::Active);
+        sales.department = Some("Sales".into());
+        let d = decide(&engine, &input(&sales, &sales, &cat.apps[0], &[]));
+        assert_eq!(
+            (d.outcome.clone(), d.policy_ids.clone()),
+            (Outcome::Deny, vec!["sales-no-a".to_string()])
+        );
+        assert_eq!(d.explain(), "sales cannot hold a (policy sales-no-a)");
+        let mut plat = person("p@x.io", PersonStatus::Active);
+        plat.department = Some("Platform".into());
+        let d = decide(&engine, &input(&plat, &plat, &cat.apps[0], &[]));
+        assert_eq!(
+            (d.outcome, d.policy_ids),
+            (
+                Outcome::AutoApprove,
+                vec!["low-risk-for-platform".to_string()]
+            )
+        );
+        // Separation of duties: holding a/f conflicts with a/e.
+        let d = decide(&engine, &input(&plat, &plat, &cat.apps[0], &["a/f"]));
+        assert_eq!(
+            (d.outcome, d.policy_ids),
+            (Outcome::Deny, vec!["separation-of-duties".to_string()])
+        );
     }
 }
