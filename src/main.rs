@@ -135,6 +135,9 @@ enum PolicyCommand {
     /// Run cases (TOML `[[case]]`: name, subject, app, entitlement, duration, reason, ticket,
     /// held, requester, expect = deny | auto_approve | needs_approval); exit 1 on any mismatch.
     Test { cases: PathBuf },
+    /// The decisions behind a request: policies with their reasons, each step's approvers, and
+    /// its audit trail.
+    Explain { request: String },
 }
 
 #[derive(serde::Deserialize)]
@@ -396,6 +399,68 @@ async fn main() -> Result<()> {
             println!("{} passed, {failed} failed", cases.case.len() - failed);
             if failed > 0 {
                 std::process::exit(1);
+            }
+        }
+        Command::Policy {
+            command: PolicyCommand::Explain { request },
+        } => {
+            let id = grantry::domain::RequestId::parse(&request)
+                .with_context(|| format!("{request} is not a request id"))?;
+            let store = open_store(&config).await?;
+            let req = store
+                .request(&id)
+                .await?
+                .with_context(|| format!("there is no request {id}"))?;
+            println!(
+                "{id}: {} asks for {}/{} for {} ({}), now {}",
+                req.requester_email,
+                req.app,
+                req.entitlement,
+                req.duration
+                    .map(|d| d.to_string())
+                    .unwrap_or_else(|| "ever".into()),
+                if req.subject_email == req.requester_email {
+                    "self".to_string()
+                } else {
+                    format!("for {}", req.subject_email)
+                },
+                req.state.as_str()
+            );
+            println!("reason: {}", req.reason);
+            println!("decisions:");
+            for d in store.decisions(&id).await? {
+                println!(
+                    "  {}  {:<8} {:<15} by {:<24} policies {} reasons {}",
+                    format_utc(d.at),
+                    d.kind,
+                    d.outcome,
+                    d.actor,
+                    d.policy_ids,
+                    d.reasons
+                );
+            }
+            println!("approvers:");
+            for a in store.approvals(&id).await? {
+                println!(
+                    "  step {}  {:<28} {:<9}{}",
+                    a.step + 1,
+                    a.approver_email,
+                    a.state,
+                    a.on_behalf_of
+                        .map(|b| format!("  ({b})"))
+                        .unwrap_or_default()
+                );
+            }
+            println!("audit:");
+            for e in store.audit_for_request(id.as_str()).await? {
+                println!(
+                    "  #{:<6} {}  {:<24} {:<26} {}",
+                    e.seq,
+                    format_utc(e.at),
+                    e.actor,
+                    e.action,
+                    e.detail
+                );
             }
         }
         Command::Migrate => {

@@ -286,6 +286,21 @@ async fn audit_verify_passes_then_names_the_row_edited_behind_its_back() {
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("event 2 is missing"));
 
+    // `policy explain` shows the decisions, approvers and trail behind the request.
+    let explain = grantry_cli(&config, &["policy", "explain", &id]);
+    assert!(
+        explain.status.success(),
+        "{}",
+        String::from_utf8_lossy(&explain.stderr)
+    );
+    let text = String::from_utf8_lossy(&explain.stdout).to_string();
+    assert!(
+        text.contains("anyone-may-ask")
+            && text.contains("bob@example.com")
+            && text.contains("request.approved"),
+        "{text}"
+    );
+
     // And the ledger lists the grant.
     let list = grantry_cli(&config, &["grants", "list", "--json"]);
     assert!(list.status.success());

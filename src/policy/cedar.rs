@@ -235,23 +235,30 @@ impl Engine {
                 reasons: self.reasons_of(&ids),
                 policy_ids: ids,
             },
-            Ok((true, _)) => match self.evaluate(input, "auto_approve") {
+            Ok((true, allowed_by)) => match self.evaluate(input, "auto_approve") {
                 Ok((true, ids)) => Decision {
                     outcome: Outcome::AutoApprove,
                     reasons: self.reasons_of(&ids),
                     policy_ids: ids,
                 },
-                _ => Decision {
-                    outcome: Outcome::NeedsApproval,
-                    policy_ids: vec!["approval-steps".into()],
-                    reasons: vec![format!(
+                _ => {
+                    // The policies that let the request in, then the catalog's approval steps.
+                    let mut reasons = self.reasons_of(&allowed_by);
+                    reasons.push(format!(
                         "{}/{} ({} risk) needs approval: {} step(s) from the catalog",
                         input.app.id,
                         input.entitlement.id,
                         input.entitlement.risk,
                         input.entitlement.steps.len()
-                    )],
-                },
+                    ));
+                    let mut policy_ids = allowed_by;
+                    policy_ids.push("approval-steps".into());
+                    Decision {
+                        outcome: Outcome::NeedsApproval,
+                        policy_ids,
+                        reasons,
+                    }
+                }
             },
         }
     }
