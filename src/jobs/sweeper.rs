@@ -50,26 +50,34 @@ pub async fn sweep(app: &App) -> Result<usize, StoreError> {
         let now = app.now_ms();
         let mut tx = app.store.begin().await?;
         let due = tx.claim_due_grants(now, BATCH).await?;
-        for g in &due {
-            tx.audit(now, NewAuditEvent {
+        let details: Vec<serde_json::Value> = due
+            .iter()
+            .map(
+                |g| json!({"expires_at": g.expires_at, "app": g.app, "entitlement": g.entitlement}),
+            )
+            .collect();
+        let events: Vec<NewAuditEvent<'_>> = due
+            .iter()
+            .zip(&details)
+            .map(|(g, d)| NewAuditEvent {
                 actor: "system:expiry",
                 action: "grant.expiring",
                 request_id: Some(&g.request_id),
                 grant_id: Some(&g.id),
-                detail: json!({"expires_at": g.expires_at, "app": g.app, "entitlement": g.entitlement}),
+                detail: d.clone(),
             })
+            .collect();
+        tx.audit_many(now, &events).await?;
+        let jobs: Vec<Job> = due
+            .iter()
+            .map(|g| Job::Revoke {
+                grant_id: g.id.clone(),
+                by: None,
+                reason: None,
+            })
+            .collect();
+        tx.enqueue_many(&jobs, now, app.config.jobs.max_attempts)
             .await?;
-            tx.enqueue(
-                &Job::Revoke {
-                    grant_id: g.id.clone(),
-                    by: None,
-                    reason: None,
-                },
-                now,
-                app.config.jobs.max_attempts,
-            )
-            .await?;
-        }
         tx.commit().await?;
         total += due.len();
         if (due.len() as i64) < BATCH {

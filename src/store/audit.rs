@@ -74,6 +74,83 @@ impl Tx {
     }
 }
 
+impl Tx {
+    /// Appends several events at once (one head move, one insert): for sweeps that record an
+    /// event per grant. The chain is the same as appending them one by one.
+    pub async fn audit_many(
+        &mut self,
+        at_ms: i64,
+        events: &[NewAuditEvent<'_>],
+    ) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let (last_seq, mut prev): (i64, String) =
+            sqlx::query_as("UPDATE audit_head SET seq = seq + $1 WHERE id = 1 RETURNING seq, hash")
+                .bind(events.len() as i64)
+                .fetch_one(self.conn())
+                .await?;
+        let first = last_seq - events.len() as i64 + 1;
+        let mut rows = Vec::with_capacity(events.len());
+        for (i, e) in events.iter().enumerate() {
+            let seq = first + i as i64;
+            let detail = e.detail.to_string();
+            let hash = crate::audit::chain_hash(
+                &prev,
+                seq,
+                at_ms,
+                e.actor,
+                e.action,
+                e.request_id,
+                e.grant_id,
+                &detail,
+            );
+            rows.push((seq, detail, prev.clone(), hash.clone()));
+            prev = hash;
+        }
+        let mut sql = String::from(
+            "INSERT INTO audit_events (seq, at, actor, action, request_id, grant_id, detail, prev_hash, hash) VALUES ",
+        );
+        for i in 0..events.len() {
+            let b = i * 9;
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&format!(
+                "(${},${},${},${},${},${},${},${},${})",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5,
+                b + 6,
+                b + 7,
+                b + 8,
+                b + 9
+            ));
+        }
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (e, (seq, detail, prev_hash, hash)) in events.iter().zip(rows) {
+            q = q
+                .bind(seq)
+                .bind(at_ms)
+                .bind(e.actor.to_string())
+                .bind(e.action.to_string())
+                .bind(e.request_id.map(str::to_string))
+                .bind(e.grant_id.map(str::to_string))
+                .bind(detail)
+                .bind(prev_hash)
+                .bind(hash);
+        }
+        q.execute(self.conn()).await?;
+        sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
+            .bind(prev)
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+}
+
 impl Store {
     /// Events with `seq > after`, in order, at most `limit`.
     pub async fn audit_events(

@@ -124,6 +124,52 @@ impl Tx {
     }
 }
 
+impl Tx {
+    /// Enqueues several jobs with one insert, all runnable at `run_at_ms`.
+    pub async fn enqueue_many(
+        &mut self,
+        jobs: &[Job],
+        run_at_ms: i64,
+        max_attempts: i64,
+    ) -> Result<(), StoreError> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let mut sql =
+            String::from("INSERT INTO jobs (kind, payload, max_attempts, run_at, created_at, updated_at) VALUES ");
+        for i in 0..jobs.len() {
+            let b = i * 6;
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&format!(
+                "(${},${},${},${},${},${})",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5,
+                b + 6
+            ));
+        }
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for job in jobs {
+            let payload = serde_json::to_string(job)
+                .map_err(|e| StoreError::Corrupt(format!("job payload: {e}")))?;
+            q = q
+                .bind(job.kind())
+                .bind(payload)
+                .bind(max_attempts)
+                .bind(run_at_ms)
+                .bind(run_at_ms)
+                .bind(run_at_ms);
+        }
+        q.execute(self.conn()).await?;
+        self.enqueued = true;
+        Ok(())
+    }
+}
+
 impl Store {
     /// Enqueues a job on its own (when no other change goes with it), runnable now.
     pub async fn enqueue_now(
