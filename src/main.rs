@@ -65,6 +65,15 @@ enum Command {
         #[arg(long, env = "USER")]
         by: String,
     },
+    /// Try again after a failure IT has fixed: a failed request (R-…) is provisioned again, a
+    /// grant whose revoke gave up (G-…) is revoked again.
+    Retry {
+        /// The request id (R-…) or grant id (G-…).
+        id: String,
+        /// Who is retrying (for the audit).
+        #[arg(long, env = "USER")]
+        by: String,
+    },
     /// A person left: revoke every grant of theirs and cancel their open requests.
     Offboard {
         email: String,
@@ -272,6 +281,13 @@ async fn main() -> Result<()> {
                 "{}",
                 grantry::flow::lifecycle::revoke(&app, &format!("cli:{by}"), &grant, &reason)
                     .await?
+            );
+        }
+        Command::Retry { id, by } => {
+            let app = App::build(config, Arc::new(SystemClock)).await?;
+            println!(
+                "{}",
+                grantry::flow::lifecycle::retry(&app, &format!("cli:{by}"), &id).await?
             );
         }
         Command::Offboard { email, by } => {

@@ -87,6 +87,32 @@ async fn a_permanent_connector_error_fails_the_request_and_tells_people() {
         actions.contains(&"request.failed".to_string()),
         "{actions:?}"
     );
+
+    // IT fixes the cause (the account now exists) and retries: provisioned, and audited.
+    t.scim.create_user("alice@example.com").await;
+    let said = grantry::flow::lifecycle::retry(&t.app, "cli:carol", &id.to_lowercase())
+        .await
+        .unwrap();
+    assert!(said.starts_with("Provisioning"), "{said}");
+    eventually(15, "active after the retry", || async {
+        (t.state_of(&id).await == "active").then_some(())
+    })
+    .await;
+    let retried = t
+        .app
+        .store
+        .audit_for_request(&id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| e.action == "request.retried")
+        .unwrap();
+    assert_eq!(retried.actor, "cli:carol");
+    // Only a failed request can be retried.
+    let again = grantry::flow::lifecycle::retry(&t.app, "cli:carol", &id)
+        .await
+        .unwrap();
+    assert!(again.contains("not failed"), "{again}");
 }
 
 #[tokio::test]

@@ -157,50 +157,66 @@ async fn the_holder_and_owners_revoke_others_may_not() {
 
 #[tokio::test]
 async fn offboarding_removes_ten_grants_across_three_connectors() {
-    let scim2 = Scim::start().await;
-    let scim3 = Scim::start().await;
-    let (b2, b3) = (scim2.base_url.clone(), scim3.base_url.clone());
+    // Three kinds of connector: SCIM (a real scim2-server), Slack user groups (the Slack
+    // stand-in, answering with Slack's documented examples) and the generic webhook.
+    let receiver = common::webhook::Receiver::start("billing-webhook-secret").await;
+    let hook_url = receiver.url.clone();
     let t = spawn_app_with(move |c| {
         c.slack.status_channel = Some("CIT".into());
         c.lifecycle.it_admins = vec!["carol@example.com".into()];
         let secret = c.base_dir.join("offboard_secret");
         std::fs::write(&secret, "hr-secret").unwrap();
         c.lifecycle.offboard_secret.file = Some(secret);
-        let base = c.connectors["scim"].clone();
-        for (name, url) in [("scim2", &b2), ("scim3", &b3)] {
-            let mut cc = base.clone();
-            cc.settings
-                .insert("base_url".into(), toml::Value::String(url.clone()));
-            c.connectors.insert(name.into(), cc);
-        }
+        std::fs::write(c.base_dir.join("ug_token"), "xoxp-usergroups").unwrap();
+        std::fs::write(c.base_dir.join("hook_secret"), "billing-webhook-secret").unwrap();
+        let table = |text: String| -> grantry::config::ConnectorConfig { toml::from_str(&text).unwrap() };
+        c.connectors.insert(
+            "slack-groups".into(),
+            table(format!(
+                "type = \"slack_usergroups\"\napi_url = \"{}\"\ntoken_file = {:?}",
+                c.slack.api_base_url,
+                c.base_dir.join("ug_token").display().to_string()
+            )),
+        );
+        c.connectors.insert(
+            "billing-hook".into(),
+            table(format!(
+                "type = \"webhook\"\nurl = \"{hook_url}\"\nsecret_file = {:?}",
+                c.base_dir.join("hook_secret").display().to_string()
+            )),
+        );
         let mut catalog = String::new();
-        for (app, conn, n) in [
-            ("wiki", "scim", 4),
-            ("crm", "scim2", 3),
-            ("billing", "scim3", 3),
+        for (app, conn, targets) in [
+            ("wiki", "scim", vec!["wiki-g0", "wiki-g1", "wiki-g2", "wiki-g3"]),
+            // The handles in Slack's usergroups.list example.
+            ("chat", "slack-groups", vec!["admins", "owners", "marketing-team"]),
+            ("billing", "billing-hook", vec!["billing-g0", "billing-g1", "billing-g2"]),
         ] {
             catalog.push_str(&format!(
                 "[[apps]]\nid = \"{app}\"\nconnector = \"{conn}\"\nowners = [\"bob@example.com\"]\n"
             ));
-            for i in 0..n {
+            for (i, target) in targets.iter().enumerate() {
                 catalog.push_str(&format!(
-                    "[[apps.entitlements]]\nid = \"{app}-g{i}\"\nmax_duration = \"1w\"\n"
+                    "[[apps.entitlements]]\nid = \"{app}-g{i}\"\ntarget = \"{target}\"\nmax_duration = \"1w\"\n"
                 ));
             }
         }
         std::fs::write(c.base_dir.join("catalog.toml"), catalog).unwrap();
     })
     .await;
-    let mut groups = Vec::new();
-    for (server, app, n) in [
-        (&t.scim, "wiki", 4),
-        (&scim2, "crm", 3),
-        (&scim3, "billing", 3),
-    ] {
-        server.create_user("alice@example.com").await;
+    // Slack user groups cannot be empty: each starts with someone else in it.
+    let slack_groups = ["S0614TZR7", "S06158AV7", "S0615G0KT"];
+    for g in slack_groups {
+        t.slack.set_usergroup_users(g, &["U0OTHER"]);
+    }
+    t.scim.create_user("alice@example.com").await;
+    let mut scim_groups = Vec::new();
+    for (app, n) in [("wiki", 4), ("chat", 3), ("billing", 3)] {
         for i in 0..n {
-            groups.push((server, server.create_group(&format!("{app}-g{i}")).await));
-            let (_, _g) = granted(
+            if app == "wiki" {
+                scim_groups.push(t.scim.create_group(&format!("wiki-g{i}")).await);
+            }
+            granted(
                 &t,
                 &format!("{app} {app}-g{i} for 2d because quarter close work"),
                 "U222",
@@ -208,8 +224,18 @@ async fn offboarding_removes_ten_grants_across_three_connectors() {
             .await;
         }
     }
-    for (server, gid) in &groups {
-        assert_eq!(server.members(gid).await.len(), 1);
+    for g in &scim_groups {
+        assert_eq!(t.scim.members(g).await.len(), 1);
+    }
+    // users.lookupByEmail answers with Slack's example user, W012A3CDE.
+    for g in slack_groups {
+        assert_eq!(t.slack.usergroup_users(g), vec!["U0OTHER", "W012A3CDE"]);
+    }
+    for i in 0..3 {
+        assert_eq!(
+            receiver.holders(&format!("billing-g{i}")),
+            vec!["alice@example.com"]
+        );
     }
     let pending = t
         .file_request("wiki wiki-g0 for 1d because another pending one")
@@ -247,10 +273,22 @@ async fn offboarding_removes_ten_grants_across_three_connectors() {
     let report: Value = r.json().await.unwrap();
     assert_eq!(report["revoking"].as_array().unwrap().len(), 10);
     assert_eq!(report["cancelled"], serde_json::json!([pending]));
-    for (server, gid) in &groups {
-        let (server, gid) = (*server, gid.clone());
-        eventually(15, "membership removed", || async {
-            server.members(&gid).await.is_empty().then_some(())
+    for gid in &scim_groups {
+        eventually(15, "SCIM membership removed", || async {
+            t.scim.members(gid).await.is_empty().then_some(())
+        })
+        .await;
+    }
+    for g in slack_groups {
+        eventually(15, "user group membership removed", || async {
+            (t.slack.usergroup_users(g) == vec!["U0OTHER"]).then_some(())
+        })
+        .await;
+    }
+    for i in 0..3 {
+        let target = format!("billing-g{i}");
+        eventually(15, "webhook revoke", || async {
+            receiver.holders(&target).is_empty().then_some(())
         })
         .await;
     }

@@ -4,7 +4,14 @@
 //! Grant and revoke are idempotent: granting what is held, or revoking what is gone, succeeds
 //! and says so ([`Change::AlreadyInPlace`]).
 
+pub(crate) mod api;
+pub mod github;
+pub mod google;
+pub(crate) mod jwt;
+pub mod okta;
 pub mod scim;
+pub mod slack_usergroups;
+pub mod webhook;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -51,6 +58,14 @@ pub struct Account {
     pub login: Option<String>,
 }
 
+/// Whom to find in the app: their email, and the account id the people file maps for this
+/// connector instance (`accounts.<connector> = "…"`), when there is one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subject<'a> {
+    pub email: &'a str,
+    pub mapped_id: Option<&'a str>,
+}
+
 /// What a grant or revoke did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
@@ -65,8 +80,8 @@ pub enum Change {
 pub trait Connector: Send + Sync {
     /// The connector type, e.g. `scim`.
     fn kind(&self) -> &'static str;
-    /// Finds the person's account in the app by email.
-    async fn resolve_account(&self, email: &str) -> Result<Account, ConnectorError>;
+    /// Finds the person's account in the app: the mapped id when given, else by email.
+    async fn resolve_account(&self, subject: &Subject<'_>) -> Result<Account, ConnectorError>;
     /// Gives the account the entitlement named `target` (a group name, a team slug…).
     async fn grant(&self, account: &Account, target: &str) -> Result<Change, ConnectorError>;
     /// Removes the entitlement from the account.
@@ -82,6 +97,16 @@ pub struct ConnectorConfigError {
     pub name: String,
     pub message: String,
 }
+
+/// Every connector type the registry knows.
+pub const KINDS: &[&str] = &[
+    "scim",
+    "github",
+    "okta",
+    "google",
+    "slack_usergroups",
+    "webhook",
+];
 
 /// The configured connector instances, by name.
 #[derive(Clone, Default)]
@@ -100,13 +125,23 @@ impl Connectors {
                 name: name.clone(),
                 message,
             };
+            let s = &cfg.settings;
             let c: Arc<dyn Connector> = match cfg.kind.as_str() {
-                "scim" => {
-                    Arc::new(scim::ScimConnector::from_settings(name, &cfg.settings).map_err(err)?)
+                "scim" => Arc::new(scim::ScimConnector::from_settings(name, s).map_err(err)?),
+                "github" => Arc::new(github::GitHubConnector::from_settings(name, s).map_err(err)?),
+                "okta" => Arc::new(okta::OktaConnector::from_settings(name, s).map_err(err)?),
+                "google" => Arc::new(google::GoogleConnector::from_settings(name, s).map_err(err)?),
+                "slack_usergroups" => Arc::new(
+                    slack_usergroups::SlackUserGroupsConnector::from_settings(name, s)
+                        .map_err(err)?,
+                ),
+                "webhook" => {
+                    Arc::new(webhook::WebhookConnector::from_settings(name, s).map_err(err)?)
                 }
                 other => {
                     return Err(err(format!(
-                        "unknown connector type '{other}' (known: scim)"
+                        "unknown connector type '{other}' (known: {})",
+                        KINDS.join(", ")
                     )))
                 }
             };
@@ -130,5 +165,64 @@ impl Connectors {
         let mut v: Vec<_> = self.by_name.keys().cloned().collect();
         v.sort();
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> std::collections::BTreeMap<String, ConnectorConfig> {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn the_registry_builds_every_kind_and_names_the_known_ones() {
+        std::env::set_var("GRANTRY_UNIT_CONNECTOR_SECRET", "s");
+        let c = Connectors::from_config(&config(
+            r#"
+            [gh]
+            type = "github"
+            org = "acme"
+            token_env = "GRANTRY_UNIT_CONNECTOR_SECRET"
+            [ok]
+            type = "okta"
+            org_url = "https://acme.okta.com"
+            token_env = "GRANTRY_UNIT_CONNECTOR_SECRET"
+            [sg]
+            type = "slack_usergroups"
+            token_env = "GRANTRY_UNIT_CONNECTOR_SECRET"
+            [wh]
+            type = "webhook"
+            url = "https://hooks.example.com/x"
+            secret_env = "GRANTRY_UNIT_CONNECTOR_SECRET"
+            "#,
+        ))
+        .unwrap();
+        assert_eq!(c.names(), vec!["gh", "ok", "sg", "wh"]);
+        assert_eq!(c.get("gh").unwrap().kind(), "github");
+
+        let err = Connectors::from_config(&config("[x]\ntype = \"ldap\"\n"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("unknown connector type 'ldap'"), "{err}");
+        assert!(err.contains("slack_usergroups"), "{err}");
+        // A misspelt key is refused, not ignored.
+        let err = Connectors::from_config(&config(
+            "[wh]\ntype = \"webhook\"\nurl = \"https://x\"\nsecret_env = \"GRANTRY_UNIT_CONNECTOR_SECRET\"\nretries = 3\n",
+        ))
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(err.contains("retries"), "{err}");
+        // No secret, no connector: said at startup, not at the first grant.
+        let err = Connectors::from_config(&config(
+            "[wh]\ntype = \"webhook\"\nurl = \"https://x\"\nsecret_env = \"GRANTRY_UNIT_NO_SUCH_VAR\"\n",
+        ))
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(err.contains("secret"), "{err}");
     }
 }

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
-use super::{Account, Change, Connector, ConnectorError};
+use super::{Account, Change, Connector, ConnectorError, Subject};
 use crate::config::{Secret, SecretSource};
 use crate::outbound;
 
@@ -215,7 +215,8 @@ impl Connector for ScimConnector {
         "scim"
     }
 
-    async fn resolve_account(&self, email: &str) -> Result<Account, ConnectorError> {
+    async fn resolve_account(&self, subject: &Subject<'_>) -> Result<Account, ConnectorError> {
+        let email = subject.mapped_id.unwrap_or(subject.email);
         let by_user_name = format!("userName eq {}", filter_string(email));
         let by_email = format!("emails.value eq {}", filter_string(email));
         let user = match self.find_one("Users", &by_user_name).await? {

@@ -35,6 +35,10 @@ pub struct Person {
     pub manager: Option<String>,
     #[serde(default)]
     pub status: PersonStatus,
+    /// Account ids in apps that do not find people by email, by connector instance name
+    /// (`accounts = { github = "ada-lovelace" }`).
+    #[serde(default)]
+    pub accounts: std::collections::BTreeMap<String, String>,
 }
 
 impl Person {

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::FlowError;
 use crate::chat::escape;
-use crate::domain::{GrantId, RequestState};
+use crate::domain::{GrantId, RequestId, RequestState};
 use crate::store::audit::NewAuditEvent;
 use crate::store::Job;
 use crate::App;
@@ -160,4 +160,86 @@ pub async fn offboard(app: &App, email: &str, by: &str) -> Result<OffboardReport
     }
     tx.commit().await?;
     Ok(report)
+}
+
+/// IT's "try again" after a failure: a `failed` request (R-…) goes back to provisioning, a grant
+/// whose revoke gave up (G-…, still `revoking`) gets a new revoke job. Audited as `actor`.
+pub async fn retry(app: &App, actor: &str, id_text: &str) -> Result<String, FlowError> {
+    let now = app.now_ms();
+    let max = app.config.jobs.max_attempts;
+    if let Some(rid) = RequestId::parse(id_text) {
+        let mut tx = app.store.begin().await?;
+        if !tx
+            .move_request(&rid, RequestState::Failed, RequestState::Provisioning, now)
+            .await?
+        {
+            let state = tx.request(&rid).await?.map(|r| r.state.as_str());
+            return Ok(match state {
+                None => format!("There is no request {rid}."),
+                Some(s) => format!("Request {rid} is {s}, not failed: nothing to retry."),
+            });
+        }
+        tx.audit(
+            now,
+            NewAuditEvent {
+                actor,
+                action: "request.retried",
+                request_id: Some(rid.as_str()),
+                grant_id: None,
+                detail: json!({}),
+            },
+        )
+        .await?;
+        tx.enqueue(
+            &Job::Provision {
+                request_id: rid.to_string(),
+            },
+            now,
+            max,
+        )
+        .await?;
+        tx.commit().await?;
+        return Ok(format!(
+            "Provisioning {rid} again; the requester will be told when it is done."
+        ));
+    }
+    if let Some(gid) = GrantId::parse(id_text) {
+        let mut tx = app.store.begin().await?;
+        let Some(g) = tx.grant(&gid).await? else {
+            return Ok(format!("There is no grant {gid}."));
+        };
+        if g.state != "revoking" {
+            return Ok(format!(
+                "Grant {gid} is {}, not stuck revoking: nothing to retry.",
+                g.state
+            ));
+        }
+        tx.audit(
+            now,
+            NewAuditEvent {
+                actor,
+                action: "grant.revoke_retried",
+                request_id: Some(&g.request_id),
+                grant_id: Some(&g.id),
+                detail: json!({}),
+            },
+        )
+        .await?;
+        tx.enqueue(
+            &Job::Revoke {
+                grant_id: g.id.clone(),
+                by: Some(actor.to_string()),
+                reason: Some("retried by IT".to_string()),
+            },
+            now,
+            max,
+        )
+        .await?;
+        tx.commit().await?;
+        return Ok(format!("Revoking grant {gid} again."));
+    }
+    Ok(format!(
+        "`{}` is neither a request id (R-…) nor a grant id (G-…).",
+        escape(id_text)
+    ))
 }

@@ -281,7 +281,16 @@ async fn provision(app: &App, request_id: &str) -> Result<(), JobError> {
     let account = observed(
         name,
         "resolve_account",
-        connector.resolve_account(&req.subject_email).await,
+        connector
+            .resolve_account(&crate::connectors::Subject {
+                email: &req.subject_email,
+                mapped_id: app
+                    .directory
+                    .by_email(&req.subject_email)
+                    .and_then(|p| p.accounts.get(name))
+                    .map(String::as_str),
+            })
+            .await,
     )?;
     let change = observed(name, "grant", connector.grant(&account, &ent.target).await)?;
 

@@ -107,6 +107,7 @@ mod tests {
             title: None,
             manager: None,
             status,
+            accounts: Default::default(),
         }
     }
 

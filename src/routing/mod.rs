@@ -86,6 +86,7 @@ mod tests {
             title: None,
             manager: None,
             status: s,
+            accounts: Default::default(),
         };
         let dir = Directory::new(vec![
             p("req@x.io", PersonStatus::Active),

@@ -3,9 +3,11 @@
 //! database and a clock the test moves.
 #![allow(dead_code)]
 
+pub mod prism;
 pub mod process;
 pub mod scim;
 pub mod slack;
+pub mod webhook;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

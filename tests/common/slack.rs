@@ -38,6 +38,8 @@ struct Inner {
     socket_out: Option<tokio::sync::mpsc::UnboundedSender<String>>,
     socket_acks: Vec<Value>,
     addr: Option<std::net::SocketAddr>,
+    /// User group id → members, for usergroups.* (groups from Slack's usergroups.list example).
+    usergroups: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Clone)]
@@ -103,6 +105,9 @@ async fn handle(
         )
         .into_response();
     }
+    if let Some(v) = usergroups(&mut g, &method, &parsed) {
+        return axum::Json(v).into_response();
+    }
     let mut v = match method.as_str() {
         "chat.postMessage"
         | "chat.update"
@@ -130,6 +135,46 @@ async fn handle(
         _ => {}
     }
     axum::Json(v).into_response()
+}
+
+/// usergroups.list / usergroups.users.list / usergroups.users.update over the stand-in's state.
+fn usergroups(g: &mut Inner, method: &str, parsed: &Value) -> Option<Value> {
+    let group = parsed["usergroup"].as_str().unwrap_or_default().to_string();
+    match method {
+        "usergroups.list" => {
+            let mut v = example(method);
+            if let Some(list) = v["usergroups"].as_array_mut() {
+                for ug in list {
+                    let id = ug["id"].as_str().unwrap_or_default().to_string();
+                    let users = g.usergroups.get(&id).cloned().unwrap_or_default();
+                    ug["user_count"] = users.len().into();
+                    ug["users"] = users.into();
+                }
+            }
+            Some(v)
+        }
+        "usergroups.users.list" => {
+            let mut v = example(method);
+            v["users"] = g.usergroups.get(&group).cloned().unwrap_or_default().into();
+            Some(v)
+        }
+        "usergroups.users.update" => {
+            let users: Vec<String> = parsed["users"]
+                .as_str()
+                .unwrap_or_default()
+                .split(',')
+                .filter(|u| !u.is_empty())
+                .map(str::to_string)
+                .collect();
+            g.usergroups.insert(group.clone(), users.clone());
+            let mut v = example(method);
+            v["usergroup"]["id"] = group.into();
+            v["usergroup"]["user_count"] = users.len().into();
+            v["usergroup"]["users"] = users.into();
+            Some(v)
+        }
+        _ => None,
+    }
 }
 
 /// Socket Mode: the bot connects here; we say hello, forward queued envelopes, record acks.
@@ -211,6 +256,26 @@ impl SlackStandIn {
     /// The acks the client sent, in order.
     pub fn socket_acks(&self) -> Vec<Value> {
         self.inner.lock().unwrap().socket_acks.clone()
+    }
+
+    /// A user group's members now.
+    pub fn usergroup_users(&self, id: &str) -> Vec<String> {
+        self.inner
+            .lock()
+            .unwrap()
+            .usergroups
+            .get(id)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Sets a user group's members (a change made outside grantry).
+    pub fn set_usergroup_users(&self, id: &str, users: &[&str]) {
+        self.inner
+            .lock()
+            .unwrap()
+            .usergroups
+            .insert(id.into(), users.iter().map(|u| u.to_string()).collect());
     }
 
     pub fn fail_next(&self, fault: Fault) {
