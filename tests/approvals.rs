@@ -504,7 +504,10 @@ async fn the_managers_step_then_two_of_three_owners_in_order() {
             ("request.approved", "mallory@example.com"),
         ]
     );
-    let g = t.app.store.grant_for_request(&id).await.unwrap().unwrap();
+    let g = eventually(10, "grant recorded", || async {
+        t.app.store.grant_for_request(&id).await.unwrap()
+    })
+    .await;
     assert_eq!(g.approved_by.as_deref(), Some("mallory@example.com"));
 
     // Bob has no manager: his own request for it cannot complete step 1, so it is denied at once.

@@ -29,15 +29,13 @@ enum Outcome {
 
 async fn send_command(http: &reqwest::Client, base: &str, trigger: &str) -> Outcome {
     let body = slash_command_body("U111", STORY, trigger);
-    let sig = grantry::chat::slack::signature::sign(
-        SIGNING_SECRET.as_bytes(),
-        now_secs(),
-        body.as_bytes(),
-    );
+    // One timestamp for the signature and its header (two clock reads can straddle a second).
+    let ts = now_secs();
+    let sig = grantry::chat::slack::signature::sign(SIGNING_SECRET.as_bytes(), ts, body.as_bytes());
     let sent = http
         .post(format!("{base}/slack/commands"))
         .header("content-type", "application/x-www-form-urlencoded")
-        .header("x-slack-request-timestamp", now_secs().to_string())
+        .header("x-slack-request-timestamp", ts.to_string())
         .header("x-slack-signature", sig)
         .body(body)
         .send()

@@ -393,16 +393,14 @@ async fn app_home_shows_requests_grants_and_the_catalog() {
         "event": {"type": "app_home_opened", "user": "U111", "channel": "D111", "tab": "home"}
     })
     .to_string();
-    let sig = grantry::chat::slack::signature::sign(
-        SIGNING_SECRET.as_bytes(),
-        t.now_secs(),
-        event.as_bytes(),
-    );
+    let ts = t.now_secs();
+    let sig =
+        grantry::chat::slack::signature::sign(SIGNING_SECRET.as_bytes(), ts, event.as_bytes());
     let r = t
         .http()
         .post(format!("{}/slack/events", t.base_url))
         .header("content-type", "application/json")
-        .header("x-slack-request-timestamp", t.now_secs().to_string())
+        .header("x-slack-request-timestamp", ts.to_string())
         .header("x-slack-signature", sig)
         .body(event)
         .send()

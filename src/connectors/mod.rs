@@ -8,6 +8,7 @@ pub(crate) mod api;
 pub mod github;
 pub mod google;
 pub(crate) mod jwt;
+pub mod manual;
 pub mod okta;
 pub mod scim;
 pub mod slack_usergroups;
@@ -73,6 +74,18 @@ pub enum Change {
     Applied,
     /// The app already was as asked (idempotent re-grant or re-revoke).
     AlreadyInPlace,
+    /// A person must make the change by hand ([`Connector::manual_task`] says where to ask);
+    /// the ledger waits for their confirmation.
+    NeedsPerson,
+}
+
+/// Where a connector whose changes are made by hand asks for them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ManualTask {
+    /// The channel for tasks; None: the status channel.
+    pub channel: Option<String>,
+    /// Shown on every task.
+    pub instructions: Option<String>,
 }
 
 /// One SaaS app's provisioning API.
@@ -80,6 +93,11 @@ pub enum Change {
 pub trait Connector: Send + Sync {
     /// The connector type, e.g. `scim`.
     fn kind(&self) -> &'static str;
+    /// For connectors whose changes a person makes (grant and revoke answer
+    /// [`Change::NeedsPerson`]): where to ask. None for every API connector.
+    fn manual_task(&self) -> Option<ManualTask> {
+        None
+    }
     /// Finds the person's account in the app: the mapped id when given, else by email.
     async fn resolve_account(&self, subject: &Subject<'_>) -> Result<Account, ConnectorError>;
     /// Gives the account the entitlement named `target` (a group name, a team slug…).
@@ -106,6 +124,7 @@ pub const KINDS: &[&str] = &[
     "google",
     "slack_usergroups",
     "webhook",
+    "manual",
 ];
 
 /// The configured connector instances, by name.
@@ -138,6 +157,7 @@ impl Connectors {
                 "webhook" => {
                     Arc::new(webhook::WebhookConnector::from_settings(name, s).map_err(err)?)
                 }
+                "manual" => Arc::new(manual::ManualConnector::from_settings(name, s).map_err(err)?),
                 other => {
                     return Err(err(format!(
                         "unknown connector type '{other}' (known: {})",

@@ -93,12 +93,18 @@ impl OffboardReport {
     }
 }
 
-/// Offboards a person: records that they left, revokes every active grant and cancels every
-/// pending request of theirs, all in one transaction with their jobs; IT gets the report.
+/// Offboards a person: records that they left, then revokes every active grant and cancels every
+/// pending request of theirs in one transaction with their jobs; IT gets the report.
 pub async fn offboard(app: &App, email: &str, by: &str) -> Result<OffboardReport, FlowError> {
     let email = email.trim().to_ascii_lowercase();
     let now = app.now_ms();
     let max = app.config.jobs.max_attempts;
+    // The mark is committed before the grants are listed: a provisioning that commits its
+    // grant meanwhile either is listed here or sees the mark afterwards and revokes its own
+    // grant (jobs::handlers::provision), so no grant outlives an offboarding.
+    let mut tx = app.store.begin().await?;
+    tx.mark_offboarded(&email, by, now).await?;
+    tx.commit().await?;
     let grants = app.store.active_grants_of(&email).await?;
     let pending = app.store.pending_requests_for(&email).await?;
     let mut report = OffboardReport {
@@ -106,7 +112,6 @@ pub async fn offboard(app: &App, email: &str, by: &str) -> Result<OffboardReport
         ..Default::default()
     };
     let mut tx = app.store.begin().await?;
-    tx.mark_offboarded(&email, by, now).await?;
     for g in grants {
         let gid = GrantId::from_stored(g.id.clone());
         if tx.claim_grant_for_revoke(&gid).await?.is_some() {

@@ -21,7 +21,7 @@ pub(super) struct OffboardBody {
     source: Option<String>,
 }
 
-fn authorised(app: &App, headers: &HeaderMap) -> bool {
+pub(super) fn authorised(app: &App, headers: &HeaderMap) -> bool {
     let secret = app.offboard_secret.expose();
     if secret.is_empty() {
         return false;

@@ -4,6 +4,7 @@ mod error;
 mod health;
 mod hooks;
 mod request_log;
+pub mod scim_inbound;
 pub mod slack;
 
 use std::sync::Arc;
@@ -25,6 +26,21 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/slack/commands", post(slack::inbound))
         .route("/slack/interactions", post(slack::inbound))
         .route("/hooks/offboard", post(hooks::offboard))
+        .route(
+            "/scim/v2/ServiceProviderConfig",
+            get(scim_inbound::service_provider_config),
+        )
+        .route(
+            "/scim/v2/Users",
+            get(scim_inbound::list).post(scim_inbound::create),
+        )
+        .route(
+            "/scim/v2/Users/{id}",
+            get(scim_inbound::get_user)
+                .put(scim_inbound::replace)
+                .patch(scim_inbound::patch)
+                .delete(scim_inbound::delete),
+        )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

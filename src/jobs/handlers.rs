@@ -6,8 +6,10 @@ use serde_json::json;
 
 use super::JobError;
 use crate::chat::MessageRef;
+use crate::connectors::{Change, Connector};
 use crate::domain::{GrantId, RequestId, RequestState};
 use crate::flow::cards::card_for;
+use crate::flow::fulfilment::NewTask;
 use crate::store::audit::NewAuditEvent;
 use crate::store::grants::GrantRecord;
 use crate::store::{Job, StoreError};
@@ -30,6 +32,8 @@ pub(super) async fn run(app: &App, job: &Job) -> Result<(), JobError> {
             owner_email,
         } => post_review_card(app, item_id, owner_email).await,
         Job::UpdateReviewCards { item_id } => update_review_cards(app, item_id).await,
+        Job::PostFulfilmentTask { task_id } => post_fulfilment_task(app, task_id).await,
+        Job::UpdateFulfilmentTask { task_id } => update_fulfilment_task(app, task_id).await,
         Job::PublishHome { platform, user } => {
             let chat = app.chat(platform).ok_or_else(|| {
                 JobError::permanent(format!("no chat platform '{platform}' configured"))
@@ -133,7 +137,9 @@ pub(super) async fn on_give_up(app: &App, job: &Job, error: &str) -> Result<(), 
         | Job::PublishHome { .. }
         | Job::WarnExpiry { .. }
         | Job::PostReviewCard { .. }
-        | Job::UpdateReviewCards { .. } => Some(format!(
+        | Job::UpdateReviewCards { .. }
+        | Job::PostFulfilmentTask { .. }
+        | Job::UpdateFulfilmentTask { .. } => Some(format!(
             ":warning: Slack refused a message from grantry and it was given up: {}. Check the bot token, its scopes and the channel.",
             crate::chat::escape(error)
         )),
@@ -265,6 +271,12 @@ async fn provision(app: &App, request_id: &str) -> Result<(), JobError> {
             )));
         }
     }
+    if app.store.is_offboarded(&req.subject_email).await? {
+        return Err(JobError::permanent(format!(
+            "{} was offboarded after this request was approved",
+            req.subject_email
+        )));
+    }
     if let Some(gid) = &req.extends_grant {
         if extend_grant(app, &req, gid).await? {
             return Ok(());
@@ -292,7 +304,35 @@ async fn provision(app: &App, request_id: &str) -> Result<(), JobError> {
             })
             .await,
     )?;
-    let change = observed(name, "grant", connector.grant(&account, &ent.target).await)?;
+    let task = app
+        .store
+        .fulfilment_by_key(&crate::flow::fulfilment::key("grant", id.as_str()))
+        .await?;
+    let change = match &task {
+        Some(t) if t.state == "done" => Change::Applied,
+        Some(t) if t.state == "open" => return Ok(()), // waiting for IT
+        Some(t) => return reopen_task(app, &t.id).await, // failed before; IT retried
+        None => observed(name, "grant", connector.grant(&account, &ent.target).await)?,
+    };
+    if change == Change::NeedsPerson {
+        let channel = manual_channel(app, connector.as_ref())?;
+        let mut tx = app.store.begin().await?;
+        let new = NewTask {
+            kind: "grant",
+            request_id: id.as_str(),
+            grant_id: None,
+            app: &req.app,
+            entitlement: &req.entitlement,
+            target: &ent.target,
+            subject_email: &req.subject_email,
+            revoke_by: None,
+            revoke_reason: None,
+        };
+        crate::flow::fulfilment::open(app, &mut tx, &new, &channel).await?;
+        tx.commit().await?;
+        return Ok(());
+    }
+    let fulfilled_by = task.and_then(|t| t.decided_by);
 
     let now = app.now_ms();
     let approved_by = app
@@ -330,7 +370,7 @@ async fn provision(app: &App, request_id: &str) -> Result<(), JobError> {
         connector: catalog_app.connector.clone(),
         account_id: account.id.clone(),
         target: ent.target.clone(),
-        receipt: json!({"kind": connector.kind(), "change": format!("{change:?}"), "login": account.login}).to_string(),
+        receipt: json!({"kind": connector.kind(), "change": format!("{change:?}"), "login": account.login, "fulfilled_by": fulfilled_by}).to_string(),
         state: "active".into(),
         approved_by: approved_by.clone(),
         granted_at: now,
@@ -370,6 +410,25 @@ async fn provision(app: &App, request_id: &str) -> Result<(), JobError> {
     }, now, app.config.jobs.max_attempts)
     .await?;
     tx.commit().await?;
+    // Offboarded while this was being provisioned: the offboarding may have listed the grants
+    // before this one was committed, so take it back (see flow::lifecycle::offboard).
+    if app.store.is_offboarded(&req.subject_email).await? {
+        let gid = GrantId::from_stored(grant.id.clone());
+        let mut tx = app.store.begin().await?;
+        if tx.claim_grant_for_revoke(&gid).await?.is_some() {
+            tx.enqueue(
+                &Job::Revoke {
+                    grant_id: grant.id.clone(),
+                    by: Some("system:offboarding".into()),
+                    reason: Some("offboarded".into()),
+                },
+                app.now_ms(),
+                app.config.jobs.max_attempts,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+    }
     Ok(())
 }
 
@@ -432,6 +491,7 @@ async fn revoke(
     by: Option<&str>,
     reason: Option<&str>,
 ) -> Result<(), JobError> {
+    let (asked_by, asked_reason) = (by, reason);
     let expired = by.is_none();
     let by = by.unwrap_or("system:expiry");
     let reason = reason.unwrap_or("expired");
@@ -449,11 +509,38 @@ async fn revoke(
         id: grant.account_id.clone(),
         login: None,
     };
-    let change = observed(
-        &grant.connector,
-        "revoke",
-        connector.revoke(&account, &grant.target).await,
-    )?;
+    let task = app
+        .store
+        .fulfilment_by_key(&crate::flow::fulfilment::key("revoke", grant_id))
+        .await?;
+    let change = match &task {
+        Some(t) if t.state == "done" => Change::Applied,
+        Some(t) if t.state == "open" => return Ok(()), // waiting for IT
+        Some(t) => return reopen_task(app, &t.id).await, // failed before; IT retried
+        None => observed(
+            &grant.connector,
+            "revoke",
+            connector.revoke(&account, &grant.target).await,
+        )?,
+    };
+    if change == Change::NeedsPerson {
+        let channel = manual_channel(app, connector.as_ref())?;
+        let mut tx = app.store.begin().await?;
+        let new = NewTask {
+            kind: "revoke",
+            request_id: &grant.request_id,
+            grant_id: Some(grant_id),
+            app: &grant.app,
+            entitlement: &grant.entitlement,
+            target: &grant.target,
+            subject_email: &grant.subject_email,
+            revoke_by: asked_by,
+            revoke_reason: asked_reason,
+        };
+        crate::flow::fulfilment::open(app, &mut tx, &new, &channel).await?;
+        tx.commit().await?;
+        return Ok(());
+    }
 
     let now = app.now_ms();
     let rid = RequestId::from_stored(grant.request_id.clone());
@@ -602,6 +689,75 @@ async fn update_review_cards(app: &App, item_id: &str) -> Result<(), JobError> {
         chat.update_action_message(&MessageRef { channel, ts }, &msg)
             .await?;
     }
+    Ok(())
+}
+
+/// Where a manual connector's tasks go: its `channel`, else the status channel.
+fn manual_channel(app: &App, connector: &dyn Connector) -> Result<String, JobError> {
+    connector
+        .manual_task()
+        .and_then(|t| t.channel)
+        .or_else(|| app.config.slack.status_channel.clone())
+        .ok_or_else(|| {
+            JobError::permanent(
+                "a manual connector needs `channel` (or slack.status_channel) to post its tasks to",
+            )
+        })
+}
+
+/// A task IT could not do, retried: open it again and post it anew.
+async fn reopen_task(app: &App, task_id: &str) -> Result<(), JobError> {
+    let mut tx = app.store.begin().await?;
+    if tx.reopen_fulfilment(task_id).await? {
+        tx.enqueue(
+            &Job::PostFulfilmentTask {
+                task_id: task_id.to_string(),
+            },
+            app.now_ms(),
+            app.config.jobs.max_attempts,
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn post_fulfilment_task(app: &App, task_id: &str) -> Result<(), JobError> {
+    let Some(f) = app.store.fulfilment(task_id).await? else {
+        return Ok(());
+    };
+    if f.message_ts.is_some() || f.state != "open" {
+        return Ok(());
+    }
+    let chat = app
+        .chat("slack")
+        .ok_or_else(|| JobError::permanent("no chat platform 'slack' configured"))?;
+    let at = chat
+        .post_action_message(&f.channel, &crate::flow::fulfilment::card(app, &f))
+        .await?;
+    let mut tx = app.store.begin().await?;
+    tx.set_fulfilment_message(task_id, &at.channel, &at.ts)
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn update_fulfilment_task(app: &App, task_id: &str) -> Result<(), JobError> {
+    let Some(f) = app.store.fulfilment(task_id).await? else {
+        return Ok(());
+    };
+    let (Some(channel), Some(ts), Some(chat)) = (
+        f.message_channel.clone(),
+        f.message_ts.clone(),
+        app.chat("slack"),
+    ) else {
+        return Ok(());
+    };
+    chat.update_action_message(
+        &MessageRef { channel, ts },
+        &crate::flow::fulfilment::card(app, &f),
+    )
+    .await?;
     Ok(())
 }
 

@@ -47,6 +47,10 @@ pub enum Job {
     },
     /// Refresh a person's home page (Slack App Home).
     PublishHome { platform: String, user: String },
+    /// Post a manual fulfilment task to IT's channel.
+    PostFulfilmentTask { task_id: String },
+    /// Show a manual task's outcome on its message.
+    UpdateFulfilmentTask { task_id: String },
 }
 
 impl Job {
@@ -62,6 +66,8 @@ impl Job {
             Job::UpdateReviewCards { .. } => "update_review_cards",
             Job::Notify { .. } => "notify",
             Job::PublishHome { .. } => "publish_home",
+            Job::PostFulfilmentTask { .. } => "post_fulfilment_task",
+            Job::UpdateFulfilmentTask { .. } => "update_fulfilment_task",
         }
     }
 }

@@ -24,7 +24,7 @@ use crate::chat::slack::views::OPEN_MODAL;
 use crate::chat::EXTEND_ACTION;
 use crate::domain::AccessDuration;
 use crate::flow::decide::{self, Choice, Click};
-use crate::flow::{requests, reviews};
+use crate::flow::{fulfilment, requests, reviews};
 use crate::store::Job;
 use crate::App;
 
@@ -180,11 +180,14 @@ async fn block_actions(app: &Arc<App>, b: BlockActions) -> Result<Reply, HttpErr
             return Ok(Reply::Empty);
         }
         EXTEND_ACTION => return extend_clicked(app, &b, &value).await,
-        reviews::KEEP | reviews::REVOKE => {
-            let keep = action.action_id == reviews::KEEP;
-            let text = reviews::decide(app, "slack", &b.user_id, &value, keep)
-                .await
-                .map_err(|e| HttpError::Internal(e.to_string()))?;
+        reviews::KEEP | reviews::REVOKE | fulfilment::DONE | fulfilment::FAILED => {
+            let id = action.action_id.as_str();
+            let text = if id == fulfilment::DONE || id == fulfilment::FAILED {
+                fulfilment::decide(app, "slack", &b.user_id, &value, id == fulfilment::DONE).await
+            } else {
+                reviews::decide(app, "slack", &b.user_id, &value, id == reviews::KEEP).await
+            }
+            .map_err(|e| HttpError::Internal(e.to_string()))?;
             let job = Job::Notify {
                 platform: "slack".into(),
                 to: b.user_id.clone(),
