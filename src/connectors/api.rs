@@ -150,6 +150,40 @@ impl Api {
     }
 }
 
+/// An access token fetched on demand and reused until `margin_secs` before it expires. The lock
+/// is held while fetching, so concurrent calls wait for one fetch instead of each making one.
+pub(crate) struct TokenCache {
+    slot: tokio::sync::Mutex<Option<(crate::config::Secret, i64)>>,
+    margin_secs: i64,
+}
+
+impl TokenCache {
+    /// An empty cache that renews `margin_secs` before expiry.
+    pub fn new(margin_secs: i64) -> Self {
+        Self {
+            slot: tokio::sync::Mutex::new(None),
+            margin_secs,
+        }
+    }
+
+    /// The cached token while fresh, else `fetch`'s (token, expiry in epoch seconds), kept.
+    pub async fn get<F, Fut>(&self, fetch: F) -> Result<crate::config::Secret, ConnectorError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<(crate::config::Secret, i64), ConnectorError>>,
+    {
+        let mut slot = self.slot.lock().await;
+        if let Some((token, until)) = slot.as_ref() {
+            if super::jwt::now_secs() < until - self.margin_secs {
+                return Ok(token.clone());
+            }
+        }
+        let (token, until) = fetch().await?;
+        *slot = Some((token.clone(), until));
+        Ok(token)
+    }
+}
+
 /// How long the server asked us to wait: `Retry-After`, else a rate-limit reset time
 /// (`X-RateLimit-Reset` on GitHub, `X-Rate-Limit-Reset` on Okta: epoch seconds) once the
 /// remaining budget is zero. Capped at one hour.

@@ -17,9 +17,8 @@ use async_trait::async_trait;
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio::sync::Mutex;
 
-use super::api::{segment, str_field, Api, Reply};
+use super::api::{segment, str_field, Api, Reply, TokenCache};
 use super::jwt::{now_secs, SigningKey};
 use super::{Account, Change, Connector, ConnectorError, Subject};
 use crate::config::{Secret, SecretSource};
@@ -57,7 +56,7 @@ enum Auth {
         app_id: String,
         installation_id: String,
         key: Box<SigningKey>,
-        cached: Mutex<Option<(Secret, i64)>>,
+        cached: TokenCache,
     },
 }
 
@@ -123,7 +122,7 @@ impl GitHubConnector {
                     app_id: app_id.clone(),
                     installation_id: installation_id.clone(),
                     key: Box::new(SigningKey::from_pem(pem.expose())?),
-                    cached: Mutex::new(None),
+                    cached: TokenCache::new(300),
                 }
             }
             (None, None) => {
@@ -164,48 +163,44 @@ impl GitHubConnector {
                 key,
                 cached,
             } => {
-                let mut cached = cached.lock().await;
-                if let Some((t, until)) = cached.as_ref() {
-                    if now_secs() < *until - 300 {
-                        return Ok(t.clone());
-                    }
-                }
-                let now = now_secs();
-                let jwt = key
-                    .sign(
-                        &json!({"iat": now - 60, "exp": now + 540, "iss": app_id}),
-                        None,
-                    )
-                    .map_err(|e| self.api.permanent(e))?;
-                let path = format!(
-                    "/app/installations/{}/access_tokens",
-                    segment(installation_id)
-                );
-                let rb = self
-                    .api
-                    .request(Method::POST, &path)
-                    .header("Accept", "application/vnd.github+json, application/json")
-                    .header("X-GitHub-Api-Version", "2022-11-28")
-                    .bearer_auth(jwt);
-                let r = self.api.send(&Method::POST, &path, rb).await?;
-                if !r.ok() {
-                    return Err(self.api.failure(
-                        &r,
-                        &message(&r),
-                        "check app_id, installation_id and the App's private key",
-                    ));
-                }
-                let token = str_field(&r.body, "token").ok_or_else(|| {
-                    self.api
-                        .permanent("the installation token answer has no token")
-                })?;
-                let until = str_field(&r.body, "expires_at")
-                    .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
-                    .map(|d| d.timestamp())
-                    .unwrap_or(now + 3600);
-                let secret = Secret::new(token);
-                *cached = Some((secret.clone(), until));
-                Ok(secret)
+                cached
+                    .get(|| async {
+                        let now = now_secs();
+                        let jwt = key
+                            .sign(
+                                &json!({"iat": now - 60, "exp": now + 540, "iss": app_id}),
+                                None,
+                            )
+                            .map_err(|e| self.api.permanent(e))?;
+                        let path = format!(
+                            "/app/installations/{}/access_tokens",
+                            segment(installation_id)
+                        );
+                        let rb = self
+                            .api
+                            .request(Method::POST, &path)
+                            .header("Accept", "application/vnd.github+json, application/json")
+                            .header("X-GitHub-Api-Version", "2022-11-28")
+                            .bearer_auth(jwt);
+                        let r = self.api.send(&Method::POST, &path, rb).await?;
+                        if !r.ok() {
+                            return Err(self.api.failure(
+                                &r,
+                                &message(&r),
+                                "check app_id, installation_id and the App's private key",
+                            ));
+                        }
+                        let token = str_field(&r.body, "token").ok_or_else(|| {
+                            self.api
+                                .permanent("the installation token answer has no token")
+                        })?;
+                        let until = str_field(&r.body, "expires_at")
+                            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+                            .map(|d| d.timestamp())
+                            .unwrap_or(now + 3600);
+                        Ok((Secret::new(token), until))
+                    })
+                    .await
             }
         }
     }

@@ -16,9 +16,8 @@ use async_trait::async_trait;
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio::sync::Mutex;
 
-use super::api::{segment, str_field, Api, Reply};
+use super::api::{segment, str_field, Api, Reply, TokenCache};
 use super::jwt::{now_secs, SigningKey};
 use super::{Account, Change, Connector, ConnectorError, Subject};
 use crate::config::{Secret, SecretSource};
@@ -68,7 +67,7 @@ pub struct GoogleConnector {
     key_id: Option<String>,
     token_uri: String,
     admin_email: String,
-    cached: Mutex<Option<(Secret, i64)>>,
+    cached: TokenCache,
 }
 
 impl GoogleConnector {
@@ -107,54 +106,50 @@ impl GoogleConnector {
             key_id: key.private_key_id,
             token_uri: key.token_uri,
             admin_email: s.admin_email,
-            cached: Mutex::new(None),
+            cached: TokenCache::new(60),
         })
     }
 
     /// An access token for the admin, by the JWT bearer grant (RFC 7523).
     async fn token(&self) -> Result<Secret, ConnectorError> {
-        let mut cached = self.cached.lock().await;
-        if let Some((t, until)) = cached.as_ref() {
-            if now_secs() < *until - 60 {
-                return Ok(t.clone());
-            }
-        }
-        let now = now_secs();
-        let assertion = self
-            .key
-            .sign(
-                &json!({"iss": self.client_email, "sub": self.admin_email, "scope": SCOPE,
+        self.cached
+            .get(|| async {
+                let now = now_secs();
+                let assertion = self
+                    .key
+                    .sign(
+                        &json!({"iss": self.client_email, "sub": self.admin_email, "scope": SCOPE,
                         "aud": self.token_uri, "iat": now, "exp": now + 3600}),
-                self.key_id.as_deref(),
-            )
-            .map_err(|e| self.api.permanent(e))?;
-        let rb = self.api.http.post(&self.token_uri).form(&[
-            ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
-            ("assertion", assertion.as_str()),
-        ]);
-        let r = self.api.send(&Method::POST, "/token", rb).await?;
-        if !r.ok() {
-            let detail = str_field(&r.body, "error_description")
-                .or_else(|| str_field(&r.body, "error"))
-                .unwrap_or_default()
-                .to_string();
-            return Err(match self.api.failure(&r, &detail, "") {
-                e @ ConnectorError::Transient { .. } => e,
-                _ => self
-                    .api
-                    .permanent(format!("the token endpoint refused: {detail} ({FIX})")),
-            });
-        }
-        let token = str_field(&r.body, "access_token")
-            .ok_or_else(|| self.api.permanent("the token answer has no access_token"))?;
-        let ttl = r
-            .body
-            .get("expires_in")
-            .and_then(Value::as_i64)
-            .unwrap_or(3600);
-        let secret = Secret::new(token);
-        *cached = Some((secret.clone(), now + ttl));
-        Ok(secret)
+                        self.key_id.as_deref(),
+                    )
+                    .map_err(|e| self.api.permanent(e))?;
+                let rb = self.api.http.post(&self.token_uri).form(&[
+                    ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+                    ("assertion", assertion.as_str()),
+                ]);
+                let r = self.api.send(&Method::POST, "/token", rb).await?;
+                if !r.ok() {
+                    let detail = str_field(&r.body, "error_description")
+                        .or_else(|| str_field(&r.body, "error"))
+                        .unwrap_or_default()
+                        .to_string();
+                    return Err(match self.api.failure(&r, &detail, "") {
+                        e @ ConnectorError::Transient { .. } => e,
+                        _ => self
+                            .api
+                            .permanent(format!("the token endpoint refused: {detail} ({FIX})")),
+                    });
+                }
+                let token = str_field(&r.body, "access_token")
+                    .ok_or_else(|| self.api.permanent("the token answer has no access_token"))?;
+                let ttl = r
+                    .body
+                    .get("expires_in")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(3600);
+                Ok((Secret::new(token), now + ttl))
+            })
+            .await
     }
 
     async fn call(

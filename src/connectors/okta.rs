@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
-use super::api::{segment, str_field, Api, Reply};
+use super::api::{segment, str_field, Api, Reply, TokenCache};
 use super::jwt::{now_secs, SigningKey};
 use super::{Account, Change, Connector, ConnectorError, Subject};
 use crate::config::{Secret, SecretSource};
@@ -51,7 +51,7 @@ enum Auth {
         client_id: String,
         key: Box<SigningKey>,
         key_id: Option<String>,
-        cached: Mutex<Option<(Secret, i64)>>,
+        cached: TokenCache,
     },
 }
 
@@ -87,7 +87,7 @@ impl OktaConnector {
                     client_id: client_id.clone(),
                     key: Box::new(SigningKey::from_pem(pem.expose())?),
                     key_id: s.key_id.clone(),
-                    cached: Mutex::new(None),
+                    cached: TokenCache::new(60),
                 }
             }
             None => {
@@ -124,12 +124,7 @@ impl OktaConnector {
                 key_id,
                 cached,
             } => {
-                let mut cached = cached.lock().await;
-                if let Some((t, until)) = cached.as_ref() {
-                    if now_secs() < *until - 60 {
-                        return Ok(format!("Bearer {}", t.expose()));
-                    }
-                }
+                cached.get(|| async {
                 let now = now_secs();
                 let token_url = format!("{}/oauth2/v1/token", self.org_url);
                 let assertion = key
@@ -170,9 +165,10 @@ impl OktaConnector {
                     .get("expires_in")
                     .and_then(Value::as_i64)
                     .unwrap_or(3600);
-                let secret = Secret::new(token);
-                *cached = Some((secret.clone(), now + ttl));
-                Ok(format!("Bearer {}", secret.expose()))
+                Ok((Secret::new(token), now + ttl))
+                })
+                .await
+                .map(|t| format!("Bearer {}", t.expose()))
             }
         }
     }

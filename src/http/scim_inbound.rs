@@ -206,22 +206,10 @@ pub(super) async fn replace(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Some(r) = refused(&app, &headers) {
-        return r;
-    }
-    let Some(email) = email_of(&id) else {
-        return error(StatusCode::NOT_FOUND, "no such user");
-    };
-    let Ok(v) = serde_json::from_slice::<Value>(&body) else {
-        return error(StatusCode::BAD_REQUEST, "body must be a SCIM User (JSON)");
-    };
-    if v.get("active").and_then(active_value) == Some(false) {
-        return deactivate(&app, &email, "put").await;
-    }
-    match resource(&app, &email).await {
-        Ok(r) => scim(StatusCode::OK, r),
-        Err(e) => internal(e),
-    }
+    update(&app, &headers, &id, &body, "put", |v| {
+        Ok(v.get("active").and_then(active_value) == Some(false))
+    })
+    .await
 }
 
 /// `PATCH /scim/v2/Users/{id}` (Entra ID, Okta): a `replace` of `active` with false offboards.
@@ -231,38 +219,46 @@ pub(super) async fn patch(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Some(r) = refused(&app, &headers) {
+    update(&app, &headers, &id, &body, "patch", |v| {
+        let is_patch = v
+            .get("schemas")
+            .and_then(Value::as_array)
+            .is_some_and(|s| s.iter().any(|x| x == PATCH_OP));
+        v.get("Operations")
+            .and_then(Value::as_array)
+            .filter(|_| is_patch)
+            .map(|ops| ops.iter().any(deactivates))
+            .ok_or("body must be a SCIM PatchOp with Operations")
+    })
+    .await
+}
+
+/// PUT and PATCH: `deactivating` reads from the body whether it sets `active` to false, or says
+/// why the body is not acceptable (a 400, nothing changed).
+async fn update(
+    app: &App,
+    headers: &HeaderMap,
+    id: &str,
+    body: &[u8],
+    how: &str,
+    deactivating: fn(&Value) -> Result<bool, &'static str>,
+) -> Response {
+    if let Some(r) = refused(app, headers) {
         return r;
     }
-    let Some(email) = email_of(&id) else {
+    let Some(email) = email_of(id) else {
         return error(StatusCode::NOT_FOUND, "no such user");
     };
-    let Ok(v) = serde_json::from_slice::<Value>(&body) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "body must be a SCIM PatchOp (JSON)",
-        );
-    };
-    let is_patch = v
-        .get("schemas")
-        .and_then(Value::as_array)
-        .is_some_and(|s| s.iter().any(|x| x == PATCH_OP));
-    let Some(ops) = v
-        .get("Operations")
-        .and_then(Value::as_array)
-        .filter(|_| is_patch)
-    else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "body must be a PatchOp with Operations",
-        );
-    };
-    if ops.iter().any(deactivates) {
-        return deactivate(&app, &email, "patch").await;
-    }
-    match resource(&app, &email).await {
-        Ok(r) => scim(StatusCode::OK, r),
-        Err(e) => internal(e),
+    let read = serde_json::from_slice::<Value>(body)
+        .map_err(|_| "body must be JSON (a SCIM User or PatchOp)")
+        .and_then(|v| deactivating(&v));
+    match read {
+        Err(why) => error(StatusCode::BAD_REQUEST, why),
+        Ok(true) => deactivate(app, &email, how).await,
+        Ok(false) => match resource(app, &email).await {
+            Ok(r) => scim(StatusCode::OK, r),
+            Err(e) => internal(e),
+        },
     }
 }
 
