@@ -9,7 +9,7 @@ use serde_json::json;
 use super::FlowError;
 use crate::chat::{escape, ActionMessage, Button};
 use crate::domain::ids::random_id;
-use crate::domain::{RequestId, RequestState};
+use crate::domain::RequestId;
 use crate::store::audit::NewAuditEvent;
 use crate::store::fulfilments::Fulfilment;
 use crate::store::{Job, StoreError, Tx};
@@ -260,38 +260,19 @@ pub async fn decide(
         }
         ("grant", false) => {
             let rid = RequestId::from_stored(f.request_id.clone());
-            if tx
-                .move_request(&rid, RequestState::Provisioning, RequestState::Failed, now)
-                .await?
-            {
-                tx.audit(
-                    now,
-                    NewAuditEvent {
-                        actor: &me.email,
-                        action: "request.failed",
-                        request_id: Some(&f.request_id),
-                        grant_id: None,
-                        detail: json!({"error": "IT could not make the change by hand", "task": f.id}),
-                    },
-                )
-                .await?;
-                if let Some(req) = tx.request(&rid).await? {
-                    tx.enqueue(
-                        &Job::Notify {
-                            platform: req.platform.clone(),
-                            to: req.requester_chat_id.clone(),
-                            text: format!(
-                                ":warning: Your request {rid} for *{}/{}* was approved, but IT could not grant it by hand. {} will follow up.",
-                                req.app, req.entitlement, escape(&me.email)
-                            ),
-                            ephemeral_channel: None,
-                        },
-                        now,
-                        max,
-                    )
-                    .await?;
-                }
-            }
+            super::lifecycle::fail_provisioning(
+                &mut tx,
+                &rid,
+                &me.email,
+                json!({"error": "IT could not make the change by hand", "task": f.id}),
+                &format!(
+                    "IT could not grant it by hand. {} will follow up",
+                    escape(&me.email)
+                ),
+                now,
+                max,
+            )
+            .await?;
             format!(
                 "Noted: request {} is failed; `grantry retry {}` opens the task again.",
                 f.request_id, f.request_id

@@ -69,6 +69,50 @@ pub async fn revoke(
     ))
 }
 
+/// Marks a request that could not be provisioned `failed` (compare-and-set from provisioning),
+/// audits it as `actor` with `detail`, and tells the requester "… was approved, but {why}.".
+/// Returns whether this call did it.
+pub(crate) async fn fail_provisioning(
+    tx: &mut crate::store::Tx,
+    id: &RequestId,
+    actor: &str,
+    detail: serde_json::Value,
+    why: &str,
+    now: i64,
+    max_attempts: i64,
+) -> Result<bool, crate::store::StoreError> {
+    if !tx
+        .move_request(id, RequestState::Provisioning, RequestState::Failed, now)
+        .await?
+    {
+        return Ok(false);
+    }
+    tx.audit(
+        now,
+        NewAuditEvent {
+            actor,
+            action: "request.failed",
+            request_id: Some(id.as_str()),
+            grant_id: None,
+            detail,
+        },
+    )
+    .await?;
+    if let Some(req) = tx.request(id).await? {
+        let job = Job::Notify {
+            platform: req.platform.clone(),
+            to: req.requester_chat_id.clone(),
+            text: format!(
+                ":warning: Your request {id} for *{}/{}* was approved, but {why}.",
+                req.app, req.entitlement
+            ),
+            ephemeral_channel: None,
+        };
+        tx.enqueue(&job, now, max_attempts).await?;
+    }
+    Ok(true)
+}
+
 /// What offboarding did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OffboardReport {

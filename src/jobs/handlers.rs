@@ -75,34 +75,16 @@ pub(super) async fn on_give_up(app: &App, job: &Job, error: &str) -> Result<(), 
     let it_text = match job {
         Job::Provision { request_id } => {
             let id = RequestId::from_stored(request_id.clone());
-            if tx
-                .move_request(&id, RequestState::Provisioning, RequestState::Failed, now)
-                .await?
-            {
-                tx.audit(
-                    now,
-                    NewAuditEvent {
-                        actor: "system",
-                        action: "request.failed",
-                        request_id: Some(request_id),
-                        grant_id: None,
-                        detail: json!({"error": error}),
-                    },
-                )
-                .await?;
-                if let Some(req) = tx.request(&id).await? {
-                    tx.enqueue(&Job::Notify {
-                        platform: req.platform.clone(),
-                        to: req.requester_chat_id.clone(),
-                        text: format!(
-                            ":warning: Your request {id} for *{}/{}* was approved, but granting it failed. IT has been told and will follow up.",
-                            req.app, req.entitlement
-                        ),
-                        ephemeral_channel: None,
-                    }, now, max)
-                    .await?;
-                }
-            }
+            crate::flow::lifecycle::fail_provisioning(
+                &mut tx,
+                &id,
+                "system",
+                json!({"error": error}),
+                "granting it failed. IT has been told and will follow up",
+                now,
+                max,
+            )
+            .await?;
             Some(format!(
                 ":rotating_light: Provisioning {request_id} failed and needs a human: {}",
                 crate::chat::escape(error)
