@@ -163,6 +163,80 @@ impl Default for SlackConfig {
     }
 }
 
+/// `[teams]`: Microsoft Teams through the Bot Framework. Off while `app_id` is empty.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TeamsConfig {
+    /// The bot's Microsoft App ID: the audience every incoming token must carry.
+    pub app_id: String,
+    /// The bot's client secret. Default env: `TEAMS_APP_PASSWORD`.
+    pub app_password: SecretSource,
+    /// The tenant the bot's app registration lives in: `botframework.com` (multi-tenant) or a
+    /// tenant id (single-tenant bots).
+    pub app_tenant: String,
+    /// Where the signing keys of the Bot Connector are described.
+    pub openid_metadata_url: String,
+    /// The issuer incoming tokens must carry.
+    pub token_issuer: String,
+    /// The OAuth token endpoint for outgoing calls; empty: Microsoft's for `app_tenant`.
+    pub token_url: String,
+    /// The scope asked for outgoing calls.
+    pub oauth_scope: String,
+    /// The Bot Connector base for people who never wrote to the bot (their first proactive
+    /// message creates the conversation), e.g. `https://smba.trafficmanager.net/teams/`.
+    pub service_url: String,
+    /// The organisation's Entra tenant id, for creating conversations.
+    pub tenant_id: Option<String>,
+    /// The IT status channel's conversation id (`19:…@thread.tacv2`), when IT lives in Teams.
+    pub status_conversation: Option<String>,
+    /// Accepted clock skew for token expiry, in seconds (the Bot Framework SDK: 5 minutes).
+    pub max_skew_secs: i64,
+    /// Per-call timeout for outgoing calls and key fetches, in seconds.
+    pub timeout_secs: u64,
+    /// How long fetched signing keys are trusted before they are fetched again, in seconds.
+    pub keys_max_age_secs: u64,
+}
+
+impl Default for TeamsConfig {
+    fn default() -> Self {
+        Self {
+            app_id: String::new(),
+            app_password: SecretSource::default(),
+            app_tenant: "botframework.com".into(),
+            openid_metadata_url:
+                "https://login.botframework.com/v1/.well-known/openidconfiguration".into(),
+            token_issuer: "https://api.botframework.com".into(),
+            token_url: String::new(),
+            oauth_scope: "https://api.botframework.com/.default".into(),
+            service_url: "https://smba.trafficmanager.net/teams/".into(),
+            tenant_id: None,
+            status_conversation: None,
+            max_skew_secs: 300,
+            timeout_secs: 10,
+            keys_max_age_secs: 24 * 3600,
+        }
+    }
+}
+
+impl TeamsConfig {
+    /// Whether Teams is configured.
+    pub fn enabled(&self) -> bool {
+        !self.app_id.trim().is_empty()
+    }
+
+    /// The token endpoint for outgoing calls.
+    pub fn token_endpoint(&self) -> String {
+        if self.token_url.is_empty() {
+            format!(
+                "https://login.microsoftonline.com/{}/oauth2/v2.0/token",
+                self.app_tenant
+            )
+        } else {
+            self.token_url.clone()
+        }
+    }
+}
+
 /// `[jobs]`: the durable job queue's workers.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -387,6 +461,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub database: DatabaseConfig,
     pub slack: SlackConfig,
+    pub teams: TeamsConfig,
     pub jobs: JobsConfig,
     pub catalog: CatalogConfig,
     pub policy: PolicyConfig,

@@ -75,6 +75,8 @@ pub struct App {
     pub slack_app_token: Secret,
     /// The offboarding hook's shared secret (empty: the hook is closed).
     pub offboard_secret: Secret,
+    /// Microsoft Teams' token validator (None: Teams is not configured; `/teams/messages` is 404).
+    pub teams_auth: Option<chat::teams::auth::BotAuth>,
     /// Set when shutdown begins: `/readyz` answers 503 so load balancers stop routing here.
     pub draining: std::sync::atomic::AtomicBool,
 }
@@ -107,12 +109,18 @@ impl App {
         let connectors = Connectors::from_config(&config.connectors)?;
         let policy = policy::cedar::Engine::load(&config.resolve(&config.policy.dir))?;
         tracing::info!(policies = policy.len(), from = %policy.source, "policies loaded");
+        let token = config
+            .slack
+            .bot_token
+            .load("slack.bot_token", "SLACK_BOT_TOKEN")?;
+        // A Teams-only deployment leaves Slack out: no bot token and Teams configured.
+        let slack_enabled = !(token.is_empty() && config.teams.enabled());
         let signing = config
             .slack
             .signing_secret
             .load("slack.signing_secret", "SLACK_SIGNING_SECRET")?;
-        let socket_mode = config.slack.mode == "socket";
-        if !socket_mode && config.slack.mode != "http" {
+        let socket_mode = slack_enabled && config.slack.mode == "socket";
+        if config.slack.mode != "socket" && config.slack.mode != "http" {
             return Err(StartError::Config(config::ConfigError::Parse {
                 path: "[slack]".into(),
                 message: format!(
@@ -131,17 +139,13 @@ impl App {
                 "connect to Slack in Socket Mode",
             ));
         }
-        if signing.is_empty() && !socket_mode {
+        if slack_enabled && signing.is_empty() && !socket_mode {
             return Err(StartError::MissingSecret(
                 "SLACK_SIGNING_SECRET",
                 "verify requests from Slack",
             ));
         }
-        let token = config
-            .slack
-            .bot_token
-            .load("slack.bot_token", "SLACK_BOT_TOKEN")?;
-        if token.is_empty() {
+        if slack_enabled && token.is_empty() {
             return Err(StartError::MissingSecret(
                 "SLACK_BOT_TOKEN",
                 "post to Slack",
@@ -154,13 +158,60 @@ impl App {
         );
         let slack = chat::slack::SlackPlatform::new(slack_client.clone());
         let mut chats: HashMap<&'static str, Arc<dyn ChatPlatform>> = HashMap::new();
-        chats.insert("slack", Arc::new(slack));
+        if slack_enabled {
+            chats.insert("slack", Arc::new(slack));
+        }
         let store = Store::open(&StoreOptions {
             url: config.database.url.clone(),
             synchronous: config.database.synchronous.clone(),
             read_connections: config.database.read_connections,
         })
         .await?;
+        let teams_auth = if config.teams.enabled() {
+            let t = &config.teams;
+            let password = t
+                .app_password
+                .load("teams.app_password", "TEAMS_APP_PASSWORD")?;
+            if password.is_empty() {
+                return Err(StartError::MissingSecret(
+                    "TEAMS_APP_PASSWORD",
+                    "call the Bot Connector for Teams",
+                ));
+            }
+            let timeout = Duration::from_secs(t.timeout_secs);
+            let connector = chat::teams::connector::BotConnector::new(
+                chat::teams::connector::ConnectorSettings {
+                    app_id: t.app_id.clone(),
+                    app_password: password,
+                    token_url: t.token_endpoint(),
+                    scope: t.oauth_scope.clone(),
+                    timeout,
+                },
+            );
+            let book = Arc::new(flow::conversations::StoredConversations {
+                store: store.clone(),
+                clock: clock.clone(),
+            });
+            let platform = chat::teams::TeamsPlatform::new(
+                connector,
+                book,
+                &t.service_url,
+                t.tenant_id.clone(),
+            );
+            chats.insert("teams", Arc::new(platform));
+            Some(chat::teams::auth::BotAuth::new(
+                chat::teams::auth::Expectations {
+                    metadata_url: t.openid_metadata_url.clone(),
+                    issuer: t.token_issuer.clone(),
+                    audience: t.app_id.clone(),
+                    max_skew_secs: t.max_skew_secs,
+                    keys_max_age: Duration::from_secs(t.keys_max_age_secs),
+                },
+                timeout,
+            ))
+        } else {
+            None
+        };
         let offboard_secret = config
             .lifecycle
             .offboard_secret
@@ -178,6 +229,7 @@ impl App {
             slack: slack_client,
             slack_app_token: app_token,
             offboard_secret,
+            teams_auth,
             draining: std::sync::atomic::AtomicBool::new(false),
         })
     }
@@ -185,6 +237,30 @@ impl App {
     /// Now, by the app's clock.
     pub fn now_ms(&self) -> i64 {
         self.clock.now_ms()
+    }
+
+    /// Where IT's status messages go: `slack.status_channel`, else Teams'
+    /// `teams.status_conversation` (platform, channel).
+    pub fn status_channel(&self) -> Option<(&'static str, &str)> {
+        match (
+            &self.config.slack.status_channel,
+            &self.config.teams.status_conversation,
+        ) {
+            (Some(c), _) if self.chats.contains_key("slack") => Some(("slack", c.as_str())),
+            (_, Some(c)) if self.chats.contains_key("teams") => Some(("teams", c.as_str())),
+            _ => None,
+        }
+    }
+
+    /// A message to IT's status channel, when one is configured.
+    pub fn status_notice(&self, text: String) -> Option<store::Job> {
+        self.status_channel()
+            .map(|(platform, channel)| store::Job::Notify {
+                platform: platform.into(),
+                to: channel.to_string(),
+                text,
+                ephemeral_channel: None,
+            })
     }
 
     /// The chat platform with this name.

@@ -24,7 +24,7 @@ pub(crate) async fn run(
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut background = jobs::spawn_all(app.clone(), stop_rx.clone());
-    if app.config.slack.mode == "socket" {
+    if app.config.slack.mode == "socket" && app.chat("slack").is_some() {
         let token = app.slack_app_token.clone();
         background
             .handles

@@ -5,6 +5,7 @@
 
 pub mod command;
 pub mod slack;
+pub mod teams;
 
 use std::time::Duration;
 
@@ -171,6 +172,15 @@ pub trait ChatPlatform: Send + Sync {
         at: &MessageRef,
         msg: &ActionMessage,
     ) -> Result<(), ChatError>;
+    /// Sends a person the guided request form as a message. Platforms whose form opens
+    /// elsewhere (Slack's modal) send the help text.
+    async fn send_request_form(
+        &self,
+        user: &str,
+        _catalog: &crate::domain::Catalog,
+    ) -> Result<(), ChatError> {
+        self.send_direct(user, command::HELP).await
+    }
     /// Shows a person their home page (Slack's App Home); platforms without one do nothing.
     async fn publish_home(&self, _user: &str, _home: &HomeView) -> Result<(), ChatError> {
         Ok(())

@@ -198,13 +198,7 @@ pub async fn offboard(app: &App, email: &str, by: &str) -> Result<OffboardReport
         detail: json!({"email": email, "revoking": report.revoking, "cancelled": report.cancelled}),
     })
     .await?;
-    if let Some(channel) = &app.config.slack.status_channel {
-        let job = Job::Notify {
-            platform: "slack".into(),
-            to: channel.clone(),
-            text: report.text(),
-            ephemeral_channel: None,
-        };
+    if let Some(job) = app.status_notice(report.text()) {
         tx.enqueue(&job, now, max).await?;
     }
     tx.commit().await?;

@@ -2,6 +2,7 @@
 //! Chat handlers parse and call these; each change is one store transaction.
 
 pub mod cards;
+pub mod conversations;
 pub mod decide;
 pub mod fulfilment;
 pub mod intake;

@@ -333,3 +333,47 @@ pub async fn end_delegation(app: &App, platform: &str, chat_id: &str) -> Result<
     tx.commit().await?;
     Ok("Welcome back: new approval requests come to you again.".into())
 }
+
+/// The Extend button on an expiry warning: asks for the entitlement's default duration more (or
+/// what is left of its maximum), through policy. Returns what to tell the holder.
+pub async fn extend_button(
+    app: &App,
+    platform: &'static str,
+    chat_id: &str,
+    grant_id: &str,
+    idempotency_key: String,
+) -> Result<String, FlowError> {
+    let grant = match GrantId::parse(grant_id) {
+        Some(g) => app.store.grant(&g).await?,
+        None => None,
+    };
+    let Some(g) = grant else {
+        return Ok("That grant no longer exists.".to_string());
+    };
+    let ent = app
+        .catalog
+        .app(&g.app)
+        .and_then(|a| a.entitlement(&g.entitlement));
+    let left = g.expires_at.map(|t| (t - app.now_ms()).max(0)).unwrap_or(0);
+    let room = ent.and_then(|e| e.max_duration).map(|m| m.millis() - left);
+    let want = ent
+        .map(|e| e.default_duration.millis())
+        .unwrap_or(3_600_000);
+    let minutes = room.map_or(want, |r| want.min(r)) / 60_000;
+    Ok(match AccessDuration::from_minutes(minutes.max(0) as u64) {
+        Err(_) => format!(
+            "{}/{} is already at its longest allowed time.",
+            g.app, g.entitlement
+        ),
+        Ok(extra) => extend(
+            app,
+            platform,
+            chat_id,
+            g.id.as_str(),
+            extra,
+            Some(idempotency_key),
+        )
+        .await?
+        .message(),
+    })
+}

@@ -302,7 +302,7 @@ pub async fn escalate_overdue(app: &App) -> Result<(), FlowError> {
             },
         )
         .await?;
-        if let Some(channel) = &app.config.slack.status_channel {
+        if app.status_channel().is_some() {
             let text = format!(
                 ":alarm_clock: Access review {} of {} is past due with {} unanswered grant(s): {}. Export it with `grantry review export {}`.",
                 r.id,
@@ -311,13 +311,9 @@ pub async fn escalate_overdue(app: &App) -> Result<(), FlowError> {
                 open.iter().map(|i| format!("{} ({})", i.grant_id, escape(&i.subject_email))).collect::<Vec<_>>().join(", "),
                 r.id
             );
-            let job = Job::Notify {
-                platform: "slack".into(),
-                to: channel.clone(),
-                text,
-                ephemeral_channel: None,
-            };
-            tx.enqueue(&job, now, app.config.jobs.max_attempts).await?;
+            if let Some(job) = app.status_notice(text) {
+                tx.enqueue(&job, now, app.config.jobs.max_attempts).await?;
+            }
         }
         tx.commit().await?;
     }

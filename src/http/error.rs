@@ -12,6 +12,12 @@ pub enum HttpError {
     /// 401: the request is not from Slack (bad or missing signature, stale timestamp).
     #[error("unauthorized: {0}")]
     Unauthorized(#[from] SignatureError),
+    /// 401: a caller that did not prove who it is (Teams' bearer token); the reason is logged.
+    #[error("unauthorized: {0}")]
+    NotAuthenticated(String),
+    /// 503: we cannot check callers now (e.g. the Bot Framework keys could not be fetched).
+    #[error("unavailable: {0}")]
+    Unavailable(String),
     /// 400: the body could not be read; the reason is safe to show.
     #[error("bad request: {0}")]
     BadRequest(String),
@@ -26,6 +32,14 @@ impl IntoResponse for HttpError {
             HttpError::Unauthorized(e) => {
                 tracing::warn!(reason = %e, "refused unsigned or badly signed request");
                 (StatusCode::UNAUTHORIZED, format!("unauthorized: {e}")).into_response()
+            }
+            HttpError::NotAuthenticated(reason) => {
+                tracing::warn!(%reason, "refused unauthenticated request");
+                (StatusCode::UNAUTHORIZED, "unauthorized").into_response()
+            }
+            HttpError::Unavailable(reason) => {
+                tracing::error!(%reason, "cannot authenticate callers now");
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable").into_response()
             }
             HttpError::BadRequest(reason) => {
                 tracing::info!(%reason, "refused malformed request");

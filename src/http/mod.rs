@@ -1,11 +1,13 @@
 //! The HTTP surface: Slack's endpoints (verify, parse, persist, ack), health and readiness.
 
+mod commands;
 mod error;
 mod health;
 mod hooks;
 mod request_log;
 pub mod scim_inbound;
 pub mod slack;
+mod teams;
 
 use std::sync::Arc;
 
@@ -25,6 +27,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/slack/events", post(slack::inbound))
         .route("/slack/commands", post(slack::inbound))
         .route("/slack/interactions", post(slack::inbound))
+        .route("/teams/messages", post(teams::messages))
         .route("/hooks/offboard", post(hooks::offboard))
         .route(
             "/scim/v2/ServiceProviderConfig",

@@ -34,6 +34,13 @@ pub(super) async fn run(app: &App, job: &Job) -> Result<(), JobError> {
         Job::UpdateReviewCards { item_id } => update_review_cards(app, item_id).await,
         Job::PostFulfilmentTask { task_id } => post_fulfilment_task(app, task_id).await,
         Job::UpdateFulfilmentTask { task_id } => update_fulfilment_task(app, task_id).await,
+        Job::SendRequestForm { platform, to } => {
+            let chat = app.chat(platform).ok_or_else(|| {
+                JobError::permanent(format!("no chat platform '{platform}' configured"))
+            })?;
+            chat.send_request_form(to, &app.catalog).await?;
+            Ok(())
+        }
         Job::PublishHome { platform, user } => {
             let chat = app.chat(platform).ok_or_else(|| {
                 JobError::permanent(format!("no chat platform '{platform}' configured"))
@@ -113,10 +120,11 @@ pub(super) async fn on_give_up(app: &App, job: &Job, error: &str) -> Result<(), 
         )),
         // A message Slack refused for good (a bad token, a missing channel): IT must know, once;
         // a failure to post to the status channel itself is only logged.
-        Job::Notify { to, .. } if Some(to) == app.config.slack.status_channel.as_ref() => None,
+        Job::Notify { to, .. } if Some(to.as_str()) == app.status_channel().map(|(_, c)| c) => None,
         Job::UpdateApprovalCards { .. }
         | Job::Notify { .. }
         | Job::PublishHome { .. }
+        | Job::SendRequestForm { .. }
         | Job::WarnExpiry { .. }
         | Job::PostReviewCard { .. }
         | Job::UpdateReviewCards { .. }
@@ -126,18 +134,8 @@ pub(super) async fn on_give_up(app: &App, job: &Job, error: &str) -> Result<(), 
             crate::chat::escape(error)
         )),
     };
-    if let (Some(text), Some(channel)) = (it_text, app.config.slack.status_channel.as_ref()) {
-        tx.enqueue(
-            &Job::Notify {
-                platform: "slack".into(),
-                to: channel.clone(),
-                text,
-                ephemeral_channel: None,
-            },
-            now,
-            max,
-        )
-        .await?;
+    if let Some(job) = it_text.and_then(|text| app.status_notice(text)) {
+        tx.enqueue(&job, now, max).await?;
     }
     tx.commit().await
 }

@@ -216,13 +216,10 @@ pub async fn scheduled(app: &App) -> Result<(), StoreError> {
     }
     tx.commit().await?;
     let report = reconcile(app, false, "system:reconcile").await?;
-    if let (false, Some(channel)) = (report.clean(), &app.config.slack.status_channel) {
-        let job = crate::store::Job::Notify {
-            platform: "slack".into(),
-            to: channel.clone(),
-            text: report.text(),
-            ephemeral_channel: None,
-        };
+    if let Some(job) = (!report.clean())
+        .then(|| app.status_notice(report.text()))
+        .flatten()
+    {
         app.store
             .enqueue_now(&job, now, app.config.jobs.max_attempts)
             .await?;

@@ -228,7 +228,7 @@ async fn escalate(app: &App, req: &AccessRequest, now: i64) -> Result<(), StoreE
         .await?;
         added.push(email);
     }
-    if let Some(channel) = &app.config.slack.status_channel {
+    if app.status_channel().is_some() {
         let text = format!(
             ":alarm_clock: {} (*{}/{}* for {}) has waited twice its approval SLA; escalated to {}.",
             req.id,
@@ -241,13 +241,9 @@ async fn escalate(app: &App, req: &AccessRequest, now: i64) -> Result<(), StoreE
                 added.join(", ")
             }
         );
-        let job = Job::Notify {
-            platform: "slack".into(),
-            to: channel.clone(),
-            text,
-            ephemeral_channel: None,
-        };
-        tx.enqueue(&job, now, app.config.jobs.max_attempts).await?;
+        if let Some(job) = app.status_notice(text) {
+            tx.enqueue(&job, now, app.config.jobs.max_attempts).await?;
+        }
     }
     audit(
         &mut tx,

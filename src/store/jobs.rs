@@ -51,6 +51,8 @@ pub enum Job {
     PostFulfilmentTask { task_id: String },
     /// Show a manual task's outcome on its message.
     UpdateFulfilmentTask { task_id: String },
+    /// Send a person the guided request form as a message (Teams' Adaptive Card form).
+    SendRequestForm { platform: String, to: String },
 }
 
 impl Job {
@@ -68,6 +70,7 @@ impl Job {
             Job::PublishHome { .. } => "publish_home",
             Job::PostFulfilmentTask { .. } => "post_fulfilment_task",
             Job::UpdateFulfilmentTask { .. } => "update_fulfilment_task",
+            Job::SendRequestForm { .. } => "send_request_form",
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod jobs;
 pub mod requests;
 pub mod reviews;
 pub mod schedule;
+pub mod teams;
 
 use std::sync::{Arc, Once};
 use std::time::Duration;

@@ -7,6 +7,7 @@ pub mod prism;
 pub mod process;
 pub mod scim;
 pub mod slack;
+pub mod teams;
 pub mod webhook;
 
 use std::path::{Path, PathBuf};

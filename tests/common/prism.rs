@@ -38,6 +38,11 @@ pub struct Prism {
 impl Prism {
     /// Serves `../shared/oracles/openapi/<spec>` on a free port; waits until it answers.
     pub async fn start(spec: &str) -> Prism {
+        Self::start_oracle(&format!("openapi/{spec}")).await
+    }
+
+    /// Serves `../shared/oracles/<path>` (an OpenAPI 3 or Swagger 2.0 description).
+    pub async fn start_oracle(path: &str) -> Prism {
         let bin = prism_bin();
         assert!(
             std::path::Path::new(&bin).exists(),
@@ -53,7 +58,7 @@ impl Prism {
                 "-p",
                 &port.to_string(),
             ])
-            .arg(super::oracle(&format!("openapi/{spec}")))
+            .arg(super::oracle(path))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)

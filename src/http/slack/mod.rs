@@ -62,6 +62,12 @@ pub(super) async fn inbound(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Reply, HttpError> {
+    if app.chat("slack").is_none() {
+        // Slack is not configured (a Teams-only deployment): no secret to check against.
+        return Err(HttpError::NotAuthenticated(
+            "Slack is not configured".into(),
+        ));
+    }
     signature::verify(
         app.slack_signing_secret.expose().as_bytes(),
         header(&headers, "x-slack-request-timestamp"),
@@ -104,46 +110,16 @@ async fn event(app: &App, e: EventCallback) -> Result<Reply, HttpError> {
     Ok(Reply::Empty)
 }
 
-/// The Extend button on an expiry warning: asks for the entitlement's default duration more
-/// (or what is left of its maximum), through policy; the answer comes back ephemerally.
+/// The Extend button on an expiry warning; the answer comes back ephemerally.
 async fn extend_clicked(app: &App, b: &BlockActions, grant_id: &str) -> Result<Reply, HttpError> {
-    let internal = |e: crate::store::StoreError| HttpError::Internal(e.to_string());
-    let grant = match crate::domain::GrantId::parse(grant_id) {
-        Some(g) => app.store.grant(&g).await.map_err(internal)?,
-        None => None,
-    };
-    let text = match grant {
-        None => "That grant no longer exists.".to_string(),
-        Some(g) => {
-            let ent = app
-                .catalog
-                .app(&g.app)
-                .and_then(|a| a.entitlement(&g.entitlement));
-            let left = g.expires_at.map(|t| (t - app.now_ms()).max(0)).unwrap_or(0);
-            let room = ent.and_then(|e| e.max_duration).map(|m| m.millis() - left);
-            let want = ent
-                .map(|e| e.default_duration.millis())
-                .unwrap_or(3_600_000);
-            let minutes = room.map_or(want, |r| want.min(r)) / 60_000;
-            match AccessDuration::from_minutes(minutes.max(0) as u64) {
-                Err(_) => format!(
-                    "{}/{} is already at its longest allowed time.",
-                    g.app, g.entitlement
-                ),
-                Ok(extra) => {
-                    let key = format!(
-                        "slack:extend:{}:{}",
-                        g.id,
-                        b.trigger_id.as_deref().unwrap_or("-")
-                    );
-                    requests::extend(app, "slack", &b.user_id, &g.id, extra, Some(key))
-                        .await
-                        .map_err(|e| HttpError::Internal(e.to_string()))?
-                        .message()
-                }
-            }
-        }
-    };
+    let key = format!(
+        "slack:extend:{}:{}",
+        grant_id,
+        b.trigger_id.as_deref().unwrap_or("-")
+    );
+    let text = requests::extend_button(app, "slack", &b.user_id, grant_id, key)
+        .await
+        .map_err(|e| HttpError::Internal(e.to_string()))?;
     let job = Job::Notify {
         platform: "slack".into(),
         to: b.user_id.clone(),
@@ -153,7 +129,7 @@ async fn extend_clicked(app: &App, b: &BlockActions, grant_id: &str) -> Result<R
     app.store
         .enqueue_now(&job, app.now_ms(), app.config.jobs.max_attempts)
         .await
-        .map_err(internal)?;
+        .map_err(|e| HttpError::Internal(e.to_string()))?;
     Ok(Reply::Empty)
 }
 

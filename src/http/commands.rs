@@ -1,0 +1,107 @@
+//! The `/access` commands every chat platform shares: run one typed command for a person and
+//! return the answer in words (the platform shows it its own way). The guided form is the
+//! platform's (a Slack modal, a Teams Adaptive Card) and is not run here.
+
+use crate::chat::command::{self, AccessCommand};
+use crate::flow::intake::{self, IntakeReply, Submission};
+use crate::flow::FlowError;
+use crate::flow::{lifecycle, requests};
+use crate::App;
+
+const OOPS: &str =
+    "Something went wrong on our side and nothing was saved. Please try again in a moment.";
+
+fn or_oops(r: Result<String, FlowError>) -> String {
+    match r {
+        Ok(text) => text,
+        Err(e) => {
+            tracing::error!(error = %e, "command failed");
+            OOPS.into()
+        }
+    }
+}
+
+/// Runs `parsed` for `user` (their id on `platform`). `key` makes a platform's redelivery of the
+/// same command file once; `reply_channel` is where an ephemeral answer may go later.
+pub async fn run(
+    app: &App,
+    platform: &'static str,
+    user: &str,
+    reply_channel: Option<String>,
+    key: String,
+    parsed: AccessCommand,
+) -> String {
+    match parsed {
+        AccessCommand::Help | AccessCommand::OpenForm => command::HELP.to_string(),
+        AccessCommand::List => or_oops(requests::list(app, platform, user).await),
+        AccessCommand::Cancel(id) => or_oops(requests::cancel(app, platform, user, &id).await),
+        AccessCommand::Extend { id, duration } => or_oops(
+            requests::extend(app, platform, user, &id, duration, Some(key))
+                .await
+                .map(|r| r.message()),
+        ),
+        AccessCommand::Delegate { to, until } => {
+            or_oops(requests::delegate(app, platform, user, &to, until).await)
+        }
+        AccessCommand::DelegateOff => or_oops(requests::end_delegation(app, platform, user).await),
+        AccessCommand::Revoke { id, reason } => {
+            let Some(me) = app.directory.by_chat_id(platform, user) else {
+                return "I don't know who you are yet: ask IT to add you to the people file."
+                    .into();
+            };
+            let grant = crate::domain::GrantId::parse(&id);
+            let held = match &grant {
+                Some(g) => app.store.grant(g).await.ok().flatten(),
+                None => None,
+            };
+            match held {
+                Some(g) if !lifecycle::may_revoke(app, &me.email, &g.subject_email, &g.app) => {
+                    format!(
+                        "Only the holder, an owner of {} or IT can revoke {}.",
+                        g.app, g.id
+                    )
+                }
+                _ => {
+                    let reason =
+                        reason.unwrap_or_else(|| format!("revoked in {}", platform_name(platform)));
+                    or_oops(lifecycle::revoke(app, &me.email, &id, &reason).await)
+                }
+            }
+        }
+        AccessCommand::Offboard(email) => match app.directory.by_chat_id(platform, user) {
+            Some(me) if app.config.lifecycle.is_it_admin(&me.email) => or_oops(
+                lifecycle::offboard(app, &email, &me.email)
+                    .await
+                    .map(|r| r.text()),
+            ),
+            _ => "Only IT admins (lifecycle.it_admins) can offboard people.".into(),
+        },
+        AccessCommand::Request(text) => {
+            let submission = Submission {
+                platform,
+                requester_chat_id: user.to_string(),
+                reply_channel,
+                idempotency_key: Some(key),
+                text,
+                ticket: None,
+                subject_email: None,
+                extends: None,
+                confirm_by_dm: false,
+            };
+            or_oops(
+                intake::submit(app, submission)
+                    .await
+                    .map(|r: IntakeReply| r.message()),
+            )
+        }
+    }
+}
+
+/// `Slack`, `Teams`: how a platform is named in words.
+pub fn platform_name(platform: &str) -> &str {
+    match platform {
+        "slack" => "Slack",
+        "teams" => "Teams",
+        other => other,
+    }
+}
