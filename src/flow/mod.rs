@@ -3,6 +3,7 @@
 
 pub mod cards;
 pub mod decide;
+pub mod digest;
 pub mod fulfilment;
 pub mod intake;
 pub mod lifecycle;

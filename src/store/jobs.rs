@@ -51,6 +51,21 @@ pub enum Job {
     PostFulfilmentTask { task_id: String },
     /// Show a manual task's outcome on its message.
     UpdateFulfilmentTask { task_id: String },
+    /// Post IT's digest of `[from_ms, to_ms)` in `channel`; its chart follows as
+    /// [`Job::PostDigestChart`].
+    PostDigest {
+        platform: String,
+        channel: String,
+        from_ms: i64,
+        to_ms: i64,
+    },
+    /// Post the chart of a digest (platforms without images skip it).
+    PostDigestChart {
+        platform: String,
+        channel: String,
+        from_ms: i64,
+        to_ms: i64,
+    },
 }
 
 impl Job {
@@ -68,6 +83,8 @@ impl Job {
             Job::PublishHome { .. } => "publish_home",
             Job::PostFulfilmentTask { .. } => "post_fulfilment_task",
             Job::UpdateFulfilmentTask { .. } => "update_fulfilment_task",
+            Job::PostDigest { .. } => "post_digest",
+            Job::PostDigestChart { .. } => "post_digest_chart",
         }
     }
 }

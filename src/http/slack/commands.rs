@@ -83,6 +83,7 @@ pub(super) async fn slash_command(app: &Arc<App>, cmd: SlashCommand, raw: &[u8])
                 }
             }
         }
+        AccessCommand::Digest => digest(app, &cmd, raw).await,
         AccessCommand::Offboard(email) => match app.directory.by_chat_id("slack", user) {
             Some(me) if app.config.lifecycle.is_it_admin(&me.email) => or_oops(
                 lifecycle::offboard(app, &email, &me.email).await.map(|r| r.text()),
@@ -102,6 +103,35 @@ pub(super) async fn slash_command(app: &Arc<App>, cmd: SlashCommand, raw: &[u8])
                 confirm_by_dm: false,
             };
             or_oops(intake::submit(app, submission).await.map(|r: IntakeReply| r.message()))
+        }
+    }
+}
+
+/// `/access digest`: IT admins only; queues the digest for the status channel and acks at once.
+async fn digest(app: &Arc<App>, cmd: &SlashCommand, raw: &[u8]) -> Reply {
+    let is_admin = app
+        .directory
+        .by_chat_id("slack", &cmd.user_id)
+        .is_some_and(|me| app.config.lifecycle.is_it_admin(&me.email));
+    if !is_admin {
+        return Reply::ephemeral(
+            "Only IT admins (lifecycle.it_admins) can post the digest. It is posted to IT's status channel on its schedule.",
+        );
+    }
+    let Some(channel) = app.config.slack.status_channel.as_deref() else {
+        return Reply::ephemeral(
+            "There is no status channel to post the digest to: set slack.status_channel in grantry's config.",
+        );
+    };
+    let key = idempotency_key(cmd, raw);
+    match crate::flow::digest::post_now(app, "slack", channel, Some(&key)).await {
+        Ok(_) => Reply::ephemeral(format!(
+            "Posting the digest of the last {} to <#{channel}> in a moment.",
+            crate::chat::digest::human_duration(crate::flow::digest::period_ms(app))
+        )),
+        Err(e) => {
+            tracing::error!(error = %e, "could not queue the digest");
+            Reply::ephemeral(OOPS)
         }
     }
 }
