@@ -431,6 +431,13 @@ async fn access_digest_is_for_it_admins_and_posts_text_and_chart() {
     };
     assert_eq!(queued("post_digest").await, 0, "nothing queued for Alice");
 
+    // Slack is briefly unavailable for the upload: only the chart's job retries.
+    t.slack.fail_next(slack::Fault {
+        method: "files.getUploadURLExternal".into(),
+        status: 503,
+        retry_after: None,
+        body: serde_json::json!({}),
+    });
     let (status, body) = t.command("U333", "digest", "trig-digest-2").await;
     assert_eq!(status, 200);
     assert_eq!(
@@ -464,7 +471,8 @@ async fn access_digest_is_for_it_admins_and_posts_text_and_chart() {
     })
     .await;
     let asked = t.slack.calls_of("files.getUploadURLExternal");
-    assert_eq!(asked.len(), 1);
+    assert_eq!(asked.len(), 2, "the 503, then the retry");
+    let asked = &asked[1..];
     assert_eq!(
         asked[0].authorization.as_deref(),
         Some(format!("Bearer {BOT_TOKEN}").as_str())
