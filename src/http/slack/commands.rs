@@ -115,7 +115,7 @@ async fn digest(app: &Arc<App>, cmd: &SlashCommand, raw: &[u8]) -> Reply {
         .is_some_and(|me| app.config.lifecycle.is_it_admin(&me.email));
     if !is_admin {
         return Reply::ephemeral(
-            "Only IT admins (lifecycle.it_admins) can post the digest. It is posted to IT's status channel on its schedule.",
+            "Only IT admins (lifecycle.it_admins) can post the digest; it goes to IT's status channel.",
         );
     }
     let Some(channel) = app.config.slack.status_channel.as_deref() else {
