@@ -445,6 +445,94 @@ impl LifecycleConfig {
     }
 }
 
+/// `[digest]`: IT's digest in `slack.status_channel`, on a schedule and on demand (`/access digest`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DigestConfig {
+    /// When to post it: a five-field cron expression (`minute hour day-of-month month
+    /// day-of-week`, e.g. `"0 9 * * MON"`) read in `timezone`. Empty: only on demand.
+    pub schedule: String,
+    /// The IANA time zone the schedule and the digest's times are read in, e.g. `Europe/Berlin`.
+    pub timezone: String,
+    /// How far back the digest looks, e.g. `7d`.
+    pub period: String,
+    /// Grants ending within this long are listed as expiring soon, e.g. `3d`.
+    pub expiring_within: String,
+    /// An entitlement requested at least this often in the period, every time approved by people
+    /// and never denied, is suggested for an `auto_approve` policy.
+    pub suggest_min_requests: u64,
+    /// How many entitlements the "most requested" list shows.
+    pub top: usize,
+}
+
+impl Default for DigestConfig {
+    fn default() -> Self {
+        Self {
+            schedule: String::new(),
+            timezone: "UTC".into(),
+            period: "7d".into(),
+            expiring_within: "3d".into(),
+            suggest_min_requests: 10,
+            top: 5,
+        }
+    }
+}
+
+impl DigestConfig {
+    fn bad(message: String) -> ConfigError {
+        ConfigError::Parse {
+            path: PathBuf::from("[digest]"),
+            message,
+        }
+    }
+
+    /// The schedule, parsed (`None`: no scheduled digest). Errors say what is wrong and where.
+    pub fn schedule(&self) -> Result<Option<crate::cron::Schedule>, ConfigError> {
+        let tz = self.tz()?;
+        if self.schedule.trim().is_empty() {
+            return Ok(None);
+        }
+        crate::cron::Schedule::parse(&self.schedule, tz)
+            .map(Some)
+            .map_err(|e| Self::bad(format!("schedule {:?}: {e}", self.schedule)))
+    }
+
+    /// The time zone.
+    pub fn tz(&self) -> Result<chrono_tz::Tz, ConfigError> {
+        self.timezone.parse().map_err(|_| {
+            Self::bad(format!(
+                "timezone {:?} is not an IANA time zone (like \"Europe/Berlin\" or \"UTC\")",
+                self.timezone
+            ))
+        })
+    }
+
+    /// The period in milliseconds.
+    pub fn period_ms(&self) -> Result<i64, ConfigError> {
+        crate::domain::AccessDuration::parse(&self.period)
+            .map(|d| d.millis())
+            .map_err(|e| Self::bad(format!("period {:?}: {e}", self.period)))
+    }
+
+    /// The "expiring soon" window in milliseconds.
+    pub fn expiring_within_ms(&self) -> Result<i64, ConfigError> {
+        crate::domain::AccessDuration::parse(&self.expiring_within)
+            .map(|d| d.millis())
+            .map_err(|e| Self::bad(format!("expiring_within {:?}: {e}", self.expiring_within)))
+    }
+
+    /// Checks every key, so that a bad schedule stops the start with a clear error.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        self.schedule()?;
+        self.period_ms()?;
+        self.expiring_within_ms()?;
+        if self.top == 0 {
+            return Err(Self::bad("top must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
 /// One `[connectors.<name>]` table: `type` picks the connector, the rest is its own.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct ConnectorConfig {
@@ -469,6 +557,7 @@ pub struct Config {
     pub requests: RequestsConfig,
     pub approvals: ApprovalsConfig,
     pub lifecycle: LifecycleConfig,
+    pub digest: DigestConfig,
     pub connectors: BTreeMap<String, ConnectorConfig>,
     /// Folder relative paths are resolved against (the config file's folder).
     #[serde(skip)]
@@ -585,6 +674,30 @@ mod tests {
     fn unknown_keys_are_errors() {
         let err = Config::from_toml("[jobs]\nworkerz = 4\n", Path::new("x.toml"), &[]).unwrap_err();
         assert!(err.to_string().contains("workerz"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_digest_schedule_or_zone_is_named() {
+        let load = |digest: &str| {
+            Config::from_toml(&format!("[digest]\n{digest}\n"), Path::new("x.toml"), &[])
+                .unwrap()
+                .digest
+        };
+        let ok = load("schedule = \"0 9 * * MON\"\ntimezone = \"Europe/Berlin\"");
+        assert!(ok.check().is_ok());
+        assert!(ok.schedule().unwrap().is_some());
+        assert!(
+            load("").schedule().unwrap().is_none(),
+            "no schedule by default"
+        );
+        let err = load("schedule = \"0 25 * * MON\"").check().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "[digest]: schedule \"0 25 * * MON\": hour: 25 is out of range 0-23"
+        );
+        let err = load("timezone = \"Mars/Olympus\"").check().unwrap_err();
+        assert!(err.to_string().contains("Mars/Olympus"), "{err}");
+        assert!(load("period = \"7x\"").check().is_err());
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod chat;
 pub mod clock;
 pub mod config;
 pub mod connectors;
+pub mod cron;
 pub mod directory;
 pub mod domain;
 pub mod flow;
@@ -101,6 +102,7 @@ impl App {
     pub async fn build(config: Config, clock: Arc<dyn Clock>) -> Result<App, StartError> {
         config.approvals.check()?;
         config.lifecycle.warn_minutes()?;
+        config.digest.check()?;
         let catalog = Self::load_catalog(&config)?;
         let directory = match &config.directory.people_file {
             Some(p) => Directory::load(&config.resolve(p))?,

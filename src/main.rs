@@ -91,6 +91,16 @@ enum Command {
         #[command(subcommand)]
         command: ReviewCommand,
     },
+    /// IT's digest of the last period (`[digest] period`): print it, or queue it for the status
+    /// channel (the running server's workers post it, with its chart).
+    Digest {
+        /// Queue it for `slack.status_channel` instead of printing it.
+        #[arg(long)]
+        post: bool,
+        /// Also write the chart (PNG) here.
+        #[arg(long)]
+        chart: Option<PathBuf>,
+    },
     /// Compare the ledger with what the apps really grant; exit 1 on any difference.
     Reconcile {
         /// Remove access held without a grant and restore granted access that is missing.
@@ -302,6 +312,26 @@ async fn main() -> Result<()> {
                 report.cancelled.len(),
                 report.cancelled
             );
+        }
+        Command::Digest { post, chart } => {
+            let app = App::build(config, Arc::new(SystemClock)).await?;
+            let now = app.now_ms();
+            let from = now - grantry::flow::digest::period_ms(&app);
+            let digest = grantry::flow::digest::compute(&app, from, now).await?;
+            if let Some(path) = &chart {
+                let png = grantry::chat::chart::render(&digest.days)?;
+                std::fs::write(path, png).with_context(|| format!("writing {}", path.display()))?;
+                eprintln!("chart written to {}", path.display());
+            }
+            if post {
+                let Some(channel) = app.config.slack.status_channel.clone() else {
+                    bail!("slack.status_channel is not set: there is nowhere to post the digest");
+                };
+                grantry::flow::digest::post_now(&app, "slack", &channel, None).await?;
+                println!("digest queued for {channel}; the running server posts it");
+            } else {
+                println!("{}", digest.text());
+            }
         }
         Command::Reconcile { fix } => {
             let app = App::build(config, Arc::new(SystemClock)).await?;

@@ -525,6 +525,7 @@ async fn a_teams_only_deployment() {
         c.slack.bot_token = grantry::config::SecretSource::default();
         c.slack.signing_secret = grantry::config::SecretSource::default();
         c.teams.status_conversation = Some("19:it-status@thread.tacv2".into());
+        c.lifecycle.it_admins = vec!["carol@example.com".into()];
     })
     .await;
     assert!(h.t.app.chat("slack").is_none());
@@ -544,5 +545,57 @@ async fn a_teams_only_deployment() {
     })
     .await;
     assert!(text.contains("alice@example.com"), "{text}");
+
+    // `access digest`: refused for Alice; for Carol (IT) the digest and its chart go to IT's
+    // channel in Teams.
+    assert_eq!(
+        h.send(&message(&url_of(&h), ALICE, "access digest"))
+            .await
+            .0,
+        200
+    );
+    eventually(10, "Alice refused", || async {
+        h.texts_to(&personal(ALICE))
+            .into_iter()
+            .find(|t| t.contains("Only IT admins"))
+    })
+    .await;
+    assert_eq!(h.send(&message(&url_of(&h), CAROL, "digest")).await.0, 200);
+    eventually(10, "Carol told", || async {
+        h.texts_to(&personal(CAROL))
+            .into_iter()
+            .find(|t| t.contains("Posting the digest"))
+    })
+    .await;
+    let posted = eventually(15, "digest and chart in IT's channel", || async {
+        let to_it: Vec<Value> =
+            h.bf.sent()
+                .into_iter()
+                .filter(|(c, _)| c == "19:it-status@thread.tacv2")
+                .map(|(_, a)| a)
+                .collect();
+        (to_it.len() >= 3).then_some(to_it)
+    })
+    .await;
+    assert!(
+        posted
+            .iter()
+            .any(|a| a["text"].as_str().unwrap_or("").contains("igest")),
+        "{posted:?}"
+    );
+    let chart = posted
+        .iter()
+        .find(|a| a["attachments"][0]["contentType"] == "image/png")
+        .expect("the chart as an inline image");
+    let url = chart["attachments"][0]["contentUrl"].as_str().unwrap();
+    use base64::Engine;
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(url.trim_start_matches("data:image/png;base64,"))
+        .unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     h.bf.front.assert_conforms();
+}
+
+fn url_of(h: &Teams) -> String {
+    h.bf.service_url()
 }

@@ -49,6 +49,8 @@ pub enum AccessCommand {
     },
     /// IT: everything of a person who left.
     Offboard(String),
+    /// IT: post the digest to the status channel now.
+    Digest,
     Request(RequestText),
 }
 
@@ -107,6 +109,7 @@ pub fn parse(text: &str) -> Result<AccessCommand, CommandError> {
                 "/access revoke <grant id> [because <reason>]",
             ))
         }
+        (Some("digest"), [_]) => return Ok(AccessCommand::Digest),
         (Some("offboard"), [_, who]) => return Ok(AccessCommand::Offboard((*who).to_string())),
         (Some("offboard"), _) => {
             return Err(CommandError::Usage("/access offboard <email>   (IT only)"))
@@ -242,6 +245,12 @@ mod tests {
         assert_eq!(parse("").unwrap(), AccessCommand::OpenForm);
         assert_eq!(parse("help").unwrap(), AccessCommand::Help);
         assert_eq!(parse("LIST").unwrap(), AccessCommand::List);
+        assert_eq!(parse("digest").unwrap(), AccessCommand::Digest);
+        // An app named "digest" can still be requested.
+        assert!(matches!(
+            parse("digest readers").unwrap(),
+            AccessCommand::Request(_)
+        ));
         assert_eq!(
             parse("cancel R-1").unwrap(),
             AccessCommand::Cancel("R-1".into())

@@ -3,7 +3,9 @@
 //! Invariant: nothing here knows about the store or the connectors; `chat` depends only on
 //! `domain` (and the shared outbound helpers).
 
+pub mod chart;
 pub mod command;
+pub mod digest;
 pub mod slack;
 pub mod teams;
 
@@ -136,6 +138,18 @@ pub struct ActionMessage {
     pub buttons: Vec<Button>,
 }
 
+/// An image to post in a channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Image {
+    /// e.g. `grantry-digest-2026-11-30.png`.
+    pub filename: String,
+    pub title: String,
+    /// What it shows, in words (screen readers; the message beside it).
+    pub alt_text: String,
+    /// The PNG bytes.
+    pub png: Vec<u8>,
+}
+
 /// A chat platform, as the jobs use it.
 #[async_trait]
 pub trait ChatPlatform: Send + Sync {
@@ -184,6 +198,16 @@ pub trait ChatPlatform: Send + Sync {
     /// Shows a person their home page (Slack's App Home); platforms without one do nothing.
     async fn publish_home(&self, _user: &str, _home: &HomeView) -> Result<(), ChatError> {
         Ok(())
+    }
+    /// Posts IT's digest in `channel`. The default posts [`digest::Digest::text`] with
+    /// [`ChatPlatform::send_direct`]; platforms with richer layout override it.
+    async fn post_digest(&self, channel: &str, digest: &digest::Digest) -> Result<(), ChatError> {
+        self.send_direct(channel, &digest.text()).await
+    }
+    /// Posts an image in `channel`. Returns whether it was posted: the default, for platforms
+    /// that cannot post images, posts nothing and returns `false`.
+    async fn post_image(&self, _channel: &str, _image: &Image) -> Result<bool, ChatError> {
+        Ok(false)
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod cards;
 pub mod conversations;
 pub mod decide;
+pub mod digest;
 pub mod fulfilment;
 pub mod intake;
 pub mod lifecycle;

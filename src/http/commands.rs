@@ -68,6 +68,7 @@ pub async fn run(
                 }
             }
         }
+        AccessCommand::Digest => digest(app, platform, user, &key).await,
         AccessCommand::Offboard(email) => match app.directory.by_chat_id(platform, user) {
             Some(me) if app.config.lifecycle.is_it_admin(&me.email) => or_oops(
                 lifecycle::offboard(app, &email, &me.email)
@@ -93,6 +94,36 @@ pub async fn run(
                     .await
                     .map(|r: IntakeReply| r.message()),
             )
+        }
+    }
+}
+
+/// `/access digest`: IT admins only; queues the digest for IT's status channel and answers at once.
+async fn digest(app: &App, platform: &str, user: &str, key: &str) -> String {
+    let is_admin = app
+        .directory
+        .by_chat_id(platform, user)
+        .is_some_and(|me| app.config.lifecycle.is_it_admin(&me.email));
+    if !is_admin {
+        return "Only IT admins (lifecycle.it_admins) can post the digest; it goes to IT's status channel."
+            .into();
+    }
+    let Some((status_platform, channel)) = app.status_channel() else {
+        return "There is no status channel to post the digest to: set slack.status_channel (or teams.status_conversation) in grantry's config.".into();
+    };
+    match crate::flow::digest::post_now(app, status_platform, channel, Some(key)).await {
+        Ok(_) => format!(
+            "Posting the digest of the last {} to {} in a moment.",
+            crate::chat::digest::human_duration(crate::flow::digest::period_ms(app)),
+            if status_platform == "slack" {
+                format!("<#{channel}>")
+            } else {
+                "IT's status channel".to_string()
+            }
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "could not queue the digest");
+            OOPS.into()
         }
     }
 }

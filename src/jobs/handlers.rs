@@ -41,6 +41,18 @@ pub(super) async fn run(app: &App, job: &Job) -> Result<(), JobError> {
             chat.send_request_form(to, &app.catalog).await?;
             Ok(())
         }
+        Job::PostDigest {
+            platform,
+            channel,
+            from_ms,
+            to_ms,
+        } => post_digest(app, platform, channel, *from_ms, *to_ms).await,
+        Job::PostDigestChart {
+            platform,
+            channel,
+            from_ms,
+            to_ms,
+        } => post_digest_chart(app, platform, channel, *from_ms, *to_ms).await,
         Job::PublishHome { platform, user } => {
             let chat = app.chat(platform).ok_or_else(|| {
                 JobError::permanent(format!("no chat platform '{platform}' configured"))
@@ -121,6 +133,8 @@ pub(super) async fn on_give_up(app: &App, job: &Job, error: &str) -> Result<(), 
         // A message Slack refused for good (a bad token, a missing channel): IT must know, once;
         // a failure to post to the status channel itself is only logged.
         Job::Notify { to, .. } if Some(to.as_str()) == app.status_channel().map(|(_, c)| c) => None,
+        // The digest goes to the status channel itself: telling it there would fail the same way.
+        Job::PostDigest { .. } | Job::PostDigestChart { .. } => None,
         Job::UpdateApprovalCards { .. }
         | Job::Notify { .. }
         | Job::PublishHome { .. }
@@ -138,6 +152,69 @@ pub(super) async fn on_give_up(app: &App, job: &Job, error: &str) -> Result<(), 
         tx.enqueue(&job, now, max).await?;
     }
     tx.commit().await
+}
+
+fn chat_of<'a>(
+    app: &'a App,
+    platform: &str,
+) -> Result<&'a std::sync::Arc<dyn crate::chat::ChatPlatform>, JobError> {
+    app.chat(platform)
+        .ok_or_else(|| JobError::permanent(format!("no chat platform '{platform}' configured")))
+}
+
+async fn post_digest(
+    app: &App,
+    platform: &str,
+    channel: &str,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<(), JobError> {
+    let chat = chat_of(app, platform)?;
+    let digest = crate::flow::digest::compute(app, from_ms, to_ms)
+        .await
+        .map_err(flow_err)?;
+    chat.post_digest(channel, &digest).await?;
+    // The chart is its own job: a retry of either never posts the other twice.
+    let job = Job::PostDigestChart {
+        platform: platform.to_string(),
+        channel: channel.to_string(),
+        from_ms,
+        to_ms,
+    };
+    app.store
+        .enqueue_now(&job, app.now_ms(), app.config.jobs.max_attempts)
+        .await?;
+    Ok(())
+}
+
+async fn post_digest_chart(
+    app: &App,
+    platform: &str,
+    channel: &str,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<(), JobError> {
+    let chat = chat_of(app, platform)?;
+    let digest = crate::flow::digest::compute(app, from_ms, to_ms)
+        .await
+        .map_err(flow_err)?;
+    let png =
+        crate::chat::chart::render(&digest.days).map_err(|e| JobError::permanent(e.to_string()))?;
+    let day = chrono::DateTime::from_timestamp_millis(to_ms)
+        .map(|t| {
+            t.with_timezone(&digest.timezone)
+                .format("%Y-%m-%d")
+                .to_string()
+        })
+        .unwrap_or_else(|| to_ms.to_string());
+    let image = crate::chat::Image {
+        filename: format!("grantry-digest-{day}.png"),
+        title: format!("Access requests and time to decision, to {day}"),
+        alt_text: digest.chart_caption(),
+        png,
+    };
+    chat.post_image(channel, &image).await?;
+    Ok(())
 }
 
 async fn post_card(app: &App, approval_id: i64) -> Result<(), JobError> {

@@ -36,6 +36,9 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
         if let Err(e) = sweep_approvals(&app).await {
             tracing::error!(error = %e, "approval reminder sweep failed");
         }
+        if let Err(e) = crate::flow::digest::scheduled(&app).await {
+            tracing::error!(error = %e, "scheduled digest failed");
+        }
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = stop.changed() => {}

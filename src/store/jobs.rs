@@ -53,6 +53,21 @@ pub enum Job {
     UpdateFulfilmentTask { task_id: String },
     /// Send a person the guided request form as a message (Teams' Adaptive Card form).
     SendRequestForm { platform: String, to: String },
+    /// Post IT's digest of `[from_ms, to_ms)` in `channel`; its chart follows as
+    /// [`Job::PostDigestChart`].
+    PostDigest {
+        platform: String,
+        channel: String,
+        from_ms: i64,
+        to_ms: i64,
+    },
+    /// Post the chart of a digest (platforms without images skip it).
+    PostDigestChart {
+        platform: String,
+        channel: String,
+        from_ms: i64,
+        to_ms: i64,
+    },
 }
 
 impl Job {
@@ -71,6 +86,8 @@ impl Job {
             Job::PostFulfilmentTask { .. } => "post_fulfilment_task",
             Job::UpdateFulfilmentTask { .. } => "update_fulfilment_task",
             Job::SendRequestForm { .. } => "send_request_form",
+            Job::PostDigest { .. } => "post_digest",
+            Job::PostDigestChart { .. } => "post_digest_chart",
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod approvals;
 pub mod audit;
 pub mod decisions;
 pub mod delegations;
+pub mod digest;
 pub mod fulfilments;
 pub mod grants;
 pub mod jobs;

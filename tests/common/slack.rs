@@ -40,6 +40,8 @@ struct Inner {
     addr: Option<std::net::SocketAddr>,
     /// User group id → members, for usergroups.* (groups from Slack's usergroups.list example).
     usergroups: std::collections::BTreeMap<String, Vec<String>>,
+    /// Files uploaded to the URLs files.getUploadURLExternal handed out: (file id, bytes).
+    uploads: Vec<(String, Vec<u8>)>,
 }
 
 #[derive(Clone)]
@@ -107,6 +109,15 @@ async fn handle(
     }
     if let Some(v) = usergroups(&mut g, &method, &parsed) {
         return axum::Json(v).into_response();
+    }
+    if method == "files.getUploadURLExternal" {
+        // Slack's documented shape: a pre-signed upload URL and the new file's id.
+        let addr = g.addr.unwrap();
+        let id = format!("F0UPLOAD{:04}", g.ts);
+        return axum::Json(serde_json::json!({
+            "ok": true, "upload_url": format!("http://{addr}/upload/v1/{id}"), "file_id": id
+        }))
+        .into_response();
     }
     let mut v = match method.as_str() {
         "chat.postMessage"
@@ -177,6 +188,16 @@ fn usergroups(g: &mut Inner, method: &str, parsed: &Value) -> Option<Value> {
     }
 }
 
+/// The upload URL: keeps the bytes (Slack answers 200 with a short text body).
+async fn upload(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    inner.lock().unwrap().uploads.push((id, body.to_vec()));
+    (StatusCode::OK, format!("OK - {}", body.len())).into_response()
+}
+
 /// Socket Mode: the bot connects here; we say hello, forward queued envelopes, record acks.
 async fn link(
     State(inner): State<Arc<Mutex<Inner>>>,
@@ -215,6 +236,7 @@ impl SlackStandIn {
         let app = Router::new()
             .route("/api/{method}", post(handle))
             .route("/link/", axum::routing::get(link))
+            .route("/upload/v1/{id}", post(upload))
             .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -276,6 +298,11 @@ impl SlackStandIn {
             .unwrap()
             .usergroups
             .insert(id.into(), users.iter().map(|u| u.to_string()).collect());
+    }
+
+    /// Files uploaded so far: (file id, bytes).
+    pub fn uploads(&self) -> Vec<(String, Vec<u8>)> {
+        self.inner.lock().unwrap().uploads.clone()
     }
 
     pub fn fail_next(&self, fault: Fault) {

@@ -139,6 +139,37 @@ fn quote(text: &str) -> String {
         .join("\n")
 }
 
+/// Longest text Slack takes in a section block.
+const SECTION_MAX: usize = 3000;
+
+fn clip(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut s: String = text.chars().take(max - 1).collect();
+    s.push('…');
+    s
+}
+
+/// IT's digest: a header, one section per part, and when it covers.
+pub fn digest(d: &crate::chat::digest::Digest) -> Vec<Value> {
+    let mut blocks = vec![
+        json!({"type": "header", "text": {"type": "plain_text", "text": clip(&d.title(), 150)}}),
+    ];
+    for sec in d.sections() {
+        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn",
+            "text": clip(&format!("*{}*\n{}", sec.title, sec.body), SECTION_MAX)}}));
+    }
+    blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn",
+        "text": "`/access digest` posts this again for the last period; the chart follows."}]}));
+    blocks
+}
+
+/// The digest's plain-text fallback (notifications, screen readers), within Slack's limit.
+pub fn digest_text(d: &crate::chat::digest::Digest) -> String {
+    clip(&d.text(), 3900)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,6 +30,11 @@ const PERMANENT: &[&str] = &[
     "msg_too_long",
     "ekm_access_denied",
     "team_access_not_granted",
+    "file_uploads_disabled",
+    "file_uploads_except_images_disabled",
+    "file_type_not_allowed",
+    "file_upload_size_restricted",
+    "invalid_channel",
 ];
 
 /// A Web API client bound to one bot token.
@@ -215,6 +220,85 @@ impl SlackClient {
         self.call("views.publish", &json!({"user_id": user, "view": view}))
             .await
             .map(|_| ())
+    }
+
+    /// Shares a file in `channel` with Slack's upload flow: `files.getUploadURLExternal`, the bytes
+    /// POSTed to the upload URL it returns (pre-signed: no token is sent there), then
+    /// `files.completeUploadExternal` with `channel_id` and `comment` beside the file.
+    pub async fn upload_file(
+        &self,
+        channel: &str,
+        filename: &str,
+        title: &str,
+        alt_text: &str,
+        comment: &str,
+        bytes: &[u8],
+    ) -> Result<String, ChatError> {
+        let length = bytes.len().to_string();
+        let alt: String = alt_text.chars().take(1000).collect();
+        let v = self
+            .call_form(
+                "files.getUploadURLExternal",
+                &[
+                    ("filename", filename),
+                    ("length", &length),
+                    ("alt_txt", &alt),
+                ],
+            )
+            .await?;
+        let field = |name: &str| {
+            v.get(name)
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .ok_or_else(|| ChatError::Permanent {
+                    message: format!("Slack files.getUploadURLExternal: no {name} in response"),
+                })
+        };
+        let (url, file_id) = (field("upload_url")?, field("file_id")?);
+        self.upload_bytes(&url, bytes).await?;
+        self.call(
+            "files.completeUploadExternal",
+            &json!({"files": [{"id": file_id, "title": title}], "channel_id": channel,
+                    "initial_comment": comment}),
+        )
+        .await?;
+        Ok(file_id)
+    }
+
+    /// POSTs a file's bytes to the upload URL Slack handed out.
+    async fn upload_bytes(&self, url: &str, bytes: &[u8]) -> Result<(), ChatError> {
+        const METHOD: &str = "files.upload_url";
+        let resp = self
+            .http
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(bytes.to_vec())
+            .send()
+            .await
+            .map_err(|e| {
+                crate::metrics::slack_call(METHOD, "transient");
+                ChatError::Transient {
+                    message: format!("Slack file upload: {}", outbound::describe(&e)),
+                    retry_after: None,
+                }
+            })?;
+        let status = resp.status();
+        if status.is_success() {
+            crate::metrics::slack_call(METHOD, "ok");
+            return Ok(());
+        }
+        let retry_after = outbound::retry_after(resp.headers());
+        let message = format!("Slack file upload: HTTP {status}");
+        if outbound::is_transient(status) {
+            crate::metrics::slack_call(METHOD, "transient");
+            Err(ChatError::Transient {
+                message,
+                retry_after,
+            })
+        } else {
+            crate::metrics::slack_call(METHOD, "permanent");
+            Err(ChatError::Permanent { message })
+        }
     }
 
     /// `users.lookupByEmail`: the user id, or `None` when Slack has no such user.

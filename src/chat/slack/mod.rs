@@ -8,8 +8,9 @@ pub mod views;
 
 use async_trait::async_trait;
 
+use crate::chat::digest::Digest;
 use crate::chat::{
-    ActionMessage, ApprovalCard, Button, ChatError, ChatPlatform, HomeView, MessageRef,
+    ActionMessage, ApprovalCard, Button, ChatError, ChatPlatform, HomeView, Image, MessageRef,
 };
 pub use client::SlackClient;
 
@@ -108,5 +109,30 @@ impl ChatPlatform for SlackPlatform {
 
     async fn publish_home(&self, user: &str, home: &HomeView) -> Result<(), ChatError> {
         self.client.views_publish(user, &views::home(home)).await
+    }
+
+    async fn post_digest(&self, channel: &str, digest: &Digest) -> Result<(), ChatError> {
+        self.client
+            .post_message(
+                channel,
+                &blocks::digest_text(digest),
+                Some(&blocks::digest(digest)),
+            )
+            .await
+            .map(|_| ())
+    }
+
+    async fn post_image(&self, channel: &str, image: &Image) -> Result<bool, ChatError> {
+        self.client
+            .upload_file(
+                channel,
+                &image.filename,
+                &image.title,
+                &image.alt_text,
+                &image.alt_text,
+                &image.png,
+            )
+            .await
+            .map(|_| true)
     }
 }

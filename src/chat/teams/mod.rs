@@ -205,6 +205,29 @@ impl ChatPlatform for TeamsPlatform {
             .await
     }
 
+    /// Posts the chart inline (a base64 `data:` image attachment, which Teams shows in chats and
+    /// channels).
+    async fn post_image(
+        &self,
+        channel: &str,
+        image: &crate::chat::Image,
+    ) -> Result<bool, ChatError> {
+        use base64::Engine;
+        let activity = json!({
+            "type": "message",
+            "text": cards::to_markdown(&image.title),
+            "attachments": [{
+                "contentType": "image/png",
+                "contentUrl": format!(
+                    "data:image/png;base64,{}",
+                    base64::engine::general_purpose::STANDARD.encode(&image.png)
+                ),
+                "name": image.filename,
+            }],
+        });
+        self.send(channel, &activity).await.map(|_| true)
+    }
+
     async fn send_request_form(
         &self,
         user: &str,
