@@ -371,6 +371,41 @@ impl LifecycleConfig {
     }
 }
 
+/// `[oncall]`: who is on call, for policies (`context.on_call_level`). Off when `provider` is unset.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OnCallConfig {
+    /// `pagerduty` (unset: off; nobody counts as on call).
+    pub provider: Option<String>,
+    /// REST API base, e.g. `https://api.pagerduty.com` (EU accounts use the same host).
+    pub base_url: String,
+    /// REST API key. Default env: `PAGERDUTY_TOKEN`.
+    pub token: SecretSource,
+    /// Escalation policies whose on-calls count (at least one of these or `schedule_ids`).
+    pub escalation_policy_ids: Vec<String>,
+    /// Schedules whose on-calls count.
+    pub schedule_ids: Vec<String>,
+    /// How often the snapshot of who is on call is refreshed, in seconds; after three times this
+    /// without an answer, nobody counts as on call.
+    pub cache_secs: u64,
+    /// Per-call timeout, in seconds.
+    pub timeout_secs: u64,
+}
+
+impl Default for OnCallConfig {
+    fn default() -> Self {
+        Self {
+            provider: None,
+            base_url: "https://api.pagerduty.com".into(),
+            token: SecretSource::default(),
+            escalation_policy_ids: Vec::new(),
+            schedule_ids: Vec::new(),
+            cache_secs: 60,
+            timeout_secs: 10,
+        }
+    }
+}
+
 /// One `[connectors.<name>]` table: `type` picks the connector, the rest is its own.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct ConnectorConfig {
@@ -394,6 +429,7 @@ pub struct Config {
     pub requests: RequestsConfig,
     pub approvals: ApprovalsConfig,
     pub lifecycle: LifecycleConfig,
+    pub oncall: OnCallConfig,
     pub connectors: BTreeMap<String, ConnectorConfig>,
     /// Folder relative paths are resolved against (the config file's folder).
     #[serde(skip)]
@@ -510,6 +546,23 @@ mod tests {
     fn unknown_keys_are_errors() {
         let err = Config::from_toml("[jobs]\nworkerz = 4\n", Path::new("x.toml"), &[]).unwrap_err();
         assert!(err.to_string().contains("workerz"), "{err}");
+    }
+
+    #[test]
+    fn oncall_is_off_unless_a_provider_is_named() {
+        let cfg = Config::from_toml("", Path::new("x.toml"), &[]).unwrap();
+        assert_eq!(cfg.oncall.provider, None);
+        assert_eq!(cfg.oncall.cache_secs, 60);
+        let cfg = Config::from_toml(
+            "[oncall]\nprovider = \"pagerduty\"\ntoken = { env = \"PD\" }\nescalation_policy_ids = [\"PT20YPA\"]\ncache_secs = 30\n",
+            Path::new("x.toml"),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(cfg.oncall.provider.as_deref(), Some("pagerduty"));
+        assert_eq!(cfg.oncall.token.env.as_deref(), Some("PD"));
+        assert_eq!(cfg.oncall.escalation_policy_ids, ["PT20YPA"]);
+        assert_eq!(cfg.oncall.base_url, "https://api.pagerduty.com");
     }
 
     #[test]

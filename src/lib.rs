@@ -15,6 +15,7 @@ pub mod flow;
 pub mod http;
 pub mod jobs;
 pub mod metrics;
+pub mod oncall;
 pub mod outbound;
 pub mod policy;
 pub mod routing;
@@ -75,6 +76,8 @@ pub struct App {
     pub slack_app_token: Secret,
     /// The offboarding hook's shared secret (empty: the hook is closed).
     pub offboard_secret: Secret,
+    /// Who is on call (a snapshot refreshed in the background; `[oncall]`).
+    pub on_call: oncall::OnCallStatus,
     /// Set when shutdown begins: `/readyz` answers 503 so load balancers stop routing here.
     pub draining: std::sync::atomic::AtomicBool,
 }
@@ -106,6 +109,7 @@ impl App {
         };
         let connectors = Connectors::from_config(&config.connectors)?;
         let policy = policy::cedar::Engine::load(&config.resolve(&config.policy.dir))?;
+        let on_call = oncall::OnCallStatus::from_config(&config.oncall)?;
         tracing::info!(policies = policy.len(), from = %policy.source, "policies loaded");
         let signing = config
             .slack
@@ -178,6 +182,7 @@ impl App {
             slack: slack_client,
             slack_app_token: app_token,
             offboard_secret,
+            on_call,
             draining: std::sync::atomic::AtomicBool::new(false),
         })
     }
