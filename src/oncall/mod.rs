@@ -184,6 +184,14 @@ impl OnCallStatus {
         }
     }
 
+    /// When the current snapshot was taken (`None` before the first answer).
+    pub fn taken_at_ms(&self) -> Option<i64> {
+        self.snapshot
+            .read()
+            .ok()
+            .and_then(|g| g.as_ref().map(|s| s.taken_at_ms))
+    }
+
     /// Age beyond which a snapshot no longer counts: three refresh periods.
     pub fn stale_after_ms(&self) -> i64 {
         self.refresh_ms.saturating_mul(3)
@@ -223,14 +231,16 @@ pub async fn run(app: Arc<crate::App>, mut stop: watch::Receiver<bool>) {
     while !*stop.borrow() {
         let wait = match status.refresh(|| app.now_ms()).await {
             Ok(people) => {
+                crate::metrics::oncall_refresh(&provider, "ok");
                 tracing::debug!(provider, people, "on-call snapshot refreshed");
                 period
             }
             Err(e) => {
-                let retry_after = match &e {
-                    OnCallError::Transient { retry_after, .. } => *retry_after,
-                    OnCallError::Permanent { .. } => None,
+                let (class, retry_after) = match &e {
+                    OnCallError::Transient { retry_after, .. } => ("transient", *retry_after),
+                    OnCallError::Permanent { .. } => ("permanent", None),
                 };
+                crate::metrics::oncall_refresh(&provider, class);
                 tracing::error!(provider, error = %e, stale_after_secs = status.stale_after_ms() / 1000,
                     "could not refresh who is on call; keeping the last answer until it is stale (then nobody counts as on call)");
                 period.max(retry_after.unwrap_or_default())
