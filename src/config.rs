@@ -445,7 +445,8 @@ impl LifecycleConfig {
     }
 }
 
-/// `[digest]`: IT's digest in `slack.status_channel`, on a schedule and on demand (`/access digest`).
+/// `[digest]`: IT's digest in the status channel (`slack.status_channel`, else
+/// `teams.status_conversation`), on a schedule and on demand (`/access digest`).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DigestConfig {
@@ -474,6 +475,41 @@ impl Default for DigestConfig {
             expiring_within: "3d".into(),
             suggest_min_requests: 10,
             top: 5,
+        }
+    }
+}
+
+/// `[oncall]`: who is on call, for policies (`context.on_call_level`). Off when `provider` is unset.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OnCallConfig {
+    /// `pagerduty` (unset: off; nobody counts as on call).
+    pub provider: Option<String>,
+    /// REST API base, e.g. `https://api.pagerduty.com` (EU accounts use the same host).
+    pub base_url: String,
+    /// REST API key. Default env: `PAGERDUTY_TOKEN`.
+    pub token: SecretSource,
+    /// Escalation policies whose on-calls count (at least one of these or `schedule_ids`).
+    pub escalation_policy_ids: Vec<String>,
+    /// Schedules whose on-calls count.
+    pub schedule_ids: Vec<String>,
+    /// How often the snapshot of who is on call is refreshed, in seconds; after three times this
+    /// without an answer, nobody counts as on call.
+    pub cache_secs: u64,
+    /// Per-call timeout, in seconds.
+    pub timeout_secs: u64,
+}
+
+impl Default for OnCallConfig {
+    fn default() -> Self {
+        Self {
+            provider: None,
+            base_url: "https://api.pagerduty.com".into(),
+            token: SecretSource::default(),
+            escalation_policy_ids: Vec::new(),
+            schedule_ids: Vec::new(),
+            cache_secs: 60,
+            timeout_secs: 10,
         }
     }
 }
@@ -558,6 +594,7 @@ pub struct Config {
     pub approvals: ApprovalsConfig,
     pub lifecycle: LifecycleConfig,
     pub digest: DigestConfig,
+    pub oncall: OnCallConfig,
     pub connectors: BTreeMap<String, ConnectorConfig>,
     /// Folder relative paths are resolved against (the config file's folder).
     #[serde(skip)]
@@ -698,6 +735,23 @@ mod tests {
         let err = load("timezone = \"Mars/Olympus\"").check().unwrap_err();
         assert!(err.to_string().contains("Mars/Olympus"), "{err}");
         assert!(load("period = \"7x\"").check().is_err());
+    }
+
+    #[test]
+    fn oncall_is_off_unless_a_provider_is_named() {
+        let cfg = Config::from_toml("", Path::new("x.toml"), &[]).unwrap();
+        assert_eq!(cfg.oncall.provider, None);
+        assert_eq!(cfg.oncall.cache_secs, 60);
+        let cfg = Config::from_toml(
+            "[oncall]\nprovider = \"pagerduty\"\ntoken = { env = \"PD\" }\nescalation_policy_ids = [\"PT20YPA\"]\ncache_secs = 30\n",
+            Path::new("x.toml"),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(cfg.oncall.provider.as_deref(), Some("pagerduty"));
+        assert_eq!(cfg.oncall.token.env.as_deref(), Some("PD"));
+        assert_eq!(cfg.oncall.escalation_policy_ids, ["PT20YPA"]);
+        assert_eq!(cfg.oncall.base_url, "https://api.pagerduty.com");
     }
 
     #[test]

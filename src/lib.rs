@@ -16,6 +16,7 @@ pub mod flow;
 pub mod http;
 pub mod jobs;
 pub mod metrics;
+pub mod oncall;
 pub mod outbound;
 pub mod policy;
 pub mod routing;
@@ -78,6 +79,8 @@ pub struct App {
     pub offboard_secret: Secret,
     /// Microsoft Teams' token validator (None: Teams is not configured; `/teams/messages` is 404).
     pub teams_auth: Option<chat::teams::auth::BotAuth>,
+    /// Who is on call (a snapshot refreshed in the background; `[oncall]`).
+    pub on_call: oncall::OnCallStatus,
     /// Set when shutdown begins: `/readyz` answers 503 so load balancers stop routing here.
     pub draining: std::sync::atomic::AtomicBool,
 }
@@ -110,6 +113,7 @@ impl App {
         };
         let connectors = Connectors::from_config(&config.connectors)?;
         let policy = policy::cedar::Engine::load(&config.resolve(&config.policy.dir))?;
+        let on_call = oncall::OnCallStatus::from_config(&config.oncall)?;
         tracing::info!(policies = policy.len(), from = %policy.source, "policies loaded");
         let token = config
             .slack
@@ -232,6 +236,7 @@ impl App {
             slack_app_token: app_token,
             offboard_secret,
             teams_auth,
+            on_call,
             draining: std::sync::atomic::AtomicBool::new(false),
         })
     }

@@ -152,7 +152,8 @@ fn parse_since(s: &str) -> Result<i64> {
 #[derive(Subcommand)]
 enum PolicyCommand {
     /// Run cases (TOML `[[case]]`: name, subject, app, entitlement, duration, reason, ticket,
-    /// held, requester, expect = deny | auto_approve | needs_approval); exit 1 on any mismatch.
+    /// held, requester, hour_utc, on_call_level, expect = deny | auto_approve | needs_approval);
+    /// exit 1 on any mismatch.
     Test { cases: PathBuf },
     /// The decisions behind a request: policies with their reasons, each step's approvers, and
     /// its audit trail.
@@ -182,6 +183,9 @@ struct PolicyCase {
     held: Vec<String>,
     #[serde(default = "default_hour")]
     hour_utc: i64,
+    /// The subject's escalation level on call (0: not on call).
+    #[serde(default)]
+    on_call_level: i64,
     expect: String,
 }
 
@@ -424,6 +428,7 @@ async fn main() -> Result<()> {
                         has_ticket: c.ticket,
                         held: c.held.clone(),
                         hour_utc: c.hour_utc,
+                        on_call_level: c.on_call_level,
                     },
                 );
                 let got = match d.outcome {

@@ -49,6 +49,14 @@ pub fn connector_call(connector: &str, operation: &str, outcome: &str) {
     );
 }
 
+/// An on-call refresh's outcome: `ok`, `transient`, `permanent`.
+pub fn oncall_refresh(provider: &str, outcome: &str) {
+    inc(
+        "grantry_oncall_refreshes_total",
+        &[("provider", provider), ("outcome", outcome)],
+    );
+}
+
 /// A job run's outcome: `done`, `retry`, `failed`.
 pub fn job_run(kind: &str, outcome: &str) {
     inc(
@@ -89,6 +97,11 @@ const HELP: &[(&str, &str, &str)] = &[
         "grantry_job_runs_total",
         "counter",
         "Job runs by kind and outcome (done, retry, failed).",
+    ),
+    (
+        "grantry_oncall_refreshes_total",
+        "counter",
+        "Refreshes of who is on call by provider and outcome (ok, transient, permanent).",
     ),
 ];
 
@@ -144,6 +157,13 @@ pub async fn render(app: &App) -> Result<String, StoreError> {
         sum_ms as f64 / 1000.0
     );
     let _ = writeln!(out, "grantry_decision_latency_seconds_count {count}");
+    if let Some(taken_at) = app.on_call.taken_at_ms() {
+        let _ = writeln!(
+            out,
+            "# HELP grantry_oncall_snapshot_age_seconds Age of this process's answer to who is on call (stale after three oncall.cache_secs).\n# TYPE grantry_oncall_snapshot_age_seconds gauge\ngrantry_oncall_snapshot_age_seconds {}",
+            ((now - taken_at).max(0) as f64) / 1000.0
+        );
+    }
     let snapshot = counters().lock().map(|c| c.clone()).unwrap_or_default();
     for (name, kind, help) in HELP {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");

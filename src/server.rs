@@ -24,6 +24,13 @@ pub(crate) async fn run(
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut background = jobs::spawn_all(app.clone(), stop_rx.clone());
+    if app.on_call.is_on() {
+        // Every process that takes requests keeps its own snapshot (the intake reads it).
+        background.handles.push(tokio::spawn(crate::oncall::run(
+            app.clone(),
+            stop_rx.clone(),
+        )));
+    }
     if app.config.slack.mode == "socket" && app.chat("slack").is_some() {
         let token = app.slack_app_token.clone();
         background

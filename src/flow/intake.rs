@@ -259,6 +259,8 @@ pub async fn submit(app: &App, s: Submission) -> Result<IntakeReply, FlowError> 
         .map(|g| format!("{}/{}", g.app, g.entitlement))
         .collect();
     let hour_utc = (app.now_ms().div_euclid(3_600_000)).rem_euclid(24);
+    // Memory only (a snapshot refreshed in the background): never the provider on the ack path.
+    let on_call_level = app.on_call.level_of(&subject.email, app.now_ms());
     let mut decision = policy::decide(
         &app.policy,
         &PolicyInput {
@@ -271,6 +273,7 @@ pub async fn submit(app: &App, s: Submission) -> Result<IntakeReply, FlowError> 
             has_ticket: s.ticket.is_some(),
             held,
             hour_utc,
+            on_call_level,
         },
     );
     // Every step must be able to complete before the request is filed; step 0 is asked now.
@@ -393,6 +396,12 @@ pub async fn submit(app: &App, s: Submission) -> Result<IntakeReply, FlowError> 
     })
     .await?;
     let max_attempts = app.config.jobs.max_attempts;
+    // What the decision saw beyond the request itself, for the audit.
+    let mut decision_detail =
+        json!({"policy_ids": decision.policy_ids, "reasons": decision.reasons});
+    if app.on_call.is_on() {
+        decision_detail["on_call_level"] = json!(on_call_level);
+    }
     if state == RequestState::Denied {
         tx.audit(
             now,
@@ -401,7 +410,7 @@ pub async fn submit(app: &App, s: Submission) -> Result<IntakeReply, FlowError> 
                 action: "request.denied",
                 request_id: Some(id),
                 grant_id: None,
-                detail: json!({"policy_ids": decision.policy_ids, "reasons": decision.reasons}),
+                detail: decision_detail.clone(),
             },
         )
         .await?;
@@ -423,7 +432,7 @@ pub async fn submit(app: &App, s: Submission) -> Result<IntakeReply, FlowError> 
                 action: "request.auto_approved",
                 request_id: Some(id),
                 grant_id: None,
-                detail: json!({"policy_ids": decision.policy_ids, "reasons": decision.reasons}),
+                detail: decision_detail.clone(),
             },
         )
         .await?;
@@ -448,11 +457,15 @@ pub async fn submit(app: &App, s: Submission) -> Result<IntakeReply, FlowError> 
             action: "request.routed",
             request_id: Some(id),
             grant_id: None,
-            detail: json!({
-                "policy_ids": decision.policy_ids, "reasons": decision.reasons,
-                "approvers": routed.iter().map(|a| &a.email).collect::<Vec<_>>(),
-                "delegations": routed.iter().filter_map(|a| a.on_behalf_of.as_ref()).collect::<Vec<_>>(),
-            }),
+            detail: {
+                let mut d = decision_detail;
+                d["approvers"] = json!(routed.iter().map(|a| &a.email).collect::<Vec<_>>());
+                d["delegations"] = json!(routed
+                    .iter()
+                    .filter_map(|a| a.on_behalf_of.as_ref())
+                    .collect::<Vec<_>>());
+                d
+            },
         },
     )
     .await?;

@@ -9,7 +9,9 @@
 //! `manager`), resource `Grantry::Entitlement::"<app>/<entitlement>"` (`app`, `id`, `risk`,
 //! `risk_level` 1–4, `kind`, `conflicts`: a set of `app/entitlement`), context `duration_minutes`
 //! (0 when permanent), `permanent`, `reason_length`, `has_ticket`, `held` (the subject's active
-//! grants as `app/entitlement`), `hour_utc`, `for_someone_else`.
+//! grants as `app/entitlement`), `hour_utc`, `for_someone_else`, `on_call_level` (the subject's
+//! lowest escalation level on call now: 1 primary, 2 secondary…; 0 when not on call or when no
+//! `[oncall]` provider is configured).
 //! A decision keeps the ids (`@id`) and reasons (`@reason`) of the policies that determined it.
 
 use std::collections::HashMap;
@@ -186,6 +188,7 @@ impl Engine {
                 "held": input.held,
                 "hour_utc": input.hour_utc,
                 "for_someone_else": !input.requester.email.eq_ignore_ascii_case(&subject.email),
+                "on_call_level": input.on_call_level,
             }),
             None,
         )

@@ -65,6 +65,8 @@ pub struct PolicyInput<'a> {
     pub held: Vec<String>,
     /// The hour of day, UTC (0–23).
     pub hour_utc: i64,
+    /// The subject's lowest escalation level on call now (1 primary, 2 secondary…; 0 not on call).
+    pub on_call_level: i64,
 }
 
 /// Decides: eligibility first, then the policies.
@@ -127,6 +129,7 @@ mod tests {
             has_ticket: false,
             held: held.iter().map(|h| h.to_string()).collect(),
             hour_utc: 12,
+            on_call_level: 0,
         }
     }
 
@@ -151,6 +154,48 @@ mod tests {
         assert!(d.explain().contains("g@x.io is not active"));
         let ok = decide(&engine, &input(&active, &active, &cat.apps[0], &[]));
         assert_eq!(ok.outcome, Outcome::NeedsApproval);
+    }
+
+    #[test]
+    fn the_shipped_oncall_policy_approves_primary_and_secondary_for_listed_entitlements_only() {
+        let cat = Catalog::parse(
+            "[[apps]]\nid='github'\nconnector='c'\nowners=['o@x.io']\n[[apps.entitlements]]\nid='platform-admins'\nrisk='high'\n[[apps.entitlements]]\nid='readers'\nrisk='low'\n",
+            None,
+        )
+        .unwrap();
+        let engine = cedar::Engine::from_texts(
+            &[
+                ("baseline".into(), cedar::BASELINE.into()),
+                (
+                    "oncall".into(),
+                    include_str!("../../examples/policies/oncall.cedar").into(),
+                ),
+            ],
+            "test",
+        )
+        .unwrap();
+        let p = person("p@x.io", PersonStatus::Active);
+        let app = &cat.apps[0];
+        let outcome = |ent: usize, level: i64| {
+            let mut i = input(&p, &p, app, &[]);
+            i.entitlement = &app.entitlements[ent];
+            i.duration = Some(AccessDuration::parse("4h").unwrap());
+            i.on_call_level = level;
+            decide(&engine, &i)
+        };
+        let d = outcome(0, 1);
+        assert_eq!(
+            (d.outcome, d.policy_ids),
+            (Outcome::AutoApprove, vec!["oncall-prod-access".to_string()])
+        );
+        assert_eq!(outcome(0, 2).outcome, Outcome::AutoApprove);
+        for (ent, level) in [(0, 0), (0, 3), (1, 1)] {
+            assert_eq!(
+                outcome(ent, level).outcome,
+                Outcome::NeedsApproval,
+                "{ent} {level}"
+            );
+        }
     }
 
     #[test]
