@@ -305,11 +305,26 @@ impl Default for PolicyConfig {
 }
 
 /// `[directory]`
-#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DirectoryConfig {
     /// People file (TOML `[[people]]`), relative to the config file's folder.
     pub people_file: Option<PathBuf>,
+    /// Find the Slack id of people listed without one by their email (Slack's
+    /// `users.lookupByEmail`, scope `users:read.email`), in the background.
+    pub slack_lookup: bool,
+    /// How often the lookup runs again, in seconds (new Slack accounts get found).
+    pub slack_lookup_interval_secs: u64,
+}
+
+impl Default for DirectoryConfig {
+    fn default() -> Self {
+        Self {
+            people_file: None,
+            slack_lookup: true,
+            slack_lookup_interval_secs: 6 * 3600,
+        }
+    }
 }
 
 /// `[requests]`

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, RwLock};
 
 use serde::Deserialize;
 
@@ -32,6 +33,8 @@ pub struct Directory {
     people: Vec<Person>,
     by_email: HashMap<String, usize>,
     by_slack: HashMap<String, usize>,
+    /// Slack ids found by email for people listed without one (see [`Directory::learn_slack_id`]).
+    learned_slack: Arc<RwLock<HashMap<String, usize>>>,
 }
 
 impl Directory {
@@ -78,12 +81,52 @@ impl Directory {
     /// The person with this chat user id on `platform`.
     pub fn by_chat_id(&self, platform: &str, id: &str) -> Option<&Person> {
         match platform {
-            "slack" => self.by_slack.get(id).map(|&i| &self.people[i]),
+            "slack" => self
+                .by_slack
+                .get(id)
+                .or(self
+                    .learned_slack
+                    .read()
+                    .ok()
+                    .and_then(|l| l.get(id).copied())
+                    .as_ref())
+                .map(|&i| &self.people[i]),
             _ => self
                 .people
                 .iter()
                 .find(|p| p.teams_id.as_deref() == Some(id)),
         }
+    }
+
+    /// Active people the people file gives no Slack id and none was found for yet.
+    pub fn without_slack_id(&self) -> Vec<&Person> {
+        let learned = self.learned_slack.read().map(|l| l.len()).unwrap_or(0);
+        let found: Vec<usize> = if learned == 0 {
+            Vec::new()
+        } else {
+            self.learned_slack
+                .read()
+                .map(|l| l.values().copied().collect())
+                .unwrap_or_default()
+        };
+        self.people
+            .iter()
+            .enumerate()
+            .filter(|(i, p)| p.is_active() && p.slack_id.is_none() && !found.contains(i))
+            .map(|(_, p)| p)
+            .collect()
+    }
+
+    /// Remembers that Slack user `id` is the person with `email` (found through Slack's
+    /// profile); returns whether `email` is in the directory.
+    pub fn learn_slack_id(&self, id: &str, email: &str) -> bool {
+        let Some(&i) = self.by_email.get(&email.to_ascii_lowercase()) else {
+            return false;
+        };
+        if let Ok(mut l) = self.learned_slack.write() {
+            l.insert(id.to_string(), i);
+        }
+        true
     }
 
     /// The active people in a department.

@@ -270,6 +270,16 @@ impl App {
             })
     }
 
+    /// The platform owners and IT are reached on when nothing says otherwise (reviews): Slack
+    /// when configured, else Teams.
+    pub fn default_platform(&self) -> &'static str {
+        if self.chats.contains_key("slack") || !self.chats.contains_key("teams") {
+            "slack"
+        } else {
+            "teams"
+        }
+    }
+
     /// The chat platform with this name.
     pub fn chat(&self, name: &str) -> Option<&Arc<dyn ChatPlatform>> {
         self.chats.get(name)

@@ -24,6 +24,12 @@ pub(crate) async fn run(
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut background = jobs::spawn_all(app.clone(), stop_rx.clone());
+    background
+        .handles
+        .push(tokio::spawn(crate::jobs::directory_sync::run(
+            app.clone(),
+            stop_rx.clone(),
+        )));
     if app.on_call.is_on() {
         // Every process that takes requests keeps its own snapshot (the intake reads it).
         background.handles.push(tokio::spawn(crate::oncall::run(

@@ -52,6 +52,14 @@ pub enum AccessCommand {
     /// IT: post the digest to the status channel now.
     Digest,
     Request(RequestText),
+    /// An owner of the app or IT grants to someone who did not ask (`to`: a mention or an
+    /// email); still through policy and approvers, with the grantor recorded as requester.
+    Grant {
+        to: String,
+        text: RequestText,
+    },
+    /// An emergency: granted at once for at most the catalog's break-glass time, reviewed after.
+    BreakGlass(RequestText),
 }
 
 /// Why the text could not be understood; each message tells the person what to type.
@@ -110,6 +118,27 @@ pub fn parse(text: &str) -> Result<AccessCommand, CommandError> {
             ))
         }
         (Some("digest"), [_]) => return Ok(AccessCommand::Digest),
+        (Some("grant"), [_, to, _, ..]) => {
+            return match parse(&text_after_word(text, 2)) {
+                Ok(AccessCommand::Request(t)) => Ok(AccessCommand::Grant {
+                    to: (*to).to_string(),
+                    text: t,
+                }),
+                Err(e) => Err(e),
+                Ok(_) => Err(CommandError::Usage(GRANT_USAGE)),
+            }
+        }
+        (Some("grant"), _) => return Err(CommandError::Usage(GRANT_USAGE)),
+        (Some("breakglass" | "break-glass"), [_, _, ..]) => {
+            return match parse(&text_after_word(text, 1)) {
+                Ok(AccessCommand::Request(t)) => Ok(AccessCommand::BreakGlass(t)),
+                Err(e) => Err(e),
+                Ok(_) => Err(CommandError::Usage(BREAK_GLASS_USAGE)),
+            }
+        }
+        (Some("breakglass" | "break-glass"), _) => {
+            return Err(CommandError::Usage(BREAK_GLASS_USAGE))
+        }
         (Some("offboard"), [_, who]) => return Ok(AccessCommand::Offboard((*who).to_string())),
         (Some("offboard"), _) => {
             return Err(CommandError::Usage("/access offboard <email>   (IT only)"))
@@ -188,6 +217,12 @@ pub fn parse(text: &str) -> Result<AccessCommand, CommandError> {
     }))
 }
 
+const GRANT_USAGE: &str =
+    "/access grant @person <app> <entitlement> for <duration> because <reason>   (app owners and IT)";
+
+const BREAK_GLASS_USAGE: &str =
+    "/access breakglass <app> <entitlement> [for <duration>] because <reason>";
+
 /// The original text from the `n`th whitespace-separated word on, trimmed.
 fn text_after_word(text: &str, n: usize) -> String {
     let mut rest = text.trim_start();
@@ -210,11 +245,51 @@ pub const HELP: &str = "*grantry* keeps the grants: ask for access, owners appro
 • `/access extend <grant id> <duration>`: ask for more time on access you hold (approved like a request).\n\
 • `/access delegate @person until YYYY-MM-DD`: while you are away, approval requests for you go to them (`/access delegate off` when back).\n\
 • `/access revoke <grant id> [because <reason>]`: give access back now (owners and IT may revoke others' too).\n\
+• `/access grant @person <app> <entitlement> for <duration> because <reason>`: owners of the app and IT give access to someone who did not ask (policy and the other approvers still decide).\n\
+• `/access breakglass <app> <entitlement> because <reason>`: an emergency, where the catalog allows it: granted at once for a short time, IT alerted, the owners review it afterwards.\n\
 • `/access help`: this message.";
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grant_names_the_person_then_the_request() {
+        assert_eq!(
+            parse("grant <@U111|alice> github readers for 2h because onboarding").unwrap(),
+            AccessCommand::Grant {
+                to: "<@U111|alice>".into(),
+                text: RequestText {
+                    app: "github".into(),
+                    entitlement: "readers".into(),
+                    duration: Some(DurationSpec::For(AccessDuration::parse("2h").unwrap())),
+                    reason: Some("onboarding".into()),
+                }
+            }
+        );
+        assert_eq!(parse("grant bob"), Err(CommandError::Usage(GRANT_USAGE)));
+    }
+
+    #[test]
+    fn break_glass_takes_a_request() {
+        assert_eq!(
+            parse("breakglass github platform-admins because prod is down").unwrap(),
+            AccessCommand::BreakGlass(RequestText {
+                app: "github".into(),
+                entitlement: "platform-admins".into(),
+                duration: None,
+                reason: Some("prod is down".into()),
+            })
+        );
+        assert_eq!(
+            parse("break-glass list"),
+            Err(CommandError::Usage(BREAK_GLASS_USAGE))
+        );
+        assert_eq!(
+            parse("breakglass"),
+            Err(CommandError::Usage(BREAK_GLASS_USAGE))
+        );
+    }
 
     #[test]
     fn the_documented_example_parses() {

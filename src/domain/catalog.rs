@@ -50,6 +50,9 @@ pub struct Step {
     pub approvers: Vec<String>,
     /// How many distinct approvals complete the step (N of M).
     pub need: u32,
+    /// Backup approvers (emails), asked only when fewer than `need` of `approvers` can decide
+    /// (they left, are the requester or the subject).
+    pub backup: Vec<String>,
 }
 
 impl Step {
@@ -58,6 +61,7 @@ impl Step {
         Self {
             approvers: vec!["owners".into()],
             need: 1,
+            backup: Vec::new(),
         }
     }
 }
@@ -83,6 +87,9 @@ pub struct Entitlement {
     pub steps: Vec<Step>,
     /// Entitlements (`app/entitlement`) that must not be held together with this one.
     pub conflicts: Vec<String>,
+    /// Break-glass: where set, an emergency request is granted at once for at most this long
+    /// (IT's status channel is alerted and the owners review it afterwards).
+    pub break_glass: Option<AccessDuration>,
 }
 
 /// The durations offered in pickers, before the entitlement's own limits.
@@ -198,6 +205,8 @@ struct RawEntitlement {
     #[serde(default)]
     allow_permanent: bool,
     allow_shorter_approval: Option<bool>,
+    /// The longest break-glass grant (absent: no break-glass for this entitlement).
+    break_glass: Option<String>,
     #[serde(default)]
     steps: Vec<RawStep>,
     #[serde(default)]
@@ -209,6 +218,8 @@ struct RawEntitlement {
 struct RawStep {
     approvers: Vec<String>,
     need: Option<u32>,
+    #[serde(default)]
+    backup: Vec<String>,
 }
 
 fn valid_id(s: &str) -> bool {
@@ -336,6 +347,21 @@ impl Catalog {
                         );
                     }
                 }
+                let break_glass = match e.break_glass.as_deref().map(AccessDuration::parse) {
+                    None => None,
+                    Some(Ok(d)) if d.minutes() <= 24 * 60 => Some(d),
+                    Some(Ok(d)) => {
+                        problem(
+                            &format!("{eplace}.break_glass"),
+                            format!("{d} is too long for emergency access: at most 1d"),
+                        );
+                        None
+                    }
+                    Some(Err(err)) => {
+                        problem(&format!("{eplace}.break_glass"), err.to_string());
+                        None
+                    }
+                };
                 let mut steps = Vec::new();
                 for (k, st) in e.steps.iter().enumerate() {
                     let need = st.need.unwrap_or(1);
@@ -356,7 +382,7 @@ impl Catalog {
                     }
                     let named = st.approvers.iter().filter(|w| looks_like_email(w)).count();
                     let fixed = !st.approvers.iter().any(|w| w == "owners" || w == "manager");
-                    if need == 0 || (fixed && need as usize > named) {
+                    if need == 0 || (fixed && need as usize > named + st.backup.len()) {
                         problem(
                             &place,
                             format!(
@@ -365,6 +391,14 @@ impl Catalog {
                             ),
                         );
                     }
+                    for who in &st.backup {
+                        if !looks_like_email(who) {
+                            problem(
+                                &format!("{place}.backup"),
+                                format!("'{who}' is not an email"),
+                            );
+                        }
+                    }
                     steps.push(Step {
                         approvers: st
                             .approvers
@@ -372,6 +406,7 @@ impl Catalog {
                             .map(|w| w.to_ascii_lowercase())
                             .collect(),
                         need,
+                        backup: st.backup.iter().map(|w| w.to_ascii_lowercase()).collect(),
                     });
                 }
                 if steps.is_empty() {
@@ -391,6 +426,7 @@ impl Catalog {
                     allow_shorter_approval: e.allow_shorter_approval.unwrap_or(true),
                     steps,
                     conflicts: e.conflicts.iter().map(|c| c.to_ascii_lowercase()).collect(),
+                    break_glass,
                 });
             }
             apps.push(App {

@@ -32,7 +32,12 @@ pub struct Submission {
     pub extends: Option<String>,
     /// Also send the reply as a direct message (a modal closes, leaving nowhere to show it).
     pub confirm_by_dm: bool,
+    /// An emergency request (`/access breakglass`): granted at once where the catalog allows it.
+    pub break_glass: bool,
 }
+
+/// The policy id a break-glass grant is recorded under (`approved_by = policy:break-glass`).
+pub const BREAK_GLASS: &str = "break-glass";
 
 /// What to tell the requester.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -219,6 +224,21 @@ pub async fn submit(app: &App, s: Submission) -> Result<IntakeReply, FlowError> 
             _ => Some(d),
         },
     };
+    let break_glass_cap = match (s.break_glass, ent.break_glass) {
+        (false, _) => None,
+        (true, Some(cap)) => Some(cap),
+        (true, None) => {
+            return Ok(IntakeReply::Invalid(format!(
+                "{}/{} has no break-glass access in the catalog: ask for it the usual way, `/access {} {} for <duration> because <reason>`.",
+                catalog_app.id, ent.id, catalog_app.id, ent.id
+            )))
+        }
+    };
+    // Break-glass is short whatever was asked: at most the catalog's cap.
+    let duration = match break_glass_cap {
+        Some(cap) => Some(duration.map_or(cap, |d| d.min(cap))),
+        None => duration,
+    };
     let min = app.config.requests.min_reason_chars;
     let reason = t.reason.clone().unwrap_or_default();
     if reason.chars().count() < min {
@@ -235,9 +255,17 @@ pub async fn submit(app: &App, s: Submission) -> Result<IntakeReply, FlowError> 
         Some(e) if e.eq_ignore_ascii_case(&requester.email) => requester,
         Some(e) => match app.directory.by_email(e) {
             Some(p) if p.manager.as_deref().is_some_and(|m| m.eq_ignore_ascii_case(&requester.email)) => p,
+            // Grant on behalf: an owner of the app, or IT, for anyone.
+            Some(p)
+                if catalog_app.owners.iter().any(|o| o.eq_ignore_ascii_case(&requester.email))
+                    || app.config.lifecycle.is_it_admin(&requester.email) =>
+            {
+                p
+            }
             _ => {
                 return Ok(IntakeReply::Invalid(format!(
-                    "You can request access for yourself or your direct reports; {} is not your report in the directory.",
+                    "You can request access for yourself or your direct reports (owners of {} and IT: for anyone); {} is not your report in the directory.",
+                    catalog_app.id,
                     crate::chat::escape(e)
                 )))
             }
@@ -276,6 +304,16 @@ pub async fn submit(app: &App, s: Submission) -> Result<IntakeReply, FlowError> 
             on_call_level,
         },
     );
+    // Break-glass skips the approvers, never the policies that refuse (`request` forbids).
+    if let (Some(cap), false) = (break_glass_cap, decision.outcome == Outcome::Deny) {
+        decision = policy::Decision {
+            outcome: Outcome::AutoApprove,
+            policy_ids: vec![BREAK_GLASS.into()],
+            reasons: vec![format!(
+                "break-glass: emergency access for at most {cap}; IT is alerted and the owners review it afterwards"
+            )],
+        };
+    }
     // Every step must be able to complete before the request is filed; step 0 is asked now.
     let short_step = ent.steps.iter().enumerate().find_map(|(k, step)| {
         let n = routing::step_approvers(
@@ -402,6 +440,9 @@ pub async fn submit(app: &App, s: Submission) -> Result<IntakeReply, FlowError> 
     if app.on_call.is_on() {
         decision_detail["on_call_level"] = json!(on_call_level);
     }
+    if break_glass_cap.is_some() {
+        decision_detail["break_glass"] = json!(true);
+    }
     if state == RequestState::Denied {
         tx.audit(
             now,
@@ -440,6 +481,24 @@ pub async fn submit(app: &App, s: Submission) -> Result<IntakeReply, FlowError> 
             request_id: id.to_string(),
         };
         tx.enqueue(&job, now, max_attempts).await?;
+        if decision.policy_ids.iter().any(|p| p == BREAK_GLASS) {
+            let alert = format!(
+                ":rotating_light: *BREAK-GLASS* {id}: {} took *{}/{}*{} for {}: {}. The owners will review it.",
+                crate::chat::escape(&requester.email),
+                request.app,
+                request.entitlement,
+                if subject.email == requester.email {
+                    String::new()
+                } else {
+                    format!(" for {}", crate::chat::escape(&subject.email))
+                },
+                duration.map(|d| d.to_string()).unwrap_or_default(),
+                crate::chat::escape(&request.reason)
+            );
+            if let Some(job) = app.status_notice(alert) {
+                tx.enqueue(&job, now, max_attempts).await?;
+            }
+        }
         let reply = IntakeReply::AutoApproved {
             id: request.id.clone(),
             reason: decision.explain(),

@@ -244,13 +244,14 @@ pub async fn extend(
             subject_email: Some(grant.subject_email.clone()),
             extends: Some(grant.id.clone()),
             confirm_by_dm: false,
+            break_glass: false,
         },
     )
     .await
 }
 
 /// A person named in a command: `<@U123|name>`, `<@U123>`, or an email.
-fn named<'a>(app: &'a App, platform: &str, text: &str) -> Option<&'a Person> {
+pub(crate) fn named<'a>(app: &'a App, platform: &str, text: &str) -> Option<&'a Person> {
     let t = text.trim();
     if let Some(inner) = t.strip_prefix("<@").and_then(|r| r.strip_suffix('>')) {
         let id = inner.split('|').next().unwrap_or(inner);

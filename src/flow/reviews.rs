@@ -77,8 +77,9 @@ pub async fn start_for(
             if person.is_some_and(|p| !p.is_active()) {
                 continue;
             }
-            let chat_id = person.and_then(|p| app.directory.chat_id("slack", p));
-            tx.insert_review_card(&item.id, owner, "slack", chat_id)
+            let platform = app.default_platform();
+            let chat_id = person.and_then(|p| app.directory.chat_id(platform, p));
+            tx.insert_review_card(&item.id, owner, platform, chat_id)
                 .await?;
             let job = Job::PostReviewCard {
                 item_id: item.id.clone(),

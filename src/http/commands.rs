@@ -78,6 +78,18 @@ pub async fn run(
             _ => "Only IT admins (lifecycle.it_admins) can offboard people.".into(),
         },
         AccessCommand::Request(text) => {
+            file(app, platform, user, reply_channel, key, text, false).await
+        }
+        AccessCommand::BreakGlass(text) => {
+            file(app, platform, user, reply_channel, key, text, true).await
+        }
+        AccessCommand::Grant { to, text } => {
+            let Some(subject) = crate::flow::requests::named(app, platform, &to) else {
+                return format!(
+                    "I don't know {}: name someone in grantry's directory (a mention or an email).",
+                    crate::chat::escape(&to)
+                );
+            };
             let submission = Submission {
                 platform,
                 requester_chat_id: user.to_string(),
@@ -85,9 +97,10 @@ pub async fn run(
                 idempotency_key: Some(key),
                 text,
                 ticket: None,
-                subject_email: None,
+                subject_email: Some(subject.email.clone()),
                 extends: None,
                 confirm_by_dm: false,
+                break_glass: false,
             };
             or_oops(
                 intake::submit(app, submission)
@@ -96,6 +109,35 @@ pub async fn run(
             )
         }
     }
+}
+
+/// Files a typed request (an emergency one with `break_glass`).
+async fn file(
+    app: &App,
+    platform: &'static str,
+    user: &str,
+    reply_channel: Option<String>,
+    key: String,
+    text: crate::chat::command::RequestText,
+    break_glass: bool,
+) -> String {
+    let submission = Submission {
+        platform,
+        requester_chat_id: user.to_string(),
+        reply_channel,
+        idempotency_key: Some(key),
+        text,
+        ticket: None,
+        subject_email: None,
+        extends: None,
+        confirm_by_dm: false,
+        break_glass,
+    };
+    or_oops(
+        intake::submit(app, submission)
+            .await
+            .map(|r: IntakeReply| r.message()),
+    )
 }
 
 /// `/access digest`: IT admins only; queues the digest for IT's status channel and answers at once.

@@ -310,6 +310,7 @@ async fn submit_form(
         subject_email: None,
         extends: None,
         confirm_by_dm: false,
+        break_glass: false,
     };
     let reply = intake::submit(app, submission)
         .await

@@ -34,6 +34,23 @@ pub(super) async fn run(app: &App, job: &Job) -> Result<(), JobError> {
         Job::UpdateReviewCards { item_id } => update_review_cards(app, item_id).await,
         Job::PostFulfilmentTask { task_id } => post_fulfilment_task(app, task_id).await,
         Job::UpdateFulfilmentTask { task_id } => update_fulfilment_task(app, task_id).await,
+        Job::BreakGlassReview { request_id } => {
+            let id = RequestId::from_stored(request_id.clone());
+            let Some(req) = app.store.request(&id).await? else {
+                return Ok(());
+            };
+            crate::flow::reviews::start_for(
+                app,
+                &req.app,
+                "system:break-glass",
+                1,
+                Some(&req.subject_email),
+            )
+            .await
+            .map_err(flow_err)?
+            .map_err(JobError::permanent)?;
+            Ok(())
+        }
         Job::SendRequestForm { platform, to } => {
             let chat = app.chat(platform).ok_or_else(|| {
                 JobError::permanent(format!("no chat platform '{platform}' configured"))
@@ -139,6 +156,7 @@ pub(super) async fn on_give_up(app: &App, job: &Job, error: &str) -> Result<(), 
         | Job::Notify { .. }
         | Job::PublishHome { .. }
         | Job::SendRequestForm { .. }
+        | Job::BreakGlassReview { .. }
         | Job::WarnExpiry { .. }
         | Job::PostReviewCard { .. }
         | Job::UpdateReviewCards { .. }
@@ -437,6 +455,13 @@ async fn provision(app: &App, request_id: &str) -> Result<(), JobError> {
         revoke_reason: None,
     };
     tx.insert_grant(&grant).await?;
+    if approved_by.as_deref() == Some(&format!("policy:{}", crate::flow::intake::BREAK_GLASS)[..]) {
+        let review = Job::BreakGlassReview {
+            request_id: id.to_string(),
+        };
+        tx.enqueue(&review, now, app.config.jobs.max_attempts)
+            .await?;
+    }
     tx.audit(
         now,
         NewAuditEvent {

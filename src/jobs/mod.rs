@@ -5,6 +5,7 @@
 //! Workers wake the moment a transaction that enqueued a job commits, and poll as a fallback
 //! for jobs another replica enqueued or that became due.
 
+pub mod directory_sync;
 mod handlers;
 pub mod reconcile;
 pub mod sweeper;

@@ -14,7 +14,7 @@
 //! `[oncall]` provider is configured).
 //! A decision keeps the ids (`@id`) and reasons (`@reason`) of the policies that determined it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::str::FromStr;
 
@@ -22,7 +22,6 @@ use cedar_policy::{
     Authorizer, Context, Decision as CedarDecision, Entities, EntityId, EntityTypeName, EntityUid,
     PolicyId, PolicySet, Request,
 };
-use serde_json::json;
 
 use super::{Decision, Outcome, PolicyInput};
 use crate::domain::Risk;
@@ -36,9 +35,23 @@ pub enum PolicyError {
     Parse { path: String, message: String },
 }
 
+/// The actions grantry asks Cedar about.
+const ACTIONS: [&str; 2] = ["request", "auto_approve"];
+
+/// One decision's principal, resource, entities and context.
+struct Prepared {
+    principal: EntityUid,
+    resource: EntityUid,
+    entities: Entities,
+    context: Context,
+}
+
 /// The loaded policy set with each policy's id and reason.
 pub struct Engine {
     set: PolicySet,
+    /// The policies each action can match (by their scope's action), so a decision evaluates
+    /// only those: `request`, `auto_approve`.
+    by_action: HashMap<String, PolicySet>,
     reasons: HashMap<String, String>,
     /// Where the policies came from, for messages.
     pub source: String,
@@ -94,8 +107,32 @@ impl Engine {
                 reasons.insert(id, reason);
             }
         }
+        let mut by_action: HashMap<String, PolicySet> = HashMap::new();
+        for action in ACTIONS {
+            let action_uid =
+                uid("Grantry::Action", action).map_err(|message| PolicyError::Parse {
+                    path: source.to_string(),
+                    message,
+                })?;
+            let mut subset = PolicySet::new();
+            for p in set.policies() {
+                let applies = match p.action_constraint() {
+                    cedar_policy::ActionConstraint::Any => true,
+                    cedar_policy::ActionConstraint::Eq(a) => a == action_uid,
+                    cedar_policy::ActionConstraint::In(list) => list.contains(&action_uid),
+                };
+                if applies {
+                    subset.add(p.clone()).map_err(|e| PolicyError::Parse {
+                        path: source.to_string(),
+                        message: e.to_string(),
+                    })?;
+                }
+            }
+            by_action.insert(action.to_string(), subset);
+        }
         Ok(Self {
             set,
+            by_action,
             reasons,
             source: source.to_string(),
         })
@@ -141,67 +178,113 @@ impl Engine {
         self.len() == 0
     }
 
-    fn evaluate(
-        &self,
-        input: &PolicyInput<'_>,
-        action: &str,
-    ) -> Result<(bool, Vec<String>), String> {
+    /// The Cedar request parts for `input`: built once per decision, used for both actions.
+    fn prepare(&self, input: &PolicyInput<'_>) -> Result<Prepared, String> {
+        use cedar_policy::{Entity, RestrictedExpression as X};
         let subject = input.subject;
         let ent_id = format!("{}/{}", input.app.id, input.entitlement.id);
-        let person = |p: &crate::domain::Person| {
-            json!({
-                "uid": {"type": "Grantry::Person", "id": p.email},
-                "attrs": {
-                    "email": p.email,
-                    "department": p.department.clone().unwrap_or_default(),
-                    "title": p.title.clone().unwrap_or_default(),
-                    "manager": p.manager.clone().unwrap_or_default(),
-                    "status": format!("{:?}", p.status).to_ascii_lowercase(),
-                },
-                "parents": []
-            })
-        };
-        let entities = Entities::from_json_value(
-            json!([
-                person(subject),
-                {
-                    "uid": {"type": "Grantry::Entitlement", "id": ent_id},
-                    "attrs": {
-                        "app": input.app.id, "id": input.entitlement.id,
-                        "risk": input.entitlement.risk.to_string(),
-                        "risk_level": risk_level(input.entitlement.risk),
-                        "kind": format!("{:?}", input.entitlement.kind).to_ascii_lowercase(),
-                        "conflicts": input.entitlement.conflicts,
-                    },
-                    "parents": []
-                }
+        let text = |s: &str| X::new_string(s.to_string());
+        let principal = uid("Grantry::Person", &subject.email)?;
+        let resource = uid("Grantry::Entitlement", &ent_id)?;
+        let person = Entity::new(
+            principal.clone(),
+            HashMap::from([
+                ("email".to_string(), text(&subject.email)),
+                (
+                    "department".to_string(),
+                    text(subject.department.as_deref().unwrap_or_default()),
+                ),
+                (
+                    "title".to_string(),
+                    text(subject.title.as_deref().unwrap_or_default()),
+                ),
+                (
+                    "manager".to_string(),
+                    text(subject.manager.as_deref().unwrap_or_default()),
+                ),
+                (
+                    "status".to_string(),
+                    text(&format!("{:?}", subject.status).to_ascii_lowercase()),
+                ),
             ]),
-            None,
+            HashSet::new(),
         )
         .map_err(|e| e.to_string())?;
-        let context = Context::from_json_value(
-            json!({
-                "duration_minutes": input.duration.map(|d| d.minutes() as i64).unwrap_or(0),
-                "permanent": input.duration.is_none(),
-                "reason_length": input.reason_length as i64,
-                "has_ticket": input.has_ticket,
-                "held": input.held,
-                "hour_utc": input.hour_utc,
-                "for_someone_else": !input.requester.email.eq_ignore_ascii_case(&subject.email),
-                "on_call_level": input.on_call_level,
-            }),
-            None,
+        let entitlement = Entity::new(
+            resource.clone(),
+            HashMap::from([
+                ("app".to_string(), text(&input.app.id)),
+                ("id".to_string(), text(&input.entitlement.id)),
+                (
+                    "risk".to_string(),
+                    text(&input.entitlement.risk.to_string()),
+                ),
+                (
+                    "risk_level".to_string(),
+                    X::new_long(risk_level(input.entitlement.risk)),
+                ),
+                (
+                    "kind".to_string(),
+                    text(&format!("{:?}", input.entitlement.kind).to_ascii_lowercase()),
+                ),
+                (
+                    "conflicts".to_string(),
+                    X::new_set(input.entitlement.conflicts.iter().map(|c| text(c))),
+                ),
+            ]),
+            HashSet::new(),
         )
         .map_err(|e| e.to_string())?;
-        let request = Request::new(
-            uid("Grantry::Person", &subject.email)?,
-            uid("Grantry::Action", action)?,
-            uid("Grantry::Entitlement", &ent_id)?,
+        let entities =
+            Entities::from_entities([person, entitlement], None).map_err(|e| e.to_string())?;
+        let context = Context::from_pairs([
+            (
+                "duration_minutes".to_string(),
+                X::new_long(input.duration.map(|d| d.minutes() as i64).unwrap_or(0)),
+            ),
+            (
+                "permanent".to_string(),
+                X::new_bool(input.duration.is_none()),
+            ),
+            (
+                "reason_length".to_string(),
+                X::new_long(input.reason_length as i64),
+            ),
+            ("has_ticket".to_string(), X::new_bool(input.has_ticket)),
+            (
+                "held".to_string(),
+                X::new_set(input.held.iter().map(|h| text(h))),
+            ),
+            ("hour_utc".to_string(), X::new_long(input.hour_utc)),
+            (
+                "for_someone_else".to_string(),
+                X::new_bool(!input.requester.email.eq_ignore_ascii_case(&subject.email)),
+            ),
+            (
+                "on_call_level".to_string(),
+                X::new_long(input.on_call_level),
+            ),
+        ])
+        .map_err(|e| e.to_string())?;
+        Ok(Prepared {
+            principal,
+            resource,
+            entities,
             context,
+        })
+    }
+
+    fn evaluate(&self, p: &Prepared, action: &str) -> Result<(bool, Vec<String>), String> {
+        let request = Request::new(
+            p.principal.clone(),
+            uid("Grantry::Action", action)?,
+            p.resource.clone(),
+            p.context.clone(),
             None,
         )
         .map_err(|e| e.to_string())?;
-        let response = Authorizer::new().is_authorized(&request, &self.set, &entities);
+        let set = self.by_action.get(action).unwrap_or(&self.set);
+        let response = Authorizer::new().is_authorized(&request, set, &p.entities);
         if let Some(err) = response.diagnostics().errors().next() {
             tracing::warn!(error = %err, action, "a policy failed to evaluate (treated as not matching)");
         }
@@ -222,7 +305,12 @@ impl Engine {
     /// Decides: `request` denied → Deny with the forbidding policies; `auto_approve` allowed →
     /// AutoApprove with the permitting ones; else NeedsApproval.
     pub fn decide(&self, input: &PolicyInput<'_>) -> Decision {
-        match self.evaluate(input, "request") {
+        let prepared = self.prepare(input);
+        let eval = |action: &str| match &prepared {
+            Ok(p) => self.evaluate(p, action),
+            Err(e) => Err(e.clone()),
+        };
+        match eval("request") {
             Err(e) => Decision {
                 outcome: Outcome::Deny,
                 policy_ids: vec!["policy-error".into()],
@@ -238,7 +326,7 @@ impl Engine {
                 reasons: self.reasons_of(&ids),
                 policy_ids: ids,
             },
-            Ok((true, allowed_by)) => match self.evaluate(input, "auto_approve") {
+            Ok((true, allowed_by)) => match eval("auto_approve") {
                 Ok((true, ids)) => Decision {
                     outcome: Outcome::AutoApprove,
                     reasons: self.reasons_of(&ids),

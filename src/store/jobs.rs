@@ -51,6 +51,8 @@ pub enum Job {
     PostFulfilmentTask { task_id: String },
     /// Show a manual task's outcome on its message.
     UpdateFulfilmentTask { task_id: String },
+    /// Start the owners' after-the-fact review of a break-glass grant.
+    BreakGlassReview { request_id: String },
     /// Send a person the guided request form as a message (Teams' Adaptive Card form).
     SendRequestForm { platform: String, to: String },
     /// Post IT's digest of `[from_ms, to_ms)` in `channel`; its chart follows as
@@ -86,6 +88,7 @@ impl Job {
             Job::PostFulfilmentTask { .. } => "post_fulfilment_task",
             Job::UpdateFulfilmentTask { .. } => "update_fulfilment_task",
             Job::SendRequestForm { .. } => "send_request_form",
+            Job::BreakGlassReview { .. } => "break_glass_review",
             Job::PostDigest { .. } => "post_digest",
             Job::PostDigestChart { .. } => "post_digest_chart",
         }

@@ -160,6 +160,7 @@ pub(super) async fn submit(app: &App, v: ViewSubmission) -> Result<Reply, HttpEr
         subject_email: v.value(field::SUBJECT),
         extends: None,
         confirm_by_dm: true,
+        break_glass: false,
     };
     match intake::submit(app, submission)
         .await
