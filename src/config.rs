@@ -498,11 +498,13 @@ impl Default for DigestConfig {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct OnCallConfig {
-    /// `pagerduty` (unset: off; nobody counts as on call).
+    /// `pagerduty` or `opsgenie` (unset: off; nobody counts as on call).
     pub provider: Option<String>,
-    /// REST API base, e.g. `https://api.pagerduty.com` (EU accounts use the same host).
+    /// REST API base: `https://api.pagerduty.com` (the default; PagerDuty's EU accounts use the
+    /// same host); for Opsgenie the default becomes `https://api.opsgenie.com` (EU:
+    /// `https://api.eu.opsgenie.com`).
     pub base_url: String,
-    /// REST API key. Default env: `PAGERDUTY_TOKEN`.
+    /// REST API key. Default env: `PAGERDUTY_TOKEN` (Opsgenie: `OPSGENIE_API_KEY`).
     pub token: SecretSource,
     /// Escalation policies whose on-calls count (at least one of these or `schedule_ids`).
     pub escalation_policy_ids: Vec<String>,

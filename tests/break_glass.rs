@@ -187,6 +187,10 @@ async fn an_owner_grants_on_behalf_through_policy_and_the_other_approvers() {
             .then_some(())
     })
     .await;
-    let grant = t.app.store.grant_for_request(&id).await.unwrap().unwrap();
+    // The membership shows in SCIM a moment before the grant row is committed.
+    let grant = eventually(10, "grant recorded", || async {
+        t.app.store.grant_for_request(&id).await.unwrap()
+    })
+    .await;
     assert_eq!(grant.approved_by.as_deref(), Some("carol@example.com"));
 }

@@ -129,3 +129,64 @@ fn policy_test_passes_the_shipped_cases_and_fails_a_wrong_one() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("FAIL"));
 }
+
+/// The Cedar `approve` action: a policy narrows who may approve. Carol (Security) may not approve
+/// high-risk access: her click is refused with the policy's reason, audited, and changes nothing;
+/// Bob's approval goes through.
+#[tokio::test]
+async fn an_approve_policy_decides_who_may_approve() {
+    let t = spawn_app_with(|c| {
+        let dir = c.base_dir.join("policies");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(
+            manifest_dir().join("examples/policies/baseline.cedar"),
+            dir.join("baseline.cedar"),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("approvers.cedar"),
+            "@id(\"security-not-for-high-risk\")\n@reason(\"Security approvers do not approve high-risk access\")\n\
+             forbid(principal, action == Grantry::Action::\"approve\", resource)\n\
+             when { principal.department == \"Security\" && resource.risk_level >= 3 };\n",
+        )
+        .unwrap();
+    })
+    .await;
+    let alice = t.scim.create_user("alice@example.com").await;
+    let group = t.scim.create_group("platform-admins").await;
+    let id = t
+        .file_request("github platform-admins for 2h because incident INC-5")
+        .await;
+
+    assert_eq!(t.click("U333", "grantry.approve", &id).await, 200);
+    eventually(10, "Carol told why", || async {
+        t.slack
+            .calls_of("chat.postEphemeral")
+            .into_iter()
+            .chain(t.slack.calls_of("chat.postMessage"))
+            .find(|c| c.body["user"] == "U333" || c.body["channel"] == "U333")
+            .filter(|c| c.body.to_string().contains("security-not-for-high-risk"))
+    })
+    .await;
+    assert_eq!(t.state_of(&id).await, "pending_approval");
+    let refused = t
+        .app
+        .store
+        .audit_for_request(&id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| e.action == "approval.refused")
+        .expect("the refusal is audited");
+    assert!(
+        refused.detail.contains("policy_forbids_approval"),
+        "{}",
+        refused.detail
+    );
+
+    assert_eq!(t.click("U222", "grantry.approve", &id).await, 200);
+    eventually(15, "membership after Bob's approval", || async {
+        t.scim.members(&group).await.contains(&alice).then_some(())
+    })
+    .await;
+}

@@ -124,10 +124,54 @@ async fn gate(app: &App, tx: &mut Tx, click: &Click) -> Result<Gate, FlowError> 
         let text = format!("{id} is already {}: nothing changed.", req.state.describe());
         return Ok(refused(Some(&id), "already_decided", text));
     }
+    if !matches!(click.choice, Choice::Deny(_)) {
+        if let Err(d) = may_approve(app, &req, &approval.approver_email) {
+            let text = format!(
+                "You may not approve {id}: {}. It waits for its other approvers.",
+                d.explain()
+            );
+            return Ok(refused(Some(&id), "policy_forbids_approval", text));
+        }
+    }
     Ok(Gate::Allowed {
         req: Box::new(req),
         approval,
     })
+}
+
+/// The Cedar `approve` check for one approver of `req` (people missing from the directory are
+/// left to the other checks).
+fn may_approve(
+    app: &App,
+    req: &AccessRequest,
+    approver: &str,
+) -> Result<(), crate::policy::Decision> {
+    let (Some(me), Some(requester), Some(subject)) = (
+        app.directory.by_email(approver),
+        app.directory.by_email(&req.requester_email),
+        app.directory.by_email(&req.subject_email),
+    ) else {
+        return Ok(());
+    };
+    let Some(catalog_app) = app.catalog.app(&req.app) else {
+        return Ok(());
+    };
+    let Some(ent) = catalog_app.entitlement(&req.entitlement) else {
+        return Ok(());
+    };
+    let input = crate::policy::PolicyInput {
+        requester,
+        subject,
+        app: catalog_app,
+        entitlement: ent,
+        duration: req.duration,
+        reason_length: req.reason.chars().count(),
+        has_ticket: req.ticket.is_some(),
+        held: Vec::new(),
+        hour_utc: (app.now_ms().div_euclid(3_600_000)).rem_euclid(24),
+        on_call_level: 0,
+    };
+    app.policy.may_approve(me, &input)
 }
 
 fn actor_of(app: &App, click: &Click) -> String {

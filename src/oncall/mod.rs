@@ -7,6 +7,7 @@
 //! three refresh periods is stale and, like an empty one, says nobody is on call: a provider that
 //! stops answering can only send requests to their approvers, never approve more.
 
+pub mod opsgenie;
 pub mod pagerduty;
 
 use std::collections::HashMap;
@@ -161,8 +162,35 @@ impl OnCallStatus {
                 );
                 Ok(Self::new(Some(Arc::new(pd)), refresh))
             }
+            Some("opsgenie") => {
+                if cfg.schedule_ids.is_empty() || !cfg.escalation_policy_ids.is_empty() {
+                    return Err(bad(
+                        "provider = \"opsgenie\" reads schedules: set schedule_ids in level order (primary first) and no escalation_policy_ids".into(),
+                    ));
+                }
+                let token = cfg.token.load("oncall.token", "OPSGENIE_API_KEY")?;
+                if token.is_empty() {
+                    return Err(bad(
+                        "provider = \"opsgenie\" needs a token (default env OPSGENIE_API_KEY)"
+                            .into(),
+                    ));
+                }
+                // The default base URL is PagerDuty's; Opsgenie has its own.
+                let base = if cfg.base_url == OnCallConfig::default().base_url {
+                    opsgenie::DEFAULT_BASE_URL
+                } else {
+                    cfg.base_url.as_str()
+                };
+                let og = opsgenie::Opsgenie::new(
+                    base,
+                    token,
+                    cfg.schedule_ids.clone(),
+                    Duration::from_secs(cfg.timeout_secs.max(1)),
+                );
+                Ok(Self::new(Some(Arc::new(og)), refresh))
+            }
             Some(other) => Err(bad(format!(
-                "provider = \"{other}\": the only provider so far is \"pagerduty\""
+                "provider = \"{other}\": use \"pagerduty\" or \"opsgenie\""
             ))),
         }
     }

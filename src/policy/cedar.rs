@@ -1,9 +1,13 @@
-//! Cedar policies: `.cedar` files in `[policy] dir`, evaluated for two actions.
+//! Cedar policies: `.cedar` files in `[policy] dir`, evaluated for three actions.
 //!
 //! - `Grantry::Action::"request"`: may this subject ask for this entitlement at all? Default
 //!   deny: the shipped `baseline.cedar` permits every request; `forbid` policies refuse.
 //! - `Grantry::Action::"auto_approve"`: may it be granted with no human? Nothing is unless a
 //!   `permit` says so.
+//! - `Grantry::Action::"approve"`: may this approver (the principal, for this one check)
+//!   approve it? Only when some policy names `approve` (the baseline permits the catalog's
+//!   approvers); a `forbid` narrows who may (e.g. by department or risk). Context also carries
+//!   `subject_email`, `subject_department` and `requester_email`.
 //!
 //! Principal `Grantry::Person::"<email>"` (attributes `email`, `department`, `title`, `status`,
 //! `manager`), resource `Grantry::Entitlement::"<app>/<entitlement>"` (`app`, `id`, `risk`,
@@ -36,7 +40,7 @@ pub enum PolicyError {
 }
 
 /// The actions grantry asks Cedar about.
-const ACTIONS: [&str; 2] = ["request", "auto_approve"];
+const ACTIONS: [&str; 3] = ["request", "auto_approve", "approve"];
 
 /// One decision's principal, resource, entities and context.
 struct Prepared {
@@ -62,6 +66,10 @@ pub struct Engine {
 pub const BASELINE: &str = r#"@id("anyone-may-ask")
 @reason("anyone active may ask; approvers decide")
 permit(principal, action == Grantry::Action::"request", resource);
+
+@id("anyone-listed-may-approve")
+@reason("the catalog's approvers decide")
+permit(principal, action == Grantry::Action::"approve", resource);
 
 @id("separation-of-duties")
 @reason("it would combine entitlements the catalog declares in conflict")
@@ -180,8 +188,18 @@ impl Engine {
 
     /// The Cedar request parts for `input`: built once per decision, used for both actions.
     fn prepare(&self, input: &PolicyInput<'_>) -> Result<Prepared, String> {
+        self.prepare_for(input, input.subject)
+    }
+
+    /// As [`Engine::prepare`], with `principal` as the Cedar principal (the subject for `request`
+    /// and `auto_approve`, the approver for `approve`).
+    fn prepare_for(
+        &self,
+        input: &PolicyInput<'_>,
+        principal_person: &crate::domain::Person,
+    ) -> Result<Prepared, String> {
         use cedar_policy::{Entity, RestrictedExpression as X};
-        let subject = input.subject;
+        let subject = principal_person;
         let ent_id = format!("{}/{}", input.app.id, input.entitlement.id);
         let text = |s: &str| X::new_string(s.to_string());
         let principal = uid("Grantry::Person", &subject.email)?;
@@ -258,12 +276,23 @@ impl Engine {
             ("hour_utc".to_string(), X::new_long(input.hour_utc)),
             (
                 "for_someone_else".to_string(),
-                X::new_bool(!input.requester.email.eq_ignore_ascii_case(&subject.email)),
+                X::new_bool(
+                    !input
+                        .requester
+                        .email
+                        .eq_ignore_ascii_case(&input.subject.email),
+                ),
             ),
             (
                 "on_call_level".to_string(),
                 X::new_long(input.on_call_level),
             ),
+            ("subject_email".to_string(), text(&input.subject.email)),
+            (
+                "subject_department".to_string(),
+                text(input.subject.department.as_deref().unwrap_or_default()),
+            ),
+            ("requester_email".to_string(), text(&input.requester.email)),
         ])
         .map_err(|e| e.to_string())?;
         Ok(Prepared {
@@ -294,6 +323,40 @@ impl Engine {
             .map(|p| p.to_string())
             .collect();
         Ok((response.decision() == CedarDecision::Allow, ids))
+    }
+
+    /// May `approver` approve the request `input` describes (the `approve` action)? `Ok(())`
+    /// when no policy speaks of `approve` (nothing restricts approvers) or one permits it and
+    /// none forbids it; otherwise the refusal with the policies behind it.
+    pub fn may_approve(
+        &self,
+        approver: &crate::domain::Person,
+        input: &PolicyInput<'_>,
+    ) -> Result<(), Decision> {
+        if self.by_action.get("approve").is_none_or(|s| s.is_empty()) {
+            return Ok(());
+        }
+        let outcome = self
+            .prepare_for(input, approver)
+            .and_then(|p| self.evaluate(&p, "approve"));
+        match outcome {
+            Ok((true, _)) => Ok(()),
+            Ok((false, ids)) if ids.is_empty() => Err(Decision {
+                outcome: Outcome::Deny,
+                policy_ids: vec!["default-deny".into()],
+                reasons: vec!["no policy permits you to approve this".into()],
+            }),
+            Ok((false, ids)) => Err(Decision {
+                outcome: Outcome::Deny,
+                reasons: self.reasons_of(&ids),
+                policy_ids: ids,
+            }),
+            Err(e) => Err(Decision {
+                outcome: Outcome::Deny,
+                policy_ids: vec!["policy-error".into()],
+                reasons: vec![format!("the policies could not be evaluated ({e}); ask IT")],
+            }),
+        }
     }
 
     fn reasons_of(&self, ids: &[String]) -> Vec<String> {
