@@ -78,10 +78,10 @@ pub async fn run(
             _ => "Only IT admins (lifecycle.it_admins) can offboard people.".into(),
         },
         AccessCommand::Request(text) => {
-            file(app, platform, user, reply_channel, key, text, false).await
+            file(app, platform, user, reply_channel, key, text, None, false).await
         }
         AccessCommand::BreakGlass(text) => {
-            file(app, platform, user, reply_channel, key, text, true).await
+            file(app, platform, user, reply_channel, key, text, None, true).await
         }
         AccessCommand::Grant { to, text } => {
             let Some(subject) = crate::flow::requests::named(app, platform, &to) else {
@@ -90,28 +90,25 @@ pub async fn run(
                     crate::chat::escape(&to)
                 );
             };
-            let submission = Submission {
+            let subject = Some(subject.email.clone());
+            file(
+                app,
                 platform,
-                requester_chat_id: user.to_string(),
+                user,
                 reply_channel,
-                idempotency_key: Some(key),
+                key,
                 text,
-                ticket: None,
-                subject_email: Some(subject.email.clone()),
-                extends: None,
-                confirm_by_dm: false,
-                break_glass: false,
-            };
-            or_oops(
-                intake::submit(app, submission)
-                    .await
-                    .map(|r: IntakeReply| r.message()),
+                subject,
+                false,
             )
+            .await
         }
     }
 }
 
-/// Files a typed request (an emergency one with `break_glass`).
+/// Files a typed request: for `subject` when given (grant on behalf), an emergency one with
+/// `break_glass`.
+#[allow(clippy::too_many_arguments)]
 async fn file(
     app: &App,
     platform: &'static str,
@@ -119,6 +116,7 @@ async fn file(
     reply_channel: Option<String>,
     key: String,
     text: crate::chat::command::RequestText,
+    subject_email: Option<String>,
     break_glass: bool,
 ) -> String {
     let submission = Submission {
@@ -128,7 +126,7 @@ async fn file(
         idempotency_key: Some(key),
         text,
         ticket: None,
-        subject_email: None,
+        subject_email,
         extends: None,
         confirm_by_dm: false,
         break_glass,

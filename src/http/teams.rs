@@ -18,7 +18,6 @@ use crate::chat::command::{self, AccessCommand, DurationSpec, RequestText};
 use crate::chat::teams::activity::{self, Activity, Kind};
 use crate::chat::teams::auth::AuthError;
 use crate::chat::teams::cards;
-use crate::chat::teams::ConversationRef;
 use crate::domain::{AccessDuration, RequestId};
 use crate::flow::decide::{self, Choice, Click, DecideReply};
 use crate::flow::intake::{self, IntakeReply, Submission};
@@ -94,21 +93,26 @@ pub(super) async fn messages(
     }
 }
 
+/// Remembers where the sender is reached; writes only when it changed (most activities come
+/// from a conversation already known, so the common path is one read).
 async fn remember(app: &App, a: &Activity) -> Result<(), crate::store::StoreError> {
-    let r = ConversationRef {
-        key: a.from.key().to_string(),
-        user_id: a.from.id.clone(),
-        conversation_id: a.conversation_id.clone(),
-        service_url: a.service_url.clone(),
-        tenant_id: a.tenant_id.clone(),
-    };
+    let known = app.store.teams_conversation_of(a.from.key()).await?;
+    let same = known.is_some_and(|k| {
+        k.user_id == a.from.id
+            && k.conversation_id == a.conversation_id
+            && k.service_url == a.service_url
+            && (a.tenant_id.is_none() || k.tenant_id == a.tenant_id)
+    });
+    if same {
+        return Ok(());
+    }
     app.store
         .remember_teams_conversation(&crate::store::teams::TeamsConversation {
-            user_key: r.key,
-            user_id: r.user_id,
-            conversation_id: r.conversation_id,
-            service_url: r.service_url,
-            tenant_id: r.tenant_id,
+            user_key: a.from.key().to_string(),
+            user_id: a.from.id.clone(),
+            conversation_id: a.conversation_id.clone(),
+            service_url: a.service_url.clone(),
+            tenant_id: a.tenant_id.clone(),
             updated_at: app.now_ms(),
         })
         .await

@@ -52,10 +52,9 @@ pub(super) async fn run(app: &App, job: &Job) -> Result<(), JobError> {
             Ok(())
         }
         Job::SendRequestForm { platform, to } => {
-            let chat = app.chat(platform).ok_or_else(|| {
-                JobError::permanent(format!("no chat platform '{platform}' configured"))
-            })?;
-            chat.send_request_form(to, &app.catalog).await?;
+            chat_of(app, platform)?
+                .send_request_form(to, &app.catalog)
+                .await?;
             Ok(())
         }
         Job::PostDigest {
