@@ -416,8 +416,9 @@ async fn main() -> Result<()> {
                     .map(grantry::domain::AccessDuration::parse)
                     .transpose()
                     .map_err(|e| anyhow::anyhow!("{}: {e}", c.name))?;
-                let d = grantry::policy::decide(
+                let d = grantry::policy::decide_in(
                     &engine,
+                    &catalog,
                     &grantry::policy::PolicyInput {
                         requester,
                         subject,

@@ -90,7 +90,14 @@ pub struct Entitlement {
     /// Break-glass: where set, an emergency request is granted at once for at most this long
     /// (IT's status channel is alerted and the owners review it afterwards).
     pub break_glass: Option<AccessDuration>,
+    /// For a bundle (an entitlement of the [`BUNDLE_APP`]): the entitlements it grants, as
+    /// `app/entitlement`, one grant each. Empty for an app's own entitlements.
+    pub members: Vec<String>,
 }
+
+/// The id of the catalog's built-in app that holds the bundles (`[[bundles]]`): a bundle is
+/// requested as `/access bundle <id> …` and decided, routed and expired as one request.
+pub const BUNDLE_APP: &str = "bundle";
 
 /// The durations offered in pickers, before the entitlement's own limits.
 const LADDER: [&str; 11] = [
@@ -98,6 +105,11 @@ const LADDER: [&str; 11] = [
 ];
 
 impl Entitlement {
+    /// Whether this is a bundle of other entitlements.
+    pub fn is_bundle(&self) -> bool {
+        !self.members.is_empty()
+    }
+
     /// The durations a person may pick for this entitlement: the usual ladder up to
     /// `max_duration` (always including the default), then `None` (permanent) where allowed.
     pub fn duration_choices(&self) -> Vec<Option<AccessDuration>> {
@@ -175,6 +187,29 @@ pub struct CatalogError(pub Vec<CatalogProblem>);
 struct RawCatalog {
     #[serde(default, rename = "apps")]
     apps: Vec<RawApp>,
+    #[serde(default)]
+    bundles: Vec<RawBundle>,
+}
+
+/// A catalog role that bundles entitlements of several apps.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBundle {
+    id: String,
+    name: Option<String>,
+    /// Who approves the bundle (the default step: one of them).
+    #[serde(default)]
+    owners: Vec<String>,
+    /// The members, as `app/entitlement`.
+    entitlements: Vec<String>,
+    risk: Option<Risk>,
+    max_duration: Option<String>,
+    default_duration: Option<String>,
+    #[serde(default)]
+    allow_permanent: bool,
+    allow_shorter_approval: Option<bool>,
+    #[serde(default)]
+    steps: Vec<RawStep>,
 }
 
 #[derive(Deserialize)]
@@ -222,6 +257,252 @@ struct RawStep {
     backup: Vec<String>,
 }
 
+/// Checks the `[[bundles]]` against the apps and builds the built-in [`BUNDLE_APP`] holding them.
+fn parse_bundles(
+    raw: Vec<RawBundle>,
+    apps: &[App],
+    problems: &mut Vec<CatalogProblem>,
+) -> Option<App> {
+    let find = |q: &str| -> Option<(&App, &Entitlement)> {
+        let (a, e) = q.split_once('/')?;
+        let app = apps.iter().find(|x| x.id.eq_ignore_ascii_case(a))?;
+        Some((app, app.entitlement(e)?))
+    };
+    let mut ents: Vec<Entitlement> = Vec::new();
+    let mut all_owners: Vec<String> = Vec::new();
+    for (i, b) in raw.into_iter().enumerate() {
+        let place = format!("bundles[{i}] ({})", b.id);
+        let mut problem = |field: &str, message: String| {
+            problems.push(CatalogProblem {
+                place: if field.is_empty() {
+                    place.clone()
+                } else {
+                    format!("{place}.{field}")
+                },
+                message,
+            })
+        };
+        if !valid_id(&b.id) {
+            problem(
+                "id",
+                "use letters, digits, '-', '_' or '.' (at most 64)".into(),
+            );
+        }
+        if ents.iter().any(|e| e.id.eq_ignore_ascii_case(&b.id)) {
+            problem("id", format!("bundle '{}' is defined twice", b.id));
+        }
+        for o in &b.owners {
+            if !looks_like_email(o) {
+                problem("owners", format!("'{o}' is not an email address"));
+            }
+        }
+        let owners: Vec<String> = b.owners.iter().map(|o| o.to_ascii_lowercase()).collect();
+        if b.entitlements.is_empty() {
+            problem(
+                "entitlements",
+                "a bundle needs at least one entitlement".into(),
+            );
+        }
+        let mut members: Vec<String> = Vec::new();
+        let mut found: Vec<(&App, &Entitlement)> = Vec::new();
+        for m in &b.entitlements {
+            match find(m) {
+                None => problem(
+                    "entitlements",
+                    format!("'{m}' is not an app/entitlement of this catalog"),
+                ),
+                Some((a, e)) => {
+                    let q = format!("{}/{}", a.id, e.id).to_ascii_lowercase();
+                    if members.contains(&q) {
+                        problem("entitlements", format!("'{m}' is listed twice"));
+                    } else {
+                        members.push(q);
+                        found.push((a, e));
+                    }
+                }
+            }
+        }
+        // Separation of duties inside the bundle: it could never be granted.
+        for (a, e) in &found {
+            for c in &e.conflicts {
+                if members.contains(c) {
+                    problem(
+                        "entitlements",
+                        format!(
+                            "{}/{} conflicts with {c}: a bundle cannot hold both",
+                            a.id, e.id
+                        ),
+                    );
+                }
+            }
+        }
+        let members_max = found.iter().filter_map(|(_, e)| e.max_duration).min();
+        let max = match b.max_duration.as_deref().map(AccessDuration::parse) {
+            None => members_max,
+            Some(Ok(d)) => {
+                if let Some((a, e)) = found
+                    .iter()
+                    .find(|(_, e)| e.max_duration.is_some_and(|m| d > m))
+                {
+                    problem(
+                        "max_duration",
+                        format!(
+                            "{d} is longer than the {} {}/{} allows",
+                            e.max_duration.map(|m| m.to_string()).unwrap_or_default(),
+                            a.id,
+                            e.id
+                        ),
+                    );
+                }
+                Some(d)
+            }
+            Some(Err(err)) => {
+                problem("max_duration", err.to_string());
+                members_max
+            }
+        };
+        let default = match b.default_duration.as_deref().map(AccessDuration::parse) {
+            None => None,
+            Some(Ok(d)) => Some(d),
+            Some(Err(err)) => {
+                problem("default_duration", err.to_string());
+                None
+            }
+        };
+        if let (Some(d), Some(m)) = (default, max) {
+            if d > m {
+                problem(
+                    "default_duration",
+                    format!("{d} is longer than max_duration {m}"),
+                );
+            }
+        }
+        if b.allow_permanent {
+            if let Some((a, e)) = found.iter().find(|(_, e)| !e.allow_permanent) {
+                problem(
+                    "allow_permanent",
+                    format!("{}/{} cannot be held permanently", a.id, e.id),
+                );
+            }
+        }
+        let (raw_steps, step_problems) = parse_steps(&b.steps, "");
+        for (field, message) in step_problems {
+            problem(field.trim_start_matches('.'), message);
+        }
+        // "owners" in a bundle's steps are the bundle's owners, named.
+        let mut steps: Vec<Step> = raw_steps
+            .into_iter()
+            .map(|mut s| {
+                if s.approvers.iter().any(|w| w == "owners") {
+                    s.approvers.retain(|w| w != "owners");
+                    s.approvers.extend(owners.iter().cloned());
+                }
+                s
+            })
+            .collect();
+        if steps.is_empty() {
+            steps.push(Step {
+                approvers: owners.clone(),
+                need: 1,
+                backup: Vec::new(),
+            });
+        }
+        if steps.iter().any(|s| s.approvers.is_empty()) {
+            problem(
+                "owners",
+                "a bundle needs owners (or steps naming its approvers)".into(),
+            );
+        }
+        for o in &owners {
+            if !all_owners.contains(o) {
+                all_owners.push(o.clone());
+            }
+        }
+        let fallback = AccessDuration::from_minutes(8 * 60).expect("8h is valid");
+        let risk = b
+            .risk
+            .or_else(|| found.iter().map(|(_, e)| e.risk).max())
+            .unwrap_or_default();
+        ents.push(Entitlement {
+            name: b.name.unwrap_or_else(|| b.id.clone()),
+            target: String::new(),
+            risk,
+            kind: EntitlementKind::Role,
+            max_duration: max,
+            default_duration: default.or(max.map(|m| m.min(fallback))).unwrap_or(fallback),
+            allow_permanent: b.allow_permanent,
+            allow_shorter_approval: b.allow_shorter_approval.unwrap_or(true),
+            steps,
+            conflicts: Vec::new(),
+            break_glass: None,
+            members,
+            id: b.id,
+        });
+    }
+    let risk = ents.iter().map(|e| e.risk).max().unwrap_or_default();
+    Some(App {
+        id: BUNDLE_APP.into(),
+        name: "Bundles".into(),
+        connector: String::new(),
+        owners: all_owners,
+        risk,
+        entitlements: ents,
+    })
+}
+
+/// Parses approval steps; problems come back as (field relative to the app, message).
+fn parse_steps(raw: &[RawStep], eplace: &str) -> (Vec<Step>, Vec<(String, String)>) {
+    let mut steps = Vec::new();
+    let mut problems = Vec::new();
+    for (k, st) in raw.iter().enumerate() {
+        let need = st.need.unwrap_or(1);
+        let place = format!("{eplace}.steps[{k}]");
+        if st.approvers.is_empty() {
+            problems.push((
+                place.clone(),
+                "a step needs approvers: owners, manager, or emails".into(),
+            ));
+        }
+        for who in &st.approvers {
+            if who != "owners" && who != "manager" && !looks_like_email(who) {
+                problems.push((
+                    place.clone(),
+                    format!("'{who}' is not owners, manager or an email"),
+                ));
+            }
+        }
+        let named = st.approvers.iter().filter(|w| looks_like_email(w)).count();
+        let fixed = !st.approvers.iter().any(|w| w == "owners" || w == "manager");
+        if need == 0 || (fixed && need as usize > named + st.backup.len()) {
+            problems.push((
+                place.clone(),
+                format!(
+                    "need = {need} cannot be met by {} approver(s)",
+                    st.approvers.len()
+                ),
+            ));
+        }
+        for who in &st.backup {
+            if !looks_like_email(who) {
+                problems.push((
+                    format!("{place}.backup"),
+                    format!("'{who}' is not an email"),
+                ));
+            }
+        }
+        steps.push(Step {
+            approvers: st
+                .approvers
+                .iter()
+                .map(|w| w.to_ascii_lowercase())
+                .collect(),
+            need,
+            backup: st.backup.iter().map(|w| w.to_ascii_lowercase()).collect(),
+        });
+    }
+    (steps, problems)
+}
+
 fn valid_id(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
@@ -256,6 +537,18 @@ impl Catalog {
         let mut problems = Vec::new();
         let mut apps = Vec::new();
         let mut seen_apps = HashSet::new();
+        if raw.bundles.is_empty() {
+            // nothing to reserve
+        } else if raw
+            .apps
+            .iter()
+            .any(|a| a.id.eq_ignore_ascii_case(BUNDLE_APP))
+        {
+            problems.push(CatalogProblem {
+                place: "apps".into(),
+                message: format!("the app id '{BUNDLE_APP}' is reserved for [[bundles]]"),
+            });
+        }
         for (i, a) in raw.apps.into_iter().enumerate() {
             let place = format!("apps[{i}] ({})", a.id);
             let mut problem = |field: &str, message: String| {
@@ -362,52 +655,9 @@ impl Catalog {
                         None
                     }
                 };
-                let mut steps = Vec::new();
-                for (k, st) in e.steps.iter().enumerate() {
-                    let need = st.need.unwrap_or(1);
-                    let place = format!("{eplace}.steps[{k}]");
-                    if st.approvers.is_empty() {
-                        problem(
-                            &place,
-                            "a step needs approvers: owners, manager, or emails".into(),
-                        );
-                    }
-                    for who in &st.approvers {
-                        if who != "owners" && who != "manager" && !looks_like_email(who) {
-                            problem(
-                                &place,
-                                format!("'{who}' is not owners, manager or an email"),
-                            );
-                        }
-                    }
-                    let named = st.approvers.iter().filter(|w| looks_like_email(w)).count();
-                    let fixed = !st.approvers.iter().any(|w| w == "owners" || w == "manager");
-                    if need == 0 || (fixed && need as usize > named + st.backup.len()) {
-                        problem(
-                            &place,
-                            format!(
-                                "need = {need} cannot be met by {} approver(s)",
-                                st.approvers.len()
-                            ),
-                        );
-                    }
-                    for who in &st.backup {
-                        if !looks_like_email(who) {
-                            problem(
-                                &format!("{place}.backup"),
-                                format!("'{who}' is not an email"),
-                            );
-                        }
-                    }
-                    steps.push(Step {
-                        approvers: st
-                            .approvers
-                            .iter()
-                            .map(|w| w.to_ascii_lowercase())
-                            .collect(),
-                        need,
-                        backup: st.backup.iter().map(|w| w.to_ascii_lowercase()).collect(),
-                    });
+                let (mut steps, step_problems) = parse_steps(&e.steps, &eplace);
+                for (field, message) in step_problems {
+                    problem(&field, message);
                 }
                 if steps.is_empty() {
                     steps.push(Step::owners());
@@ -427,6 +677,7 @@ impl Catalog {
                     steps,
                     conflicts: e.conflicts.iter().map(|c| c.to_ascii_lowercase()).collect(),
                     break_glass,
+                    members: Vec::new(),
                 });
             }
             apps.push(App {
@@ -442,6 +693,11 @@ impl Catalog {
                 entitlements: ents,
             });
         }
+        if !raw.bundles.is_empty() {
+            if let Some(bundles) = parse_bundles(raw.bundles, &apps, &mut problems) {
+                apps.push(bundles);
+            }
+        }
         if problems.is_empty() {
             Ok(Self { apps })
         } else {
@@ -452,6 +708,26 @@ impl Catalog {
     /// The app with this id (case-insensitive).
     pub fn app(&self, id: &str) -> Option<&App> {
         self.apps.iter().find(|a| a.id.eq_ignore_ascii_case(id))
+    }
+
+    /// The app and entitlement named by `app/entitlement`.
+    pub fn resolve(&self, qualified: &str) -> Option<(&App, &Entitlement)> {
+        let (a, e) = qualified.split_once('/')?;
+        let app = self.app(a)?;
+        Some((app, app.entitlement(e)?))
+    }
+
+    /// What a request for `ent` provisions: the bundle's members, or the entitlement itself.
+    pub fn provisioned<'a>(
+        &'a self,
+        app: &'a App,
+        ent: &'a Entitlement,
+    ) -> Vec<(&'a App, &'a Entitlement)> {
+        if ent.is_bundle() {
+            ent.members.iter().filter_map(|m| self.resolve(m)).collect()
+        } else {
+            vec![(app, ent)]
+        }
     }
 
     /// Up to three catalog names closest to a mistyped one, best first.
@@ -549,6 +825,85 @@ max_duration = "forever"
                 "apps[0] (github).entitlements[0] (admins).max_duration"
             ]
         );
+    }
+
+    const TWO_APPS: &str = r#"
+[[apps]]
+id = "github"
+connector = "scim"
+owners = ["bob@example.com"]
+[[apps.entitlements]]
+id = "readers"
+risk = "low"
+max_duration = "2w"
+[[apps.entitlements]]
+id = "admins"
+risk = "high"
+max_duration = "8h"
+conflicts = ["wiki/auditors"]
+[[apps]]
+id = "wiki"
+connector = "scim"
+owners = ["carol@example.com"]
+[[apps.entitlements]]
+id = "editors"
+max_duration = "1w"
+[[apps.entitlements]]
+id = "auditors"
+"#;
+
+    #[test]
+    fn bundles_become_the_bundle_app_with_members_durations_and_owner_steps() {
+        let text = format!(
+            "{TWO_APPS}\n[[bundles]]\nid = \"kit\"\nowners = [\"Dana@example.com\"]\nentitlements = [\"github/readers\", \"Wiki/editors\"]\n"
+        );
+        let c = Catalog::parse(&text, None).unwrap();
+        let (app, kit) = c.resolve("bundle/kit").unwrap();
+        assert_eq!(app.id, BUNDLE_APP);
+        assert!(kit.is_bundle());
+        assert_eq!(kit.members, ["github/readers", "wiki/editors"]);
+        assert_eq!(
+            kit.max_duration.unwrap().to_string(),
+            "1w",
+            "the members' shortest"
+        );
+        assert_eq!(kit.risk, Risk::Medium, "the members' highest");
+        assert_eq!(kit.steps[0].approvers, ["dana@example.com"]);
+        let provisioned: Vec<String> = c
+            .provisioned(app, kit)
+            .iter()
+            .map(|(a, e)| format!("{}/{}", a.id, e.id))
+            .collect();
+        assert_eq!(provisioned, ["github/readers", "wiki/editors"]);
+    }
+
+    #[test]
+    fn bad_bundles_are_refused_with_their_place() {
+        let text = format!(
+            "{TWO_APPS}\n[[bundles]]\nid = \"bad\"\nowners = [\"d@example.com\"]\nentitlements = [\"github/admins\", \"wiki/auditors\", \"github/nope\"]\nmax_duration = \"1d\"\n"
+        );
+        let err = Catalog::parse(&text, None).unwrap_err();
+        let said: Vec<String> = err.0.iter().map(|p| p.to_string()).collect();
+        assert_eq!(
+            said,
+            [
+                "bundles[0] (bad).entitlements: 'github/nope' is not an app/entitlement of this catalog",
+                "bundles[0] (bad).entitlements: github/admins conflicts with wiki/auditors: a bundle cannot hold both",
+                "bundles[0] (bad).max_duration: 1d is longer than the 8h github/admins allows",
+            ]
+        );
+        let reserved = format!(
+            "{TWO_APPS}[[apps]]\nid = \"bundle\"\nconnector = \"scim\"\nowners = [\"b@example.com\"]\n[[apps.entitlements]]\nid = \"x\"\n[[bundles]]\nid = \"k\"\nowners = [\"d@example.com\"]\nentitlements = [\"github/readers\"]\n"
+        );
+        let err = Catalog::parse(&reserved, None).unwrap_err();
+        assert!(
+            err.to_string().contains("reserved for [[bundles]]"),
+            "{err}"
+        );
+        let ownerless =
+            format!("{TWO_APPS}\n[[bundles]]\nid = \"k\"\nentitlements = [\"github/readers\"]\n");
+        let err = Catalog::parse(&ownerless, None).unwrap_err();
+        assert!(err.to_string().contains("a bundle needs owners"), "{err}");
     }
 
     #[test]

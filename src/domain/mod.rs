@@ -9,7 +9,7 @@ pub mod ids;
 pub mod person;
 pub mod request;
 
-pub use catalog::{App, Catalog, CatalogError, Entitlement, Risk, Step};
+pub use catalog::{App, Catalog, CatalogError, Entitlement, Risk, Step, BUNDLE_APP};
 pub use duration::AccessDuration;
 pub use grant::{GrantId, GrantState};
 pub use ids::RequestId;

@@ -152,6 +152,15 @@ pub async fn card_for(
         policy_reasons,
         context: {
             let mut facts = context(app, req).await?;
+            if let Some(e) = ent.filter(|e| e.is_bundle()) {
+                facts.insert(
+                    0,
+                    format!(
+                        "bundle: grants {} (one grant each, ending together)",
+                        e.members.join(", ")
+                    ),
+                );
+            }
             let steps = ent.map(|e| e.steps.clone()).unwrap_or_default();
             let k = approval.map(|a| a.step as usize).unwrap_or(0);
             if steps.len() > 1 || steps.first().is_some_and(|s| s.need > 1) {

@@ -31,11 +31,21 @@ pub struct NewTask<'a> {
     pub subject_email: &'a str,
     pub revoke_by: Option<&'a str>,
     pub revoke_reason: Option<&'a str>,
+    /// A grant for one member of a bundle (the request has one task per member).
+    pub in_bundle: bool,
 }
 
 /// The task key of a change: one task per grant of a request, one per revoke of a grant.
 pub fn key(kind: &str, id: &str) -> String {
     format!("{kind}:{id}")
+}
+
+/// The task key of granting a request: per request, or per member of a bundle.
+pub fn grant_key(request_id: &str, bundle_item: Option<(&str, &str)>) -> String {
+    match bundle_item {
+        None => key("grant", request_id),
+        Some((app, ent)) => key("grant", &format!("{request_id}/{app}/{ent}")),
+    }
 }
 
 /// Opens the task for a change (once) and queues posting it to `channel`.
@@ -49,14 +59,14 @@ pub async fn open(
     let id = random_id("F");
     let f = Fulfilment {
         id: id.clone(),
-        task_key: key(
-            task.kind,
-            if task.kind == "grant" {
-                task.request_id
-            } else {
-                task.grant_id.unwrap_or(task.request_id)
-            },
-        ),
+        task_key: if task.kind == "grant" {
+            grant_key(
+                task.request_id,
+                task.in_bundle.then_some((task.app, task.entitlement)),
+            )
+        } else {
+            key("revoke", task.grant_id.unwrap_or(task.request_id))
+        },
         kind: task.kind.to_string(),
         request_id: task.request_id.to_string(),
         grant_id: task.grant_id.map(str::to_string),

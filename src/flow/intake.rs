@@ -151,6 +151,23 @@ async fn route_with_delegations(
     Ok(out)
 }
 
+/// Who owns what is asked for: the app's owners, or for a bundle the approvers its steps name.
+fn owners_of<'a>(
+    catalog_app: &'a crate::domain::App,
+    ent: &'a crate::domain::Entitlement,
+) -> Vec<&'a str> {
+    if ent.is_bundle() {
+        ent.steps
+            .iter()
+            .flat_map(|s| s.approvers.iter().chain(&s.backup))
+            .filter(|w| w.contains('@'))
+            .map(String::as_str)
+            .collect()
+    } else {
+        catalog_app.owners.iter().map(String::as_str).collect()
+    }
+}
+
 fn did_you_mean(options: Vec<&str>) -> String {
     match options.as_slice() {
         [] => String::new(),
@@ -257,7 +274,7 @@ pub async fn submit(app: &App, s: Submission) -> Result<IntakeReply, FlowError> 
             Some(p) if p.manager.as_deref().is_some_and(|m| m.eq_ignore_ascii_case(&requester.email)) => p,
             // Grant on behalf: an owner of the app, or IT, for anyone.
             Some(p)
-                if catalog_app.owners.iter().any(|o| o.eq_ignore_ascii_case(&requester.email))
+                if owners_of(catalog_app, ent).iter().any(|o| o.eq_ignore_ascii_case(&requester.email))
                     || app.config.lifecycle.is_it_admin(&requester.email) =>
             {
                 p
@@ -289,8 +306,9 @@ pub async fn submit(app: &App, s: Submission) -> Result<IntakeReply, FlowError> 
     let hour_utc = (app.now_ms().div_euclid(3_600_000)).rem_euclid(24);
     // Memory only (a snapshot refreshed in the background): never the provider on the ack path.
     let on_call_level = app.on_call.level_of(&subject.email, app.now_ms());
-    let mut decision = policy::decide(
+    let mut decision = policy::decide_in(
         &app.policy,
+        &app.catalog,
         &PolicyInput {
             requester,
             subject,

@@ -204,29 +204,33 @@ pub async fn extend(
             grant.id
         )));
     };
+    let original = app
+        .store
+        .request(&RequestId::from_stored(grant.request_id.clone()))
+        .await?;
+    // A bundle's grant is extended as the bundle: every grant of it, through its approvers.
+    let (app_id, ent_id) = match &original {
+        Some(r) if r.app == crate::domain::BUNDLE_APP => (r.app.clone(), r.entitlement.clone()),
+        _ => (grant.app.clone(), grant.entitlement.clone()),
+    };
     let ent = app
         .catalog
-        .app(&grant.app)
-        .and_then(|a| a.entitlement(&grant.entitlement));
+        .app(&app_id)
+        .and_then(|a| a.entitlement(&ent_id));
     if let Some(max) = ent.and_then(|e| e.max_duration) {
         let left = (expires - app.now_ms()).max(0);
         if left + extra.millis() > max.millis() {
             let room = (max.millis() - left) / 60_000;
             return Ok(IntakeReply::Invalid(format!(
                 "{}/{} may be held at most {max} at a time and {} is left: ask for at most {} more.",
-                grant.app,
-                grant.entitlement,
+                app_id,
+                ent_id,
                 time_left(0, left).trim_end_matches(" left"),
                 AccessDuration::from_minutes(room.max(0) as u64).map(|d| d.to_string()).unwrap_or_else(|_| "0m".into())
             )));
         }
     }
-    let original = app
-        .store
-        .request(&RequestId::from_stored(grant.request_id.clone()))
-        .await?
-        .map(|r| r.reason)
-        .unwrap_or_default();
+    let original = original.map(|r| r.reason).unwrap_or_default();
     intake::submit(
         app,
         Submission {
@@ -235,8 +239,8 @@ pub async fn extend(
             reply_channel: None,
             idempotency_key,
             text: RequestText {
-                app: grant.app.clone(),
-                entitlement: grant.entitlement.clone(),
+                app: app_id,
+                entitlement: ent_id,
                 duration: Some(DurationSpec::For(extra)),
                 reason: Some(format!("Extension of {} by {extra}: {original}", grant.id)),
             },

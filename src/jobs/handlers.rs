@@ -357,6 +357,146 @@ async fn provision(app: &App, request_id: &str) -> Result<(), JobError> {
         }
         // The grant ended meanwhile: provision anew below.
     }
+    let items = app.catalog.provisioned(catalog_app, ent);
+    if items.len() != ent.members.len().max(1) {
+        return Err(JobError::permanent(format!(
+            "bundle {} names an entitlement the catalog no longer has",
+            ent.id
+        )));
+    }
+    let approved_by = app
+        .store
+        .decisions(&id)
+        .await?
+        .into_iter()
+        .rev()
+        .find(|d| {
+            (d.kind == "approver" && d.outcome == "approved")
+                || (d.kind == "policy" && d.outcome == "auto_approve")
+        })
+        .map(|d| match d.kind.as_str() {
+            "policy" => format!(
+                "policy:{}",
+                serde_json::from_str::<Vec<String>>(&d.policy_ids)
+                    .unwrap_or_default()
+                    .join(",")
+            ),
+            _ => d.actor,
+        });
+    let mut grants = app.store.grants_for_request(id.as_str()).await?;
+    let mut waiting = false;
+    for (item_app, item_ent) in items {
+        let held = grants.iter().any(|g| {
+            g.app.eq_ignore_ascii_case(&item_app.id)
+                && g.entitlement.eq_ignore_ascii_case(&item_ent.id)
+        });
+        if held {
+            continue;
+        }
+        let item = Item {
+            app: item_app,
+            ent: item_ent,
+            in_bundle: ent.is_bundle(),
+        };
+        match provision_item(app, &req, &item, approved_by.as_deref()).await? {
+            Some(g) => grants.push(g),
+            None => waiting = true, // a person makes this change; their Done runs this again
+        }
+    }
+    if waiting {
+        return Ok(());
+    }
+
+    let now = app.now_ms();
+    let mut tx = app.store.begin().await?;
+    if !tx
+        .move_request(&id, RequestState::Provisioning, RequestState::Active, now)
+        .await?
+    {
+        return Ok(());
+    }
+    if approved_by.as_deref() == Some(&format!("policy:{}", crate::flow::intake::BREAK_GLASS)[..]) {
+        let review = Job::BreakGlassReview {
+            request_id: id.to_string(),
+        };
+        tx.enqueue(&review, now, app.config.jobs.max_attempts)
+            .await?;
+    }
+    let until = match grants.first().and_then(|g| g.expires_at) {
+        Some(t) => format!("until {}", crate::clock::format_utc(t)),
+        None => "with no end date".to_string(),
+    };
+    let text = if ent.is_bundle() {
+        format!(
+            ":white_check_mark: Your bundle *{}* is active {until} ({id}): {}. It will be removed automatically, all at once.",
+            ent.name,
+            grants
+                .iter()
+                .map(|g| format!("{}/{} (grant {})", g.app, g.entitlement, g.id))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    } else {
+        format!(
+            ":white_check_mark: Your access to *{}/{}* is active {until} ({id}, grant {}). It will be removed automatically.",
+            req.app,
+            req.entitlement,
+            grants.first().map(|g| g.id.as_str()).unwrap_or_default()
+        )
+    };
+    tx.enqueue(
+        &Job::Notify {
+            platform: req.platform.clone(),
+            to: req.requester_chat_id.clone(),
+            text,
+            ephemeral_channel: None,
+        },
+        now,
+        app.config.jobs.max_attempts,
+    )
+    .await?;
+    tx.commit().await?;
+    // Offboarded while this was being provisioned: the offboarding may have listed the grants
+    // before these were committed, so take them back (see flow::lifecycle::offboard).
+    if app.store.is_offboarded(&req.subject_email).await? {
+        let mut tx = app.store.begin().await?;
+        for grant in &grants {
+            let gid = GrantId::from_stored(grant.id.clone());
+            if tx.claim_grant_for_revoke(&gid).await?.is_some() {
+                tx.enqueue(
+                    &Job::Revoke {
+                        grant_id: grant.id.clone(),
+                        by: Some("system:offboarding".into()),
+                        reason: Some("offboarded".into()),
+                    },
+                    app.now_ms(),
+                    app.config.jobs.max_attempts,
+                )
+                .await?;
+            }
+        }
+        tx.commit().await?;
+    }
+    Ok(())
+}
+
+/// One entitlement a request provisions (itself, or one member of its bundle).
+struct Item<'a> {
+    app: &'a crate::domain::App,
+    ent: &'a crate::domain::Entitlement,
+    in_bundle: bool,
+}
+
+/// Grants one entitlement in its app and records the grant. None: a person makes the change
+/// (a manual task is open) and the request waits for them.
+async fn provision_item(
+    app: &App,
+    req: &crate::domain::AccessRequest,
+    item: &Item<'_>,
+    approved_by: Option<&str>,
+) -> Result<Option<GrantRecord>, JobError> {
+    let id = &req.id;
+    let (catalog_app, ent) = (item.app, item.ent);
     let connector = app.connectors.get(&catalog_app.connector).ok_or_else(|| {
         JobError::permanent(format!(
             "connector '{}' is not configured",
@@ -378,14 +518,18 @@ async fn provision(app: &App, request_id: &str) -> Result<(), JobError> {
             })
             .await,
     )?;
-    let task = app
-        .store
-        .fulfilment_by_key(&crate::flow::fulfilment::key("grant", id.as_str()))
-        .await?;
+    let task_key = crate::flow::fulfilment::grant_key(
+        id.as_str(),
+        item.in_bundle.then_some((&catalog_app.id[..], &ent.id[..])),
+    );
+    let task = app.store.fulfilment_by_key(&task_key).await?;
     let change = match &task {
         Some(t) if t.state == "done" => Change::Applied,
-        Some(t) if t.state == "open" => return Ok(()), // waiting for IT
-        Some(t) => return reopen_task(app, &t.id).await, // failed before; IT retried
+        Some(t) if t.state == "open" => return Ok(None), // waiting for IT
+        Some(t) => {
+            reopen_task(app, &t.id).await?; // failed before; IT retried
+            return Ok(None);
+        }
         None => observed(name, "grant", connector.grant(&account, &ent.target).await)?,
     };
     if change == Change::NeedsPerson {
@@ -395,72 +539,51 @@ async fn provision(app: &App, request_id: &str) -> Result<(), JobError> {
             kind: "grant",
             request_id: id.as_str(),
             grant_id: None,
-            app: &req.app,
-            entitlement: &req.entitlement,
+            app: &catalog_app.id,
+            entitlement: &ent.id,
             target: &ent.target,
             subject_email: &req.subject_email,
             revoke_by: None,
             revoke_reason: None,
+            in_bundle: item.in_bundle,
         };
         crate::flow::fulfilment::open(app, &mut tx, &new, &channel).await?;
         tx.commit().await?;
-        return Ok(());
+        return Ok(None);
     }
     let fulfilled_by = task.and_then(|t| t.decided_by);
 
     let now = app.now_ms();
-    let approved_by = app
-        .store
-        .decisions(&id)
-        .await?
-        .into_iter()
-        .rev()
-        .find(|d| {
-            (d.kind == "approver" && d.outcome == "approved")
-                || (d.kind == "policy" && d.outcome == "auto_approve")
-        })
-        .map(|d| match d.kind.as_str() {
-            "policy" => format!(
-                "policy:{}",
-                serde_json::from_str::<Vec<String>>(&d.policy_ids)
-                    .unwrap_or_default()
-                    .join(",")
-            ),
-            _ => d.actor,
-        });
     let mut tx = app.store.begin().await?;
-    if !tx
-        .move_request(&id, RequestState::Provisioning, RequestState::Active, now)
-        .await?
-    {
-        return Ok(());
+    let recorded = tx.grants_of_request(id.as_str()).await?;
+    // Another run recorded it meanwhile (a lease that ran out): keep that one.
+    if let Some(g) = recorded.iter().find(|g| {
+        g.app.eq_ignore_ascii_case(&catalog_app.id) && g.entitlement.eq_ignore_ascii_case(&ent.id)
+    }) {
+        return Ok(Some(g.clone()));
     }
+    // A bundle's grants share one end, counted from its first grant.
+    let start = recorded.iter().map(|g| g.granted_at).min().unwrap_or(now);
+    let expires_at = req.duration.map(|d| start + d.millis());
     let grant = GrantRecord {
         id: GrantId::generate().to_string(),
         request_id: id.to_string(),
         subject_email: req.subject_email.clone(),
-        app: req.app.clone(),
-        entitlement: req.entitlement.clone(),
+        app: catalog_app.id.clone(),
+        entitlement: ent.id.clone(),
         connector: catalog_app.connector.clone(),
         account_id: account.id.clone(),
         target: ent.target.clone(),
         receipt: json!({"kind": connector.kind(), "change": format!("{change:?}"), "login": account.login, "fulfilled_by": fulfilled_by}).to_string(),
         state: "active".into(),
-        approved_by: approved_by.clone(),
+        approved_by: approved_by.map(str::to_string),
         granted_at: now,
-        expires_at: req.duration.map(|d| now + d.millis()),
+        expires_at,
         revoked_at: None,
         revoked_by: None,
         revoke_reason: None,
     };
     tx.insert_grant(&grant).await?;
-    if approved_by.as_deref() == Some(&format!("policy:{}", crate::flow::intake::BREAK_GLASS)[..]) {
-        let review = Job::BreakGlassReview {
-            request_id: id.to_string(),
-        };
-        tx.enqueue(&review, now, app.config.jobs.max_attempts)
-            .await?;
-    }
     tx.audit(
         now,
         NewAuditEvent {
@@ -472,45 +595,13 @@ async fn provision(app: &App, request_id: &str) -> Result<(), JobError> {
                 "subject": grant.subject_email, "app": grant.app, "entitlement": grant.entitlement,
                 "target": grant.target, "account": grant.account_id, "approved_by": approved_by,
                 "change": format!("{change:?}"), "expires_at": grant.expires_at,
+                "bundle": item.in_bundle.then(|| format!("{}/{}", req.app, req.entitlement)),
             }),
         },
     )
     .await?;
-    let until = match grant.expires_at {
-        Some(t) => format!("until {}", crate::clock::format_utc(t)),
-        None => "with no end date".to_string(),
-    };
-    tx.enqueue(&Job::Notify {
-        platform: req.platform.clone(),
-        to: req.requester_chat_id.clone(),
-        text: format!(
-            ":white_check_mark: Your access to *{}/{}* is active {until} ({id}, grant {}). It will be removed automatically.",
-            req.app, req.entitlement, grant.id
-        ),
-        ephemeral_channel: None,
-    }, now, app.config.jobs.max_attempts)
-    .await?;
     tx.commit().await?;
-    // Offboarded while this was being provisioned: the offboarding may have listed the grants
-    // before this one was committed, so take it back (see flow::lifecycle::offboard).
-    if app.store.is_offboarded(&req.subject_email).await? {
-        let gid = GrantId::from_stored(grant.id.clone());
-        let mut tx = app.store.begin().await?;
-        if tx.claim_grant_for_revoke(&gid).await?.is_some() {
-            tx.enqueue(
-                &Job::Revoke {
-                    grant_id: grant.id.clone(),
-                    by: Some("system:offboarding".into()),
-                    reason: Some("offboarded".into()),
-                },
-                app.now_ms(),
-                app.config.jobs.max_attempts,
-            )
-            .await?;
-        }
-        tx.commit().await?;
-    }
-    Ok(())
+    Ok(Some(grant))
 }
 
 /// An approved extension: moves the grant's end, no call to the app needed. Returns false when
@@ -526,6 +617,17 @@ async fn extend_grant(
     let mut tx = app.store.begin().await?;
     if !tx.extend_grant(&gid, add).await? {
         return Ok(false);
+    }
+    // A bundle moves every grant's end together.
+    if req.app == crate::domain::BUNDLE_APP {
+        if let Some(g) = tx.grant(&gid).await? {
+            for sibling in tx.grants_of_request(&g.request_id).await? {
+                if sibling.id != g.id {
+                    tx.extend_grant(&GrantId::from_stored(sibling.id), add)
+                        .await?;
+                }
+            }
+        }
     }
     if !tx
         .move_request(
@@ -617,6 +719,7 @@ async fn revoke(
             subject_email: &grant.subject_email,
             revoke_by: asked_by,
             revoke_reason: asked_reason,
+            in_bundle: false,
         };
         crate::flow::fulfilment::open(app, &mut tx, &new, &channel).await?;
         tx.commit().await?;
@@ -626,6 +729,9 @@ async fn revoke(
     let now = app.now_ms();
     let rid = RequestId::from_stored(grant.request_id.clone());
     let mut tx = app.store.begin().await?;
+    // A bundle's grants end together: their revokes take turns on the request, so the last one
+    // sees the others revoked and ends the request.
+    tx.lock_request(&rid).await?;
     if !tx.finish_revoke(&gid, now, by, reason).await? {
         return Ok(());
     }
@@ -634,8 +740,16 @@ async fn revoke(
     } else {
         RequestState::Revoked
     };
-    tx.move_request(&rid, RequestState::Active, end, now)
-        .await?;
+    // A request ends with its last grant (a bundle holds one per member).
+    let siblings_left = tx
+        .grants_of_request(&grant.request_id)
+        .await?
+        .iter()
+        .any(|g| g.state != "revoked");
+    let request_ended = !siblings_left
+        && tx
+            .move_request(&rid, RequestState::Active, end, now)
+            .await?;
     tx.expire_extensions(grant_id, now).await?;
     tx.audit(
         now,
@@ -650,23 +764,37 @@ async fn revoke(
     )
     .await?;
     if let Some(req) = tx.request(&rid).await? {
-        tx.enqueue(&Job::Notify {
-            platform: req.platform.clone(),
-            to: req.requester_chat_id.clone(),
-            text: if expired {
-                format!(
-                    ":hourglass: Your access to *{}/{}* ({}) has expired and was removed. Need more time? Ask again with `/access {} {}`.",
-                    grant.app, grant.entitlement, grant.request_id, grant.app, grant.entitlement
-                )
-            } else {
-                format!(
-                    ":lock: Your access to *{}/{}* (grant {grant_id}) was removed by {}: {}.",
-                    grant.app, grant.entitlement, crate::chat::escape(by), crate::chat::escape(reason)
-                )
-            },
-            ephemeral_channel: None,
-        }, now, app.config.jobs.max_attempts)
-        .await?;
+        let bundle = (req.app == crate::domain::BUNDLE_APP).then(|| req.entitlement.clone());
+        let text = match (&bundle, expired) {
+            // A bundle's holder hears once, when its last grant is gone.
+            (Some(_), true) if !request_ended => None,
+            (Some(b), true) => Some(format!(
+                ":hourglass: Your bundle *{b}* ({}) has expired: every access it gave was removed. Need it again? `/access {} {b}`.",
+                grant.request_id,
+                crate::domain::BUNDLE_APP
+            )),
+            (None, true) => Some(format!(
+                ":hourglass: Your access to *{}/{}* ({}) has expired and was removed. Need more time? Ask again with `/access {} {}`.",
+                grant.app, grant.entitlement, grant.request_id, grant.app, grant.entitlement
+            )),
+            (_, false) => Some(format!(
+                ":lock: Your access to *{}/{}* (grant {grant_id}) was removed by {}: {}.",
+                grant.app, grant.entitlement, crate::chat::escape(by), crate::chat::escape(reason)
+            )),
+        };
+        if let Some(text) = text {
+            tx.enqueue(
+                &Job::Notify {
+                    platform: req.platform.clone(),
+                    to: req.requester_chat_id.clone(),
+                    text,
+                    ephemeral_channel: None,
+                },
+                now,
+                app.config.jobs.max_attempts,
+            )
+            .await?;
+        }
     }
     tx.commit().await?;
     Ok(())

@@ -406,7 +406,7 @@ impl Engine {
                         input.entitlement.steps.len()
                     ));
                     let mut policy_ids = allowed_by;
-                    policy_ids.push("approval-steps".into());
+                    policy_ids.push(super::APPROVAL_STEPS.into());
                     Decision {
                         outcome: Outcome::NeedsApproval,
                         policy_ids,

@@ -77,6 +77,79 @@ pub fn decide(engine: &cedar::Engine, input: &PolicyInput<'_>) -> Decision {
     }
 }
 
+/// Decides a request for `input.entitlement` of `input.app`; a bundle is decided as each of its
+/// members would be ([`combine`]) and then needs its own approval steps, not theirs.
+pub fn decide_in(
+    engine: &cedar::Engine,
+    catalog: &crate::domain::Catalog,
+    input: &PolicyInput<'_>,
+) -> Decision {
+    let ent = input.entitlement;
+    if !ent.is_bundle() {
+        return decide(engine, input);
+    }
+    let parts = catalog
+        .provisioned(input.app, ent)
+        .into_iter()
+        .map(|(a, e)| {
+            let member = PolicyInput {
+                app: a,
+                entitlement: e,
+                held: input.held.clone(),
+                ..*input
+            };
+            (format!("{}/{}", a.id, e.id), decide(engine, &member))
+        })
+        .collect();
+    let mut d = combine(parts);
+    if d.outcome == Outcome::NeedsApproval {
+        d.policy_ids.push(APPROVAL_STEPS.into());
+        d.reasons.push(format!(
+            "bundle {} ({}) needs approval: {} step(s) from the catalog",
+            ent.id,
+            ent.members.join(", "),
+            ent.steps.len()
+        ));
+    }
+    d
+}
+
+/// A bundle's decision from its members' (each decided as its own request, labelled
+/// `app/entitlement`): one denial denies the bundle and names the member; all auto-approved
+/// approve it; otherwise it goes to the bundle's approvers. Policy ids are kept, each once.
+pub fn combine(parts: Vec<(String, Decision)>) -> Decision {
+    let pick = |o: Outcome| -> Vec<&(String, Decision)> {
+        parts.iter().filter(|(_, d)| d.outcome == o).collect()
+    };
+    let denied = pick(Outcome::Deny);
+    let (outcome, chosen) = if !denied.is_empty() {
+        (Outcome::Deny, denied)
+    } else if parts.iter().all(|(_, d)| d.outcome == Outcome::AutoApprove) && !parts.is_empty() {
+        (Outcome::AutoApprove, parts.iter().collect())
+    } else {
+        (Outcome::NeedsApproval, pick(Outcome::NeedsApproval))
+    };
+    let mut out = Decision {
+        outcome,
+        policy_ids: Vec::new(),
+        reasons: Vec::new(),
+    };
+    for (label, d) in chosen {
+        for (id, reason) in d.policy_ids.iter().zip(&d.reasons) {
+            // The members' own approval steps do not apply: the bundle's do (the caller adds them).
+            if id == APPROVAL_STEPS || out.policy_ids.contains(id) {
+                continue;
+            }
+            out.policy_ids.push(id.clone());
+            out.reasons.push(format!("{label}: {reason}"));
+        }
+    }
+    out
+}
+
+/// The policy id under which the catalog's approval steps are cited.
+pub const APPROVAL_STEPS: &str = "approval-steps";
+
 /// The built-in rules: the subject and requester must be active. `None` when both are.
 pub fn eligibility(input: &PolicyInput<'_>) -> Option<Decision> {
     if !input.requester.is_active() {
@@ -139,6 +212,41 @@ mod tests {
             None,
         )
         .unwrap()
+    }
+
+    #[test]
+    fn a_bundle_is_denied_by_any_member_and_auto_approved_only_when_all_are() {
+        let d = |o: Outcome, id: &str| Decision {
+            outcome: o,
+            policy_ids: vec![id.into()],
+            reasons: vec![format!("because {id}")],
+        };
+        let denied = combine(vec![
+            ("a/x".into(), d(Outcome::AutoApprove, "routine")),
+            ("b/y".into(), d(Outcome::Deny, "no-contractors")),
+        ]);
+        assert_eq!(denied.outcome, Outcome::Deny);
+        assert_eq!(
+            denied.explain(),
+            "b/y: because no-contractors (policy no-contractors)"
+        );
+        let auto = combine(vec![
+            ("a/x".into(), d(Outcome::AutoApprove, "routine")),
+            ("b/y".into(), d(Outcome::AutoApprove, "routine")),
+        ]);
+        assert_eq!(
+            (auto.outcome, auto.policy_ids),
+            (Outcome::AutoApprove, vec!["routine".to_string()])
+        );
+        let mixed = combine(vec![
+            ("a/x".into(), d(Outcome::AutoApprove, "routine")),
+            ("b/y".into(), d(Outcome::NeedsApproval, APPROVAL_STEPS)),
+        ]);
+        assert_eq!(mixed.outcome, Outcome::NeedsApproval);
+        assert!(
+            mixed.policy_ids.is_empty(),
+            "members' own steps are not cited"
+        );
     }
 
     #[test]

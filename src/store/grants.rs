@@ -150,6 +150,19 @@ impl Tx {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Every grant of a request (one, or one per entitlement of a bundle), inside the transaction.
+    pub async fn grants_of_request(
+        &mut self,
+        request_id: &str,
+    ) -> Result<Vec<GrantRecord>, StoreError> {
+        let sql =
+            format!("SELECT {COLUMNS} FROM grants WHERE request_id = $1 ORDER BY granted_at, id");
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(request_id)
+            .fetch_all(self.conn())
+            .await?)
+    }
+
     /// Reads a grant inside the transaction.
     pub async fn grant(&mut self, id: &GrantId) -> Result<Option<GrantRecord>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM grants WHERE id = $1");
@@ -170,15 +183,28 @@ impl Store {
             .await?)
     }
 
-    /// The grant made for a request, if any.
+    /// The grant made for a request, if any (a bundle's first).
     pub async fn grant_for_request(
         &self,
         request_id: &str,
     ) -> Result<Option<GrantRecord>, StoreError> {
-        let sql = format!("SELECT {COLUMNS} FROM grants WHERE request_id = $1");
+        Ok(self
+            .grants_for_request(request_id)
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    /// Every grant made for a request: one, or one per entitlement of a bundle.
+    pub async fn grants_for_request(
+        &self,
+        request_id: &str,
+    ) -> Result<Vec<GrantRecord>, StoreError> {
+        let sql =
+            format!("SELECT {COLUMNS} FROM grants WHERE request_id = $1 ORDER BY granted_at, id");
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(request_id)
-            .fetch_optional(self.reader())
+            .fetch_all(self.reader())
             .await?)
     }
 
