@@ -7,9 +7,11 @@
 pub(crate) mod api;
 pub mod github;
 pub mod google;
+pub mod jira;
 pub(crate) mod jwt;
 pub mod manual;
 pub mod okta;
+pub mod salesforce;
 pub mod scim;
 pub mod slack_usergroups;
 pub mod webhook;
@@ -122,6 +124,8 @@ pub const KINDS: &[&str] = &[
     "github",
     "okta",
     "google",
+    "jira",
+    "salesforce",
     "slack_usergroups",
     "webhook",
     "manual",
@@ -150,6 +154,10 @@ impl Connectors {
                 "github" => Arc::new(github::GitHubConnector::from_settings(name, s).map_err(err)?),
                 "okta" => Arc::new(okta::OktaConnector::from_settings(name, s).map_err(err)?),
                 "google" => Arc::new(google::GoogleConnector::from_settings(name, s).map_err(err)?),
+                "jira" => Arc::new(jira::JiraConnector::from_settings(name, s).map_err(err)?),
+                "salesforce" => {
+                    Arc::new(salesforce::SalesforceConnector::from_settings(name, s).map_err(err)?)
+                }
                 "slack_usergroups" => Arc::new(
                     slack_usergroups::SlackUserGroupsConnector::from_settings(name, s)
                         .map_err(err)?,
