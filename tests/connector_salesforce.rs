@@ -61,7 +61,7 @@ async fn token_endpoint(server: &MockServer) {
 }
 
 /// A SOQL query answered with these records (one page).
-async fn soql(server: &MockServer, q: &str, records: Value) -> Mock {
+fn soql(q: &str, records: Value) -> Mock {
     let total = records.as_array().map_or(0, Vec::len);
     Mock::given(method("GET"))
         .and(path("/services/data/v60.0/query"))
@@ -83,20 +83,16 @@ async fn salesforce_assigns_and_removes_permission_sets_with_one_cached_token() 
     let server = MockServer::start().await;
     token_endpoint(&server).await;
     soql(
-        &server,
         "SELECT Id, Username FROM User WHERE Email = 'ada@example.com' AND IsActive = true",
         json!([{"attributes": {"type": "User"}, "Id": USER, "Username": "ada@example.com.acme"}]),
     )
-    .await
     .expect(1)
     .mount(&server)
     .await;
     soql(
-        &server,
         "SELECT Id FROM PermissionSet WHERE Name = 'Sales_Ops'",
         json!([{"attributes": {"type": "PermissionSet"}, "Id": PS}]),
     )
-    .await
     .expect(1) // cached afterwards
     .mount(&server)
     .await;
@@ -133,18 +129,13 @@ async fn salesforce_assigns_and_removes_permission_sets_with_one_cached_token() 
     let find = format!(
         "SELECT Id FROM PermissionSetAssignment WHERE AssigneeId = '{USER}' AND PermissionSetId = '{PS}'"
     );
-    soql(&server, &find, json!([{"Id": "0PaXX00000A1"}]))
-        .await
+    soql(&find, json!([{"Id": "0PaXX00000A1"}]))
         .up_to_n_times(1)
         .expect(1)
         .with_priority(1)
         .mount(&server)
         .await;
-    soql(&server, &find, json!([]))
-        .await
-        .expect(1)
-        .mount(&server)
-        .await;
+    soql(&find, json!([])).expect(1).mount(&server).await;
     Mock::given(method("DELETE"))
         .and(path(
             "/services/data/v60.0/sobjects/PermissionSetAssignment/0PaXX00000A1",
@@ -233,8 +224,19 @@ async fn salesforce_assigns_and_removes_permission_sets_with_one_cached_token() 
     assert_eq!(field(&f, "grant_type"), "client_credentials");
     assert_eq!(field(&f, "client_id"), CLIENT_ID);
     assert_eq!(field(&f, "client_secret"), SECRET);
-    // The token answer's instance_url is never followed: every call stayed on the configured host.
-    assert!(reqs.iter().all(|r| r.url.host_str() == Some("127.0.0.1")));
+    // Every API call carried the one token and reached this server, not the token answer's
+    // instance_url (elsewhere.example.com): the mocks' exact counts are verified on drop.
+    let api: Vec<_> = reqs
+        .iter()
+        .filter(|r| r.url.path().starts_with("/services/data/"))
+        .collect();
+    assert_eq!(api.len(), 9);
+    for r in api {
+        assert_eq!(
+            r.headers.get("authorization").unwrap(),
+            format!("Bearer {ACCESS}").as_str()
+        );
+    }
 }
 
 #[tokio::test]
@@ -242,21 +244,16 @@ async fn salesforce_assigns_permission_set_licenses_and_quotes_soql() {
     let server = MockServer::start().await;
     token_endpoint(&server).await;
     // An apostrophe in the email is escaped, not an injection.
-    soql(
-        &server,
-        r"SELECT Id, Username FROM User WHERE Username = 'o\'brien@example.com' AND IsActive = true",
+    soql(r"SELECT Id, Username FROM User WHERE Username = 'o\'brien@example.com' AND IsActive = true",
         json!([{"Id": USER, "Username": "o'brien@example.com"}]),
     )
-    .await
     .expect(1)
     .mount(&server)
     .await;
     soql(
-        &server,
         "SELECT Id FROM PermissionSetLicense WHERE DeveloperName = 'SalesConsoleUser'",
         json!([{"Id": PSL}]),
     )
-    .await
     .expect(1)
     .mount(&server)
     .await;
@@ -274,12 +271,9 @@ async fn salesforce_assigns_permission_set_licenses_and_quotes_soql() {
         .expect(1)
         .mount(&server)
         .await;
-    soql(
-        &server,
-        &format!("SELECT Id FROM PermissionSetLicenseAssign WHERE AssigneeId = '{USER}' AND PermissionSetLicenseId = '{PSL}'"),
+    soql(&format!("SELECT Id FROM PermissionSetLicenseAssign WHERE AssigneeId = '{USER}' AND PermissionSetLicenseId = '{PSL}'"),
         json!([{"Id": "2LAXX0001"}]),
     )
-    .await
     .expect(1)
     .mount(&server)
     .await;
@@ -291,12 +285,9 @@ async fn salesforce_assigns_permission_set_licenses_and_quotes_soql() {
         .expect(1)
         .mount(&server)
         .await;
-    soql(
-        &server,
-        &format!("SELECT AssigneeId, Assignee.Username FROM PermissionSetLicenseAssign WHERE PermissionSetLicenseId = '{PSL}'"),
+    soql(&format!("SELECT AssigneeId, Assignee.Username FROM PermissionSetLicenseAssign WHERE PermissionSetLicenseId = '{PSL}'"),
         json!([{"AssigneeId": USER, "Assignee": {"Username": "o'brien@example.com"}}]),
     )
-    .await
     .expect(1)
     .mount(&server)
     .await;
@@ -350,11 +341,9 @@ async fn salesforce_jwt_bearer_flow_signs_the_assertion_and_refetches_after_a_40
         .mount(&server)
         .await;
     soql(
-        &server,
         &format!("SELECT Id, Username, IsActive FROM User WHERE Id = '{USER}'"),
         json!([{"Id": USER, "Username": "ada@example.com.acme", "IsActive": true}]),
     )
-    .await
     .expect(1)
     .mount(&server)
     .await;
@@ -430,19 +419,15 @@ async fn salesforce_limits_are_transient_and_access_errors_permanent() {
         .mount(&server)
         .await;
     soql(
-        &server,
         "SELECT Id FROM PermissionSet WHERE Name = 'Sales_Ops'",
         json!([{"Id": PS}]),
     )
-    .await
     .mount(&server)
     .await;
     soql(
-        &server,
         "SELECT Id FROM PermissionSet WHERE Name = 'Nope'",
         json!([]),
     )
-    .await
     .mount(&server)
     .await;
     let sf = client_credentials(&server);
