@@ -224,10 +224,27 @@ mod tests {
             type = "webhook"
             url = "https://hooks.example.com/x"
             secret_env = "GRANTRY_UNIT_CONNECTOR_SECRET"
+            [ji]
+            type = "jira"
+            site_url = "https://acme.atlassian.net"
+            email = "bot@acme.example"
+            token_env = "GRANTRY_UNIT_CONNECTOR_SECRET"
+            [sf]
+            type = "salesforce"
+            instance_url = "https://acme.my.salesforce.com"
+            client_id = "3MVG9"
+            client_secret_env = "GRANTRY_UNIT_CONNECTOR_SECRET"
+            [no]
+            type = "scim"
+            profile = "notion"
+            base_url = "https://api.notion.com/scim/v2"
+            token_env = "GRANTRY_UNIT_CONNECTOR_SECRET"
             "#,
         ))
         .unwrap();
-        assert_eq!(c.names(), vec!["gh", "ok", "sg", "wh"]);
+        assert_eq!(c.names(), vec!["gh", "ji", "no", "ok", "sf", "sg", "wh"]);
+        assert_eq!(c.get("ji").unwrap().kind(), "jira");
+        assert_eq!(c.get("sf").unwrap().kind(), "salesforce");
         assert_eq!(c.get("gh").unwrap().kind(), "github");
 
         let err = Connectors::from_config(&config("[x]\ntype = \"ldap\"\n"))
