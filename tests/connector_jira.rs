@@ -2,9 +2,12 @@
 //! calls (https://developer.atlassian.com/cloud/jira/platform/rest/v3/api-group-groups/): exact
 //! paths, methods, query parameters, the Authorization header and JSON bodies.
 
+mod common;
+
 use std::time::Duration;
 
 use base64::Engine;
+use common::{eventually, spawn_app_with};
 use grantry::connectors::{
     jira::JiraConnector, Account, Change, Connector, ConnectorError, Subject,
 };
@@ -319,4 +322,91 @@ async fn jira_oauth_sends_the_bearer_token_and_checks_mapped_accounts() {
         }
         other => panic!("expected permanent, got {other:?}"),
     }
+}
+
+/// Through the real app: an approved request adds the requester to the Jira group, and revoking the
+/// grant removes them, with the calls Jira documents.
+#[tokio::test]
+async fn an_approved_request_joins_the_jira_group_and_revoking_leaves_it() {
+    let jira = MockServer::start().await;
+    let auth = basic();
+    Mock::given(method("GET"))
+        .and(path("/rest/api/3/user/search"))
+        .and(query_param("query", "alice@example.com"))
+        .and(header("authorization", auth.as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([
+            {"accountId": "712020:alice", "accountType": "atlassian",
+             "emailAddress": "alice@example.com", "active": true}
+        ])))
+        .mount(&jira)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/rest/api/3/group/user"))
+        .and(query_param("groupId", GROUP))
+        .and(header("authorization", auth.as_str()))
+        .and(body_json(json!({"accountId": "712020:alice"})))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"groupId": GROUP})))
+        .expect(1)
+        .mount(&jira)
+        .await;
+    Mock::given(method("DELETE"))
+        .and(path("/rest/api/3/group/user"))
+        .and(query_param("groupId", GROUP))
+        .and(query_param("accountId", "712020:alice"))
+        .and(header("authorization", auth.as_str()))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(1)
+        .mount(&jira)
+        .await;
+
+    std::env::set_var("GRANTRY_TEST_JIRA_E2E_TOKEN", TOKEN);
+    let site = jira.uri();
+    let t = spawn_app_with(|c| {
+        c.connectors.insert(
+            "jira".into(),
+            toml::from_str(&format!(
+                "type = \"jira\"\nsite_url = \"{site}\"\nemail = \"{ADMIN}\"\ntoken_env = \"GRANTRY_TEST_JIRA_E2E_TOKEN\"\ntimeout_secs = 3\n"
+            ))
+            .unwrap(),
+        );
+        std::fs::write(
+            c.base_dir.join("catalog.toml"),
+            format!(
+                "[[apps]]\nid = \"jira\"\nname = \"Jira\"\nconnector = \"jira\"\nowners = [\"bob@example.com\"]\n\
+                 [[apps.entitlements]]\nid = \"admins\"\ntarget = \"{GROUP}\"\nmax_duration = \"1d\"\n"
+            ),
+        )
+        .unwrap();
+    })
+    .await;
+
+    let id = t
+        .file_request("jira admins for 4h because incident INC-7")
+        .await;
+    assert_eq!(t.click("U222", "grantry.approve", &id).await, 200);
+    let g = eventually(15, "grant", || async {
+        t.app.store.grant_for_request(&id).await.unwrap()
+    })
+    .await;
+    eventually(10, "request active", || async {
+        (t.state_of(&id).await == "active").then_some(())
+    })
+    .await;
+
+    let (_, b) = t
+        .command("U111", &format!("revoke {} because done", g.id), "v1")
+        .await;
+    assert!(
+        b["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Revoking jira/admins"),
+        "{b}"
+    );
+    eventually(15, "request revoked", || async {
+        (t.state_of(&id).await == "revoked").then_some(())
+    })
+    .await;
+    // One POST and one DELETE exactly (checked as the server drops), each with the documented
+    // query, body and Basic credentials.
 }

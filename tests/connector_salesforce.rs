@@ -8,6 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::prism::{rsa_test_key, verify_jwt};
+use common::{eventually, spawn_app_with};
 use grantry::connectors::{
     salesforce::SalesforceConnector, Account, Change, Connector, ConnectorError, Subject,
 };
@@ -486,4 +487,104 @@ async fn salesforce_refused_credentials_are_permanent_without_the_secret() {
         }
         other => panic!("expected permanent, got {other:?}"),
     }
+}
+
+/// Through the real app: an approved request assigns the permission set, and revoking the grant
+/// deletes the assignment.
+#[tokio::test]
+async fn an_approved_request_assigns_the_permission_set_and_revoking_removes_it() {
+    let server = MockServer::start().await;
+    token_endpoint(&server).await;
+    soql(
+        "SELECT Id, Username FROM User WHERE Email = 'alice@example.com' AND IsActive = true",
+        json!([{"Id": USER, "Username": "alice@example.com.acme"}]),
+    )
+    .mount(&server)
+    .await;
+    soql(
+        "SELECT Id FROM PermissionSet WHERE Name = 'Sales_Ops'",
+        json!([{"Id": PS}]),
+    )
+    .expect(1)
+    .mount(&server)
+    .await;
+    Mock::given(method("POST"))
+        .and(path(
+            "/services/data/v60.0/sobjects/PermissionSetAssignment",
+        ))
+        .and(header("authorization", format!("Bearer {ACCESS}").as_str()))
+        .and(body_json(
+            json!({"AssigneeId": USER, "PermissionSetId": PS}),
+        ))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(json!({"id": "0PaXX00000B2", "success": true, "errors": []})),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    soql(
+        &format!("SELECT Id FROM PermissionSetAssignment WHERE AssigneeId = '{USER}' AND PermissionSetId = '{PS}'"),
+        json!([{"Id": "0PaXX00000B2"}]),
+    )
+    .expect(1)
+    .mount(&server)
+    .await;
+    Mock::given(method("DELETE"))
+        .and(path(
+            "/services/data/v60.0/sobjects/PermissionSetAssignment/0PaXX00000B2",
+        ))
+        .and(header("authorization", format!("Bearer {ACCESS}").as_str()))
+        .respond_with(ResponseTemplate::new(204))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    std::env::set_var("GRANTRY_TEST_SF_E2E_SECRET", SECRET);
+    let uri = server.uri();
+    let t = spawn_app_with(|c| {
+        c.connectors.insert(
+            "salesforce".into(),
+            toml::from_str(&format!(
+                "type = \"salesforce\"\ninstance_url = \"{uri}\"\nclient_id = \"{CLIENT_ID}\"\nclient_secret_env = \"GRANTRY_TEST_SF_E2E_SECRET\"\ntimeout_secs = 3\n"
+            ))
+            .unwrap(),
+        );
+        std::fs::write(
+            c.base_dir.join("catalog.toml"),
+            "[[apps]]\nid = \"salesforce\"\nname = \"Salesforce\"\nconnector = \"salesforce\"\nowners = [\"bob@example.com\"]\n\
+             [[apps.entitlements]]\nid = \"sales-ops\"\ntarget = \"Sales_Ops\"\nmax_duration = \"1d\"\n",
+        )
+        .unwrap();
+    })
+    .await;
+
+    let id = t
+        .file_request("salesforce sales-ops for 4h because quarter close")
+        .await;
+    assert_eq!(t.click("U222", "grantry.approve", &id).await, 200);
+    let g = eventually(15, "grant", || async {
+        t.app.store.grant_for_request(&id).await.unwrap()
+    })
+    .await;
+    eventually(10, "request active", || async {
+        (t.state_of(&id).await == "active").then_some(())
+    })
+    .await;
+    let (_, b) = t
+        .command("U111", &format!("revoke {} because done", g.id), "v1")
+        .await;
+    assert!(
+        b["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Revoking salesforce/sales-ops"),
+        "{b}"
+    );
+    eventually(15, "request revoked", || async {
+        (t.state_of(&id).await == "revoked").then_some(())
+    })
+    .await;
+    let tokens = token_calls(&server.received_requests().await.unwrap()).len();
+    assert_eq!(tokens, 1, "one token for the grant and the revoke");
 }
