@@ -300,6 +300,26 @@ async fn jira_oauth_sends_the_bearer_token_and_checks_mapped_accounts() {
         .expect(1)
         .mount(&server)
         .await;
+    // A 400 worded otherwise than "already a member": the user's groups decide.
+    Mock::given(method("POST"))
+        .and(path("/rest/api/3/group/user"))
+        .and(query_param("groupId", "other-group"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "errorMessages": ["Member exists."], "errors": {}
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/rest/api/3/user/groups"))
+        .and(query_param("accountId", ADA))
+        .and(header("authorization", bearer.as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([
+            {"groupId": "other-group", "name": "jira-users", "self": "https://x/rest/api/3/group?groupId=other-group"}
+        ])))
+        .expect(1)
+        .mount(&server)
+        .await;
     let jira = connector(&server, "");
     let a = jira
         .resolve_account(&Subject {
@@ -310,6 +330,10 @@ async fn jira_oauth_sends_the_bearer_token_and_checks_mapped_accounts() {
         .unwrap();
     assert_eq!(a, ada());
     assert_eq!(jira.grant(&a, GROUP).await.unwrap(), Change::Applied);
+    assert_eq!(
+        jira.grant(&a, "other-group").await.unwrap(),
+        Change::AlreadyInPlace
+    );
     match jira
         .resolve_account(&Subject {
             email: "bob@example.com",

@@ -269,13 +269,27 @@ async fn salesforce_assigns_permission_set_licenses_and_quotes_soql() {
             ResponseTemplate::new(201)
                 .set_body_json(json!({"id": "2LAXX0001", "success": true, "errors": []})),
         )
+        .up_to_n_times(1)
+        .expect(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    // Assigning it again: refused with another code; the existing assignment decides.
+    Mock::given(method("POST"))
+        .and(path(
+            "/services/data/v60.0/sobjects/PermissionSetLicenseAssign",
+        ))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!([{
+            "message": "This user already has this permission set license.",
+            "errorCode": "FIELD_INTEGRITY_EXCEPTION", "fields": []
+        }])))
         .expect(1)
         .mount(&server)
         .await;
     soql(&format!("SELECT Id FROM PermissionSetLicenseAssign WHERE AssigneeId = '{USER}' AND PermissionSetLicenseId = '{PSL}'"),
         json!([{"Id": "2LAXX0001"}]),
     )
-    .expect(1)
+    .expect(2)
     .mount(&server)
     .await;
     Mock::given(method("DELETE"))
@@ -307,6 +321,10 @@ async fn salesforce_assigns_permission_set_licenses_and_quotes_soql() {
     assert_eq!(
         sf.grant(&who, "license:SalesConsoleUser").await.unwrap(),
         Change::Applied
+    );
+    assert_eq!(
+        sf.grant(&who, "license:SalesConsoleUser").await.unwrap(),
+        Change::AlreadyInPlace
     );
     assert_eq!(
         sf.list_members("license:SalesConsoleUser")

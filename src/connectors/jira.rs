@@ -154,6 +154,21 @@ impl JiraConnector {
     }
 }
 
+impl JiraConnector {
+    /// Whether the account is a direct member of the group (`GET /rest/api/3/user/groups`).
+    async fn in_group(&self, account_id: &str, group_id: &str) -> Result<bool, ConnectorError> {
+        let q = query(&[("accountId", account_id)])?;
+        let r = self
+            .ok(Method::GET, &format!("/rest/api/3/user/groups?{q}"))
+            .await?;
+        Ok(r.body
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|g| str_field(g, "groupId") == Some(group_id)))
+    }
+}
+
 /// `errorMessages` and `errors` of a Jira error body, joined.
 fn detail(body: &Value) -> String {
     let mut parts: Vec<String> = body
@@ -267,11 +282,13 @@ impl Connector for JiraConnector {
         if r.ok() {
             return Ok(Change::Applied);
         }
-        // Jira refuses to add a member twice with a 400 saying the user is already a member.
+        // Jira refuses to add a member twice with a 400 saying the user is already a member; for
+        // any other 400 the user's groups are read before calling it a failure.
         if r.status == StatusCode::BAD_REQUEST
-            && detail(&r.body)
+            && (detail(&r.body)
                 .to_ascii_lowercase()
                 .contains("already a member")
+                || self.in_group(&account.id, &gid).await?)
         {
             return Ok(Change::AlreadyInPlace);
         }

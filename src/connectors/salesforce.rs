@@ -513,7 +513,7 @@ impl Connector for SalesforceConnector {
         let eid = self.entitlement_id(kind, name).await?;
         let (object, field) = kind.assignment();
         let mut body = json!({ "AssigneeId": account.id });
-        body[field] = Value::String(eid);
+        body[field] = Value::String(eid.clone());
         let r = self
             .call(
                 Method::POST,
@@ -524,8 +524,15 @@ impl Connector for SalesforceConnector {
         if r.ok() {
             return Ok(Change::Applied);
         }
-        // The assignment exists already: Salesforce refuses the duplicate.
-        if r.status == StatusCode::BAD_REQUEST && has_code(&r.body, "DUPLICATE_VALUE") {
+        // The assignment exists already: Salesforce refuses the duplicate (DUPLICATE_VALUE; for
+        // any other 400 the assignment is looked up before calling it a failure).
+        if r.status == StatusCode::BAD_REQUEST
+            && (has_code(&r.body, "DUPLICATE_VALUE")
+                || !self
+                    .assignment_ids(kind, &account.id, &eid)
+                    .await?
+                    .is_empty())
+        {
             return Ok(Change::AlreadyInPlace);
         }
         Err(self.failure(&r))
