@@ -102,9 +102,9 @@ impl Profile {
         Some(match name {
             "generic" => GENERIC,
             // Notion (https://www.notion.so/help/provision-users-and-groups-with-scim and
-            // https://developers.notion.com/reference/scim-api): members found by email, which
-            // is their userName; groups found by name; members added and removed with a value
-            // array; at most 100 results a page.
+            // https://developers.notion.com/reference/scim-api): members are found by their email
+            // as userName, groups by name; members added and removed with a value array (the
+            // remove form IdPs send to Notion; the help page does not show one); 100 a page.
             "notion" => Profile {
                 name: "notion",
                 user_label: "userName",
