@@ -182,6 +182,18 @@ impl TokenCache {
         *slot = Some((token.clone(), until));
         Ok(token)
     }
+
+    /// Forgets the cached token if it is still `token` (the app refused it), so the next
+    /// [`TokenCache::get`] fetches a new one; a token another caller already replaced is kept.
+    pub async fn invalidate(&self, token: &crate::config::Secret) {
+        let mut slot = self.slot.lock().await;
+        if slot
+            .as_ref()
+            .is_some_and(|(t, _)| t.expose() == token.expose())
+        {
+            *slot = None;
+        }
+    }
 }
 
 /// How long the server asked us to wait: `Retry-After`, else a rate-limit reset time

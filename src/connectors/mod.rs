@@ -7,9 +7,11 @@
 pub(crate) mod api;
 pub mod github;
 pub mod google;
+pub mod jira;
 pub(crate) mod jwt;
 pub mod manual;
 pub mod okta;
+pub mod salesforce;
 pub mod scim;
 pub mod slack_usergroups;
 pub mod webhook;
@@ -122,6 +124,8 @@ pub const KINDS: &[&str] = &[
     "github",
     "okta",
     "google",
+    "jira",
+    "salesforce",
     "slack_usergroups",
     "webhook",
     "manual",
@@ -150,6 +154,10 @@ impl Connectors {
                 "github" => Arc::new(github::GitHubConnector::from_settings(name, s).map_err(err)?),
                 "okta" => Arc::new(okta::OktaConnector::from_settings(name, s).map_err(err)?),
                 "google" => Arc::new(google::GoogleConnector::from_settings(name, s).map_err(err)?),
+                "jira" => Arc::new(jira::JiraConnector::from_settings(name, s).map_err(err)?),
+                "salesforce" => {
+                    Arc::new(salesforce::SalesforceConnector::from_settings(name, s).map_err(err)?)
+                }
                 "slack_usergroups" => Arc::new(
                     slack_usergroups::SlackUserGroupsConnector::from_settings(name, s)
                         .map_err(err)?,
@@ -216,10 +224,27 @@ mod tests {
             type = "webhook"
             url = "https://hooks.example.com/x"
             secret_env = "GRANTRY_UNIT_CONNECTOR_SECRET"
+            [ji]
+            type = "jira"
+            site_url = "https://acme.atlassian.net"
+            email = "bot@acme.example"
+            token_env = "GRANTRY_UNIT_CONNECTOR_SECRET"
+            [sf]
+            type = "salesforce"
+            instance_url = "https://acme.my.salesforce.com"
+            client_id = "3MVG9"
+            client_secret_env = "GRANTRY_UNIT_CONNECTOR_SECRET"
+            [no]
+            type = "scim"
+            profile = "notion"
+            base_url = "https://api.notion.com/scim/v2"
+            token_env = "GRANTRY_UNIT_CONNECTOR_SECRET"
             "#,
         ))
         .unwrap();
-        assert_eq!(c.names(), vec!["gh", "ok", "sg", "wh"]);
+        assert_eq!(c.names(), vec!["gh", "ji", "no", "ok", "sf", "sg", "wh"]);
+        assert_eq!(c.get("ji").unwrap().kind(), "jira");
+        assert_eq!(c.get("sf").unwrap().kind(), "salesforce");
         assert_eq!(c.get("gh").unwrap().kind(), "github");
 
         let err = Connectors::from_config(&config("[x]\ntype = \"ldap\"\n"))

@@ -1,7 +1,10 @@
 //! SCIM 2.0 (RFC 7643/7644): users found by filter, group membership by PATCH.
 //!
 //! Config (`[connectors.<name>]`, `type = "scim"`): `base_url` (e.g. `https://idp.example.com/scim/v2`),
-//! `token_env` or `token_file` (a bearer token), `timeout_secs` (default 10).
+//! `token_env` or `token_file` (a bearer token), `timeout_secs` (default 10), and `profile`: the
+//! app's quirks ([`Profile`]): `generic` (the default, RFC 7644 as written), `notion`, `atlassian`,
+//! `salesforce` or `slack`. A profile changes only how users and groups are found, the PATCH forms
+//! sent and the page size; everything else is the same code.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -27,6 +30,153 @@ struct Settings {
     token_file: Option<std::path::PathBuf>,
     #[serde(default = "default_timeout")]
     timeout_secs: u64,
+    #[serde(default = "default_profile")]
+    profile: String,
+}
+
+fn default_profile() -> String {
+    "generic".into()
+}
+
+/// How a member is added to or removed from a group in one PATCH operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MemberOp {
+    /// `{"op", "path": "members", "value": [{"value": id}]}` (RFC 7644 §3.5.2.1 for add).
+    ValueArray,
+    /// `{"op": "remove", "path": "members[value eq \"id\"]"}` (RFC 7644 §3.5.2.2).
+    PathFilter,
+    /// `{"op", "path": "members", "value": {"members": [{"value": id}]}}` (Salesforce's form).
+    MembersObject,
+}
+
+/// How groups named by `displayName` are found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GroupLookup {
+    /// `GET /Groups?filter=displayName eq "…"`.
+    Filter,
+    /// Every group, page by page (`startIndex`, `count`), for apps without a group filter.
+    List,
+}
+
+/// One app's SCIM quirks. Each app's source is cited in [`Profile::named`] and docs/connectors.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Profile {
+    /// The profile's name in the config.
+    pub name: &'static str,
+    /// User filters tried in order, each followed by the quoted email (`userName eq`).
+    user_filters: &'static [&'static str],
+    /// What those filters compare, for messages.
+    user_label: &'static str,
+    add: MemberOp,
+    remove: MemberOp,
+    groups: GroupLookup,
+    /// Group searches and lists ask for `excludedAttributes=members`, so that finding a group does
+    /// not download every member.
+    lookup_excludes_members: bool,
+    /// The query of the group read that lists its members (`attributes=members`), if any.
+    members_query: Option<&'static str>,
+    /// The largest page (`count`) the app serves.
+    page_size: usize,
+}
+
+/// RFC 7644 as written: what scim2-server and most service providers accept.
+const GENERIC: Profile = Profile {
+    name: "generic",
+    user_label: "userName or email",
+    user_filters: &["userName eq", "emails.value eq"],
+    add: MemberOp::ValueArray,
+    remove: MemberOp::PathFilter,
+    groups: GroupLookup::Filter,
+    lookup_excludes_members: false,
+    members_query: Some("attributes=members"),
+    page_size: 100,
+};
+
+impl Profile {
+    /// Every profile's name.
+    pub const NAMES: &'static [&'static str] =
+        &["generic", "notion", "atlassian", "salesforce", "slack"];
+
+    /// The profile with this name.
+    pub fn named(name: &str) -> Option<Profile> {
+        Some(match name {
+            "generic" => GENERIC,
+            // Notion (https://www.notion.so/help/provision-users-and-groups-with-scim and
+            // https://developers.notion.com/reference/scim-api): members are found by their email
+            // as userName, groups by name; members added and removed with a value array (the
+            // remove form IdPs send to Notion; the help page does not show one); 100 a page.
+            "notion" => Profile {
+                name: "notion",
+                user_label: "userName",
+                user_filters: &["userName eq"],
+                add: MemberOp::ValueArray,
+                remove: MemberOp::ValueArray,
+                groups: GroupLookup::Filter,
+                lookup_excludes_members: false,
+                members_query: None,
+                page_size: 100,
+            },
+            // Atlassian Guard user provisioning
+            // (https://developer.atlassian.com/cloud/admin/user-provisioning/rest/): users may be
+            // filtered only with one `eq` on userName or externalId; groups by displayName; the
+            // group PATCH manages membership.
+            "atlassian" => Profile {
+                name: "atlassian",
+                user_label: "userName",
+                user_filters: &["userName eq"],
+                add: MemberOp::ValueArray,
+                remove: MemberOp::PathFilter,
+                groups: GroupLookup::Filter,
+                lookup_excludes_members: true,
+                members_query: None,
+                page_size: 100,
+            },
+            // Salesforce SCIM (https://help.salesforce.com/s/articleView?id=xcloud.identity_scim_manage_groups.htm):
+            // users by userName (a Salesforce username, often but not always the email: map
+            // the others); the documented add and remove both carry `{"members": [...]}` as the
+            // value; groups are listed (public groups and roles), not filtered.
+            "salesforce" => Profile {
+                name: "salesforce",
+                user_label: "userName",
+                user_filters: &["userName eq"],
+                add: MemberOp::MembersObject,
+                remove: MemberOp::MembersObject,
+                groups: GroupLookup::List,
+                lookup_excludes_members: false,
+                members_query: None,
+                page_size: 100,
+            },
+            // Slack SCIM 2.0 (https://docs.slack.dev/reference/scim-api/scim-api-2 and
+            // https://api.slack.com/scim): userName is the Slack handle, so users are found by
+            // email; groups by displayName; members added and removed with a value array; pages
+            // of up to 1000.
+            "slack" => Profile {
+                name: "slack",
+                user_label: "email",
+                user_filters: &["email eq", "emails.value eq"],
+                add: MemberOp::ValueArray,
+                remove: MemberOp::ValueArray,
+                groups: GroupLookup::Filter,
+                lookup_excludes_members: false,
+                members_query: None,
+                page_size: 1000,
+            },
+            _ => return None,
+        })
+    }
+}
+
+/// One PATCH operation adding (`add`) or removing (`remove`) a member, in the profile's form.
+fn member_op(op: &str, form: MemberOp, id: &str) -> Value {
+    match form {
+        MemberOp::ValueArray => json!({"op": op, "path": "members", "value": [{"value": id}]}),
+        MemberOp::PathFilter => {
+            json!({"op": op, "path": format!("members[value eq {}]", filter_string(id))})
+        }
+        MemberOp::MembersObject => {
+            json!({"op": op, "path": "members", "value": {"members": [{"value": id}]}})
+        }
+    }
 }
 
 fn default_timeout() -> u64 {
@@ -39,6 +189,7 @@ pub struct ScimConnector {
     base_url: String,
     token: Secret,
     http: reqwest::Client,
+    profile: Profile,
     group_ids: Mutex<HashMap<String, String>>,
 }
 
@@ -46,6 +197,8 @@ pub struct ScimConnector {
 struct ListResponse {
     #[serde(rename = "Resources", default)]
     resources: Vec<Value>,
+    #[serde(rename = "totalResults")]
+    total_results: Option<u64>,
 }
 
 /// Quotes a value for a SCIM filter (RFC 7644 §3.4.2.2: a JSON string).
@@ -65,12 +218,26 @@ impl ScimConnector {
         }
         .load(&format!("connectors.{name} token"), "SCIM_TOKEN")
         .map_err(|e| e.to_string())?;
+        let profile = Profile::named(&s.profile).ok_or_else(|| {
+            format!(
+                "unknown SCIM profile {:?} (known: {})",
+                s.profile,
+                Profile::NAMES.join(", ")
+            )
+        })?;
         Ok(Self::new(
             name,
             &s.base_url,
             token,
             Duration::from_secs(s.timeout_secs),
-        ))
+        )
+        .with_profile(profile))
+    }
+
+    /// The same connector with another app's quirks.
+    pub fn with_profile(mut self, profile: Profile) -> Self {
+        self.profile = profile;
+        self
     }
 
     /// A connector for `base_url` with a bearer token (empty: no Authorization header).
@@ -80,6 +247,7 @@ impl ScimConnector {
             base_url: base_url.trim_end_matches('/').to_string(),
             token,
             http: outbound::client(timeout),
+            profile: GENERIC,
             group_ids: Mutex::new(HashMap::new()),
         }
     }
@@ -144,33 +312,85 @@ impl ScimConnector {
         }))
     }
 
+    async fn list(
+        &self,
+        resource: &str,
+        params: &[(&str, &str)],
+    ) -> Result<ListResponse, ConnectorError> {
+        let q = serde_urlencoded::to_string(params)
+            .map_err(|e| ConnectorError::permanent(e.to_string()))?;
+        let (_, v) = self
+            .call(Method::GET, &format!("/{resource}?{q}"), None)
+            .await?;
+        serde_json::from_value(v).map_err(|e| {
+            ConnectorError::permanent(format!(
+                "SCIM {}: {resource} list is not a ListResponse: {e}",
+                self.name
+            ))
+        })
+    }
+
     async fn find_one(
         &self,
         resource: &str,
         filter: &str,
     ) -> Result<Option<Value>, ConnectorError> {
-        let q = serde_urlencoded::to_string([("filter", filter)])
-            .map_err(|e| ConnectorError::permanent(e.to_string()))?;
-        let (_, v) = self
-            .call(Method::GET, &format!("/{resource}?{q}"), None)
-            .await?;
-        let list: ListResponse = serde_json::from_value(v).map_err(|e| {
-            ConnectorError::permanent(format!(
-                "SCIM {}: {resource} list is not a ListResponse: {e}",
-                self.name
-            ))
-        })?;
-        Ok(list.resources.into_iter().next())
+        let mut params = vec![("filter", filter)];
+        if resource == "Groups" && self.profile.lookup_excludes_members {
+            params.push(("excludedAttributes", "members"));
+        }
+        Ok(self
+            .list(resource, &params)
+            .await?
+            .resources
+            .into_iter()
+            .next())
+    }
+
+    /// The group with this displayName, from every group page by page (apps without a filter).
+    async fn find_group_by_listing(
+        &self,
+        display_name: &str,
+    ) -> Result<Option<Value>, ConnectorError> {
+        let count = self.profile.page_size.to_string();
+        let mut start = 1usize;
+        loop {
+            let start_s = start.to_string();
+            let mut params = vec![("startIndex", start_s.as_str()), ("count", count.as_str())];
+            if self.profile.lookup_excludes_members {
+                params.push(("excludedAttributes", "members"));
+            }
+            let page = self.list("Groups", &params).await?;
+            let n = page.resources.len();
+            if let Some(g) = page
+                .resources
+                .into_iter()
+                .find(|g| g.get("displayName").and_then(Value::as_str) == Some(display_name))
+            {
+                return Ok(Some(g));
+            }
+            start += n;
+            if n == 0 || page.total_results.is_some_and(|t| start as u64 > t) {
+                return Ok(None);
+            }
+        }
     }
 
     async fn group_id(&self, display_name: &str) -> Result<String, ConnectorError> {
         if let Some(id) = self.group_ids.lock().await.get(display_name) {
             return Ok(id.clone());
         }
-        let g = self
-            .find_one("Groups", &format!("displayName eq {}", filter_string(display_name)))
-            .await?
-            .ok_or_else(|| {
+        let found = match self.profile.groups {
+            GroupLookup::Filter => {
+                self.find_one(
+                    "Groups",
+                    &format!("displayName eq {}", filter_string(display_name)),
+                )
+                .await?
+            }
+            GroupLookup::List => self.find_group_by_listing(display_name).await?,
+        };
+        let g = found.ok_or_else(|| {
                 ConnectorError::permanent(format!(
                     "SCIM {}: no group with displayName {display_name:?}: create it or fix the catalog's target",
                     self.name
@@ -194,7 +414,10 @@ impl ScimConnector {
         let (_, g) = self
             .call(
                 Method::GET,
-                &format!("/Groups/{group_id}?attributes=members"),
+                &match self.profile.members_query {
+                    Some(q) => format!("/Groups/{group_id}?{q}"),
+                    None => format!("/Groups/{group_id}"),
+                },
                 None,
             )
             .await?;
@@ -217,15 +440,20 @@ impl Connector for ScimConnector {
 
     async fn resolve_account(&self, subject: &Subject<'_>) -> Result<Account, ConnectorError> {
         let email = subject.mapped_id.unwrap_or(subject.email);
-        let by_user_name = format!("userName eq {}", filter_string(email));
-        let by_email = format!("emails.value eq {}", filter_string(email));
-        let user = match self.find_one("Users", &by_user_name).await? {
-            Some(u) => Some(u),
-            None => self.find_one("Users", &by_email).await?,
-        };
+        let mut user = None;
+        for attr in self.profile.user_filters {
+            user = self
+                .find_one("Users", &format!("{attr} {}", filter_string(email)))
+                .await?;
+            if user.is_some() {
+                break;
+            }
+        }
         let user = user.ok_or_else(|| {
             ConnectorError::permanent(format!(
-                "SCIM {}: no user with userName or email {email}: the person has no account in this app yet",
+                "SCIM {}: no user with {} {email}: the person has no account in this app yet (or map it as accounts.{} in the people file)",
+                self.name,
+                self.profile.user_label,
                 self.name
             ))
         })?;
@@ -248,7 +476,7 @@ impl Connector for ScimConnector {
         }
         let body = json!({
             "schemas": [PATCH_OP],
-            "Operations": [{"op": "add", "path": "members", "value": [{"value": account.id}]}]
+            "Operations": [member_op("add", self.profile.add, &account.id)]
         });
         self.call(Method::PATCH, &format!("/Groups/{gid}"), Some(body))
             .await?;
@@ -262,7 +490,7 @@ impl Connector for ScimConnector {
         }
         let body = json!({
             "schemas": [PATCH_OP],
-            "Operations": [{"op": "remove", "path": format!("members[value eq {}]", filter_string(&account.id))}]
+            "Operations": [member_op("remove", self.profile.remove, &account.id)]
         });
         self.call(Method::PATCH, &format!("/Groups/{gid}"), Some(body))
             .await?;
@@ -277,5 +505,26 @@ impl Connector for ScimConnector {
             .into_iter()
             .map(|id| Account { id, login: None })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_named_profile_exists_and_generic_is_rfc_7644() {
+        for name in Profile::NAMES {
+            assert_eq!(Profile::named(name).map(|p| p.name), Some(*name));
+        }
+        assert!(Profile::named("okta").is_none());
+        assert_eq!(
+            member_op("remove", GENERIC.remove, "u\"1"),
+            json!({"op": "remove", "path": "members[value eq \"u\\\"1\"]"})
+        );
+        assert_eq!(
+            member_op("add", GENERIC.add, "u1"),
+            json!({"op": "add", "path": "members", "value": [{"value": "u1"}]})
+        );
     }
 }
