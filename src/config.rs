@@ -613,6 +613,8 @@ pub struct Config {
     pub digest: DigestConfig,
     pub oncall: OnCallConfig,
     pub connectors: BTreeMap<String, ConnectorConfig>,
+    /// `[service_desks.<name>]`: where catalog apps with `service_desk` keep their tickets.
+    pub service_desks: BTreeMap<String, ConnectorConfig>,
     /// Folder relative paths are resolved against (the config file's folder).
     #[serde(skip)]
     pub base_dir: PathBuf,

@@ -21,6 +21,7 @@ pub mod outbound;
 pub mod policy;
 pub mod routing;
 mod server;
+pub mod servicedesk;
 pub mod store;
 
 use std::collections::HashMap;
@@ -52,6 +53,14 @@ pub enum StartError {
     #[error(transparent)]
     Connector(#[from] connectors::ConnectorConfigError),
     #[error(transparent)]
+    Desk(#[from] servicedesk::DeskConfigError),
+    #[error("catalog app {app}: service_desk '{desk}' is not configured (configured: {known})")]
+    UnknownDesk {
+        app: String,
+        desk: String,
+        known: String,
+    },
+    #[error(transparent)]
     Store(#[from] store::StoreError),
     #[error(transparent)]
     Policy(#[from] policy::cedar::PolicyError),
@@ -68,6 +77,8 @@ pub struct App {
     pub policy: policy::cedar::Engine,
     pub directory: Arc<Directory>,
     pub connectors: Connectors,
+    /// The service desks tickets are kept in (`[service_desks.<name>]`).
+    pub service_desks: servicedesk::ServiceDesks,
     pub chats: HashMap<&'static str, Arc<dyn ChatPlatform>>,
     pub clock: Arc<dyn Clock>,
     pub slack_signing_secret: Secret,
@@ -112,6 +123,18 @@ impl App {
             None => Directory::default(),
         };
         let connectors = Connectors::from_config(&config.connectors)?;
+        let service_desks = servicedesk::ServiceDesks::from_config(&config.service_desks)?;
+        for a in &catalog.apps {
+            if let Some(d) = &a.service_desk {
+                if service_desks.get(d).is_none() {
+                    return Err(StartError::UnknownDesk {
+                        app: a.id.clone(),
+                        desk: d.clone(),
+                        known: service_desks.names().join(", "),
+                    });
+                }
+            }
+        }
         let policy = policy::cedar::Engine::load(&config.resolve(&config.policy.dir))?;
         let on_call = oncall::OnCallStatus::from_config(&config.oncall)?;
         tracing::info!(policies = policy.len(), from = %policy.source, "policies loaded");
@@ -229,6 +252,7 @@ impl App {
             policy,
             directory: Arc::new(directory),
             connectors,
+            service_desks,
             chats,
             clock,
             slack_signing_secret: signing,

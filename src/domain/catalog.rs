@@ -146,6 +146,8 @@ pub struct App {
     pub owners: Vec<String>,
     pub risk: Risk,
     pub entitlements: Vec<Entitlement>,
+    /// The service desk (`[service_desks.<name>]`) that keeps a ticket for each request.
+    pub service_desk: Option<String>,
 }
 
 impl App {
@@ -224,6 +226,8 @@ struct RawApp {
     risk: Risk,
     #[serde(default)]
     entitlements: Vec<RawEntitlement>,
+    /// A `[service_desks.<name>]` that keeps a ticket per request.
+    service_desk: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -447,6 +451,7 @@ fn parse_bundles(
         owners: all_owners,
         risk,
         entitlements: ents,
+        service_desk: None,
     })
 }
 
@@ -691,6 +696,7 @@ impl Catalog {
                     .collect(),
                 risk: a.risk,
                 entitlements: ents,
+                service_desk: a.service_desk,
             });
         }
         if !raw.bundles.is_empty() {

@@ -145,7 +145,15 @@ pub async fn card_for(
             .map(|d| d.to_string())
             .unwrap_or_else(|| "permanent".into()),
         reason: req.reason.clone(),
-        ticket: req.ticket.clone(),
+        // The requester's ticket, else the one grantry keeps in the app's service desk.
+        ticket: match &req.ticket {
+            Some(t) => Some(t.clone()),
+            None => app
+                .store
+                .ticket(req.id.as_str())
+                .await?
+                .and_then(|t| t.url.or(t.ticket_key)),
+        },
         risk: ent
             .map(|e| e.risk.to_string())
             .unwrap_or_else(|| "unknown".into()),

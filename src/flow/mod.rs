@@ -10,6 +10,7 @@ pub mod intake;
 pub mod lifecycle;
 pub mod requests;
 pub mod reviews;
+pub mod tickets;
 
 use crate::store::StoreError;
 

@@ -1,6 +1,7 @@
 //! The HTTP surface: Slack's endpoints (verify, parse, persist, ack), health and readiness.
 
 mod commands;
+mod desk_hooks;
 mod error;
 mod health;
 mod hooks;
@@ -29,6 +30,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/slack/interactions", post(slack::inbound))
         .route("/teams/messages", post(teams::messages))
         .route("/hooks/offboard", post(hooks::offboard))
+        .route("/hooks/servicedesk/{name}", post(desk_hooks::inbound))
         .route(
             "/scim/v2/ServiceProviderConfig",
             get(scim_inbound::service_provider_config),

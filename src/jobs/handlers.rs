@@ -51,6 +51,7 @@ pub(super) async fn run(app: &App, job: &Job) -> Result<(), JobError> {
             .map_err(JobError::permanent)?;
             Ok(())
         }
+        Job::SyncTicket { request_id } => super::tickets::sync(app, request_id).await,
         Job::SendRequestForm { platform, to } => {
             chat_of(app, platform)?
                 .send_request_form(to, &app.catalog)
@@ -149,6 +150,13 @@ pub(super) async fn on_give_up(app: &App, job: &Job, error: &str) -> Result<(), 
         // A message Slack refused for good (a bad token, a missing channel): IT must know, once;
         // a failure to post to the status channel itself is only logged.
         Job::Notify { to, .. } if Some(to.as_str()) == app.status_channel().map(|(_, c)| c) => None,
+        Job::SyncTicket { request_id } => {
+            tx.set_ticket_sync_failed(request_id, now).await?;
+            Some(format!(
+            ":warning: The service-desk ticket of {request_id} could not be written (access governance went on without it): {}",
+            crate::chat::escape(error)
+        ))
+        }
         // The digest goes to the status channel itself: telling it there would fail the same way.
         Job::PostDigest { .. } | Job::PostDigestChart { .. } => None,
         Job::UpdateApprovalCards { .. }

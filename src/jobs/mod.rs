@@ -9,6 +9,7 @@ pub mod directory_sync;
 mod handlers;
 pub mod reconcile;
 pub mod sweeper;
+mod tickets;
 
 use std::sync::Arc;
 use std::time::Duration;

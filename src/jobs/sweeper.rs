@@ -39,6 +39,9 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
         if let Err(e) = crate::flow::digest::scheduled(&app).await {
             tracing::error!(error = %e, "scheduled digest failed");
         }
+        if let Err(e) = crate::flow::tickets::queue_due(&app).await {
+            tracing::error!(error = %e, "service-desk ticket sweep failed");
+        }
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = stop.changed() => {}

@@ -63,6 +63,8 @@ pub enum Job {
         from_ms: i64,
         to_ms: i64,
     },
+    /// Write a request's progress to its service-desk ticket (create it first if needed).
+    SyncTicket { request_id: String },
     /// Post the chart of a digest (platforms without images skip it).
     PostDigestChart {
         platform: String,
@@ -91,6 +93,7 @@ impl Job {
             Job::BreakGlassReview { .. } => "break_glass_review",
             Job::PostDigest { .. } => "post_digest",
             Job::PostDigestChart { .. } => "post_digest_chart",
+            Job::SyncTicket { .. } => "sync_ticket",
         }
     }
 }

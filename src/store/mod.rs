@@ -18,6 +18,7 @@ pub mod requests;
 pub mod reviews;
 pub mod schedule;
 pub mod teams;
+pub mod tickets;
 
 use std::sync::{Arc, Once};
 use std::time::Duration;
