@@ -229,3 +229,29 @@ pub enum ExportError {
     #[error("writing the export: {0}")]
     Io(#[from] std::io::Error),
 }
+
+/// For each of `events` (one request's, say), what is wrong with it in the chain: its content
+/// no longer matches its hash, or it no longer follows the event before it. `None`: intact.
+pub async fn check_events(
+    store: &Store,
+    events: &[AuditRecord],
+) -> Result<Vec<Option<String>>, StoreError> {
+    let mut out = Vec::with_capacity(events.len());
+    for e in events {
+        if recompute(e) != e.hash {
+            out.push(Some("its content was changed after it was written".into()));
+            continue;
+        }
+        let prev = if e.seq <= 1 {
+            Some(GENESIS.to_string())
+        } else {
+            store.audit_event_before(e.seq).await?.map(|p| p.hash)
+        };
+        out.push(match prev {
+            Some(p) if p == e.prev_hash => None,
+            Some(_) => Some("it does not follow the event before it".into()),
+            None => Some(format!("the event before it ({}) is missing", e.seq - 1)),
+        });
+    }
+    Ok(out)
+}

@@ -586,6 +586,107 @@ impl DigestConfig {
     }
 }
 
+/// `[admin]`: the admin pages (`/admin`): the ledger, one request's history, charts, export.
+/// Off unless `enabled`. docs/admin.md.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Serve the pages.
+    pub enabled: bool,
+    /// `oidc` (grantry signs people in with the organisation's identity provider) or `header`
+    /// (a reverse proxy in front authenticates and names the person in `header`).
+    pub auth: String,
+    /// `header` auth: the header the proxy sets to the signed-in person's email. The proxy must
+    /// set it on every request and strip it from what clients send.
+    pub header: String,
+    /// `oidc` auth: the issuer; its discovery document is `{issuer}/.well-known/openid-configuration`.
+    pub issuer: String,
+    /// `oidc` auth: the client id registered with the identity provider.
+    pub client_id: String,
+    /// `oidc` auth: the client secret. Default env: `GRANTRY_ADMIN_CLIENT_SECRET`.
+    pub client_secret: SecretSource,
+    /// `oidc` auth: where the identity provider sends people back, registered with it:
+    /// `https://<grantry's host>/admin/callback`.
+    pub redirect_url: String,
+    /// The key that signs session cookies (at least 32 characters). Default env:
+    /// `GRANTRY_ADMIN_SESSION_SECRET`.
+    pub session_secret: SecretSource,
+    /// How long a sign-in lasts, in hours.
+    pub session_hours: u64,
+    /// Mark cookies `Secure` (sent over HTTPS only). Turn off only for a local trial over HTTP.
+    pub secure_cookies: bool,
+    /// Who may read the pages besides `[lifecycle] it_admins` (emails), e.g. auditors.
+    pub viewers: Vec<String>,
+    /// Rows per page of the ledger.
+    pub page_size: i64,
+    /// Per-call timeout for calls to the identity provider, in seconds.
+    pub timeout_secs: u64,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            auth: "oidc".into(),
+            header: "X-Forwarded-Email".into(),
+            issuer: String::new(),
+            client_id: String::new(),
+            client_secret: SecretSource::default(),
+            redirect_url: String::new(),
+            session_secret: SecretSource::default(),
+            session_hours: 8,
+            secure_cookies: true,
+            viewers: Vec::new(),
+            page_size: 50,
+            timeout_secs: 10,
+        }
+    }
+}
+
+impl AdminConfig {
+    fn bad(message: String) -> ConfigError {
+        ConfigError::Parse {
+            path: PathBuf::from("[admin]"),
+            message,
+        }
+    }
+
+    /// Checks the keys the chosen `auth` needs, so a half-configured login stops the start.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if !self.enabled {
+            return Ok(());
+        }
+        match self.auth.as_str() {
+            "header" if self.header.trim().is_empty() => Err(Self::bad(
+                "auth = \"header\" needs header (e.g. \"X-Forwarded-Email\")".into(),
+            )),
+            "header" => Ok(()),
+            "oidc" => {
+                for (key, v) in [
+                    ("issuer", &self.issuer),
+                    ("client_id", &self.client_id),
+                    ("redirect_url", &self.redirect_url),
+                ] {
+                    if v.trim().is_empty() {
+                        return Err(Self::bad(format!("auth = \"oidc\" needs {key}")));
+                    }
+                }
+                Ok(())
+            }
+            other => Err(Self::bad(format!(
+                "auth = \"{other}\": use \"oidc\" or \"header\""
+            ))),
+        }?;
+        if self.page_size < 1 || self.page_size > 1000 {
+            return Err(Self::bad("page_size must be between 1 and 1000".into()));
+        }
+        if self.session_hours == 0 {
+            return Err(Self::bad("session_hours must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
 /// One `[connectors.<name>]` table: `type` picks the connector, the rest is its own.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct ConnectorConfig {
@@ -612,6 +713,7 @@ pub struct Config {
     pub lifecycle: LifecycleConfig,
     pub digest: DigestConfig,
     pub oncall: OnCallConfig,
+    pub admin: AdminConfig,
     pub connectors: BTreeMap<String, ConnectorConfig>,
     /// `[service_desks.<name>]`: where catalog apps with `service_desk` keep their tickets.
     pub service_desks: BTreeMap<String, ConnectorConfig>,
@@ -771,6 +873,33 @@ mod tests {
         assert_eq!(cfg.oncall.token.env.as_deref(), Some("PD"));
         assert_eq!(cfg.oncall.escalation_policy_ids, ["PT20YPA"]);
         assert_eq!(cfg.oncall.base_url, "https://api.pagerduty.com");
+    }
+
+    #[test]
+    fn admin_pages_are_off_by_default_and_a_half_configured_login_is_named() {
+        let load = |admin: &str| {
+            Config::from_toml(&format!("[admin]\n{admin}\n"), Path::new("x.toml"), &[])
+                .unwrap()
+                .admin
+        };
+        let off = Config::from_toml("", Path::new("x.toml"), &[])
+            .unwrap()
+            .admin;
+        assert!(!off.enabled && off.check().is_ok());
+        assert!(load("enabled = true\nauth = \"header\"").check().is_ok());
+        let err = load("enabled = true\nclient_id = \"c\"")
+            .check()
+            .unwrap_err();
+        assert_eq!(err.to_string(), "[admin]: auth = \"oidc\" needs issuer");
+        let err = load("enabled = true\nauth = \"basic\"")
+            .check()
+            .unwrap_err();
+        assert!(err.to_string().contains("\"basic\""), "{err}");
+        let ok = load(
+            "enabled = true\nissuer = \"https://idp\"\nclient_id = \"c\"\nredirect_url = \"https://g/admin/callback\"",
+        );
+        assert!(ok.check().is_ok());
+        assert!(ok.secure_cookies, "cookies are Secure unless turned off");
     }
 
     #[test]

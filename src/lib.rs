@@ -94,6 +94,8 @@ pub struct App {
     pub on_call: oncall::OnCallStatus,
     /// Set when shutdown begins: `/readyz` answers 503 so load balancers stop routing here.
     pub draining: std::sync::atomic::AtomicBool,
+    /// The admin pages' sign-in (None: `[admin]` is off and `/admin` is 404).
+    pub admin: Option<http::admin::Admin>,
 }
 
 impl App {
@@ -241,6 +243,7 @@ impl App {
         } else {
             None
         };
+        let admin = http::admin::Admin::from_config(&config.admin)?;
         let offboard_secret = config
             .lifecycle
             .offboard_secret
@@ -262,6 +265,7 @@ impl App {
             teams_auth,
             on_call,
             draining: std::sync::atomic::AtomicBool::new(false),
+            admin,
         })
     }
 

@@ -1,5 +1,7 @@
-//! The HTTP surface: Slack's endpoints (verify, parse, persist, ack), health and readiness.
+//! The HTTP surface: Slack's endpoints (verify, parse, persist, ack), health and readiness, and
+//! the admin pages (`admin/`).
 
+pub mod admin;
 mod commands;
 mod desk_hooks;
 mod error;
@@ -24,7 +26,7 @@ use crate::App;
 /// Slack body (slash command, interaction, event) by its shape.
 pub fn router(app: Arc<App>) -> Router {
     let limit = app.config.server.max_body_bytes;
-    let routes = Router::new()
+    let mut routes = Router::new()
         .route("/slack/events", post(slack::inbound))
         .route("/slack/commands", post(slack::inbound))
         .route("/slack/interactions", post(slack::inbound))
@@ -48,8 +50,10 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
-        .layer(DefaultBodyLimit::max(limit))
-        .with_state(app);
+        .route("/metrics", get(health::metrics));
+    if app.admin.is_some() {
+        routes = routes.merge(admin::routes());
+    }
+    let routes = routes.layer(DefaultBodyLimit::max(limit)).with_state(app);
     request_log::wrap(routes)
 }

@@ -14,6 +14,7 @@ pub mod digest;
 pub mod fulfilments;
 pub mod grants;
 pub mod jobs;
+pub mod ledger;
 pub mod requests;
 pub mod reviews;
 pub mod schedule;

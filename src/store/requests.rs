@@ -7,7 +7,7 @@ use super::{Store, StoreError, Tx};
 use crate::domain::{AccessDuration, AccessRequest, RequestId, RequestState};
 
 #[derive(FromRow)]
-struct Row {
+pub(super) struct Row {
     id: String,
     platform: String,
     requester_chat_id: String,
@@ -24,7 +24,8 @@ struct Row {
     updated_at: i64,
 }
 
-const COLUMNS: &str = "id, platform, requester_chat_id, requester_email, subject_email, app, \
+pub(super) const COLUMNS: &str =
+    "id, platform, requester_chat_id, requester_email, subject_email, app, \
      entitlement, duration_minutes, reason, ticket, extends_grant, state, created_at, updated_at";
 
 impl TryFrom<Row> for AccessRequest {

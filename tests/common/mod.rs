@@ -3,6 +3,7 @@
 //! database and a clock the test moves.
 #![allow(dead_code)]
 
+pub mod oidc;
 pub mod prism;
 pub mod process;
 pub mod scim;
@@ -61,7 +62,9 @@ pub struct TestDb {
 impl TestDb {
     pub async fn create(dir: &Path) -> TestDb {
         match std::env::var("GRANTRY_TEST_POSTGRES") {
-            Ok(admin) if !admin.is_empty() => Self::create_postgres(&admin).await,
+            Ok(admin) if !admin.is_empty() && admin != "skip" => {
+                Self::create_postgres(&admin).await
+            }
             _ => TestDb {
                 url: format!("sqlite://{}", dir.join("grantry.db").display()),
                 pg: None,
@@ -194,21 +197,27 @@ pub struct TestApp {
 
 /// Starts SCIM, the Slack stand-in and the app. `tweak` edits the config before start.
 pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_app_at(|c, _, _| tweak(c)).await
+}
+
+/// The same, telling `tweak` the app's base URL and the test's folder (for settings that name
+/// the app's own address, like the admin pages' OIDC redirect URL).
+pub async fn spawn_app_at(tweak: impl FnOnce(&mut Config, &str, &Path)) -> TestApp {
     let scim = Scim::start().await;
     let slack = SlackStandIn::start().await;
     let dir = tempfile::tempdir().unwrap();
     let db = TestDb::create(dir.path()).await;
     let path = write_config(dir.path(), &db, &slack.base_url(), &scim.base_url, "");
     let mut config = Config::load(&path).unwrap();
-    tweak(&mut config);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base_url = format!("http://{}", listener.local_addr().unwrap());
+    tweak(&mut config, &base_url, dir.path());
     let clock = Arc::new(ManualClock::new());
     let app = Arc::new(
         App::build(config, clock.clone() as Arc<dyn Clock>)
             .await
             .unwrap(),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base_url = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(grantry::serve(app.clone(), listener, async move {
         let _ = rx.await;

@@ -36,7 +36,7 @@ pub struct Keys {
 }
 
 /// The modulus and exponent of a PKCS#1 DER RSA public key.
-fn n_e(der: &[u8]) -> (Vec<u8>, Vec<u8>) {
+pub fn n_e(der: &[u8]) -> (Vec<u8>, Vec<u8>) {
     fn read(d: &[u8], at: usize) -> (usize, usize) {
         // (content start, content length) of the TLV at `at`.
         let len0 = d[at + 1] as usize;
