@@ -508,7 +508,11 @@ async fn a_desk_that_is_down_holds_nothing_up_and_its_ticket_catches_up() {
         (!calls(&server).await.is_empty()).then_some(())
     })
     .await;
-    assert_eq!(t.state_of(&id).await, "active");
+    // The membership shows in SCIM a moment before the grant is committed.
+    eventually(10, "request active", || async {
+        (t.state_of(&id).await == "active").then_some(())
+    })
+    .await;
 
     // The desk is back: the ticket is opened and resolved, once.
     server.reset().await;
