@@ -393,6 +393,8 @@ async fn provision(app: &App, request_id: &str) -> Result<(), JobError> {
         });
     let mut grants = app.store.grants_for_request(id.as_str()).await?;
     let mut waiting = false;
+    // The last grant is recorded in the same transaction that makes the request active.
+    let mut open: Option<crate::store::Tx> = None;
     for (item_app, item_ent) in items {
         let held = grants.iter().any(|g| {
             g.app.eq_ignore_ascii_case(&item_app.id)
@@ -406,17 +408,36 @@ async fn provision(app: &App, request_id: &str) -> Result<(), JobError> {
             ent: item_ent,
             in_bundle: ent.is_bundle(),
         };
+        // Never hold the writer across the next app call.
+        if let Some(tx) = open.take() {
+            tx.commit().await?;
+        }
         match provision_item(app, &req, &item, approved_by.as_deref()).await? {
-            Some(g) => grants.push(g),
-            None => waiting = true, // a person makes this change; their Done runs this again
+            Provisioned::Recorded(tx, g) => {
+                grants.push(g);
+                open = Some(tx);
+            }
+            Provisioned::Existing(g) => grants.push(g),
+            // A person makes this change; their Done runs this again.
+            Provisioned::Waiting => waiting = true,
         }
     }
     if waiting {
+        if let Some(tx) = open.take() {
+            tx.commit().await?;
+        }
         return Ok(());
     }
 
     let now = app.now_ms();
-    let mut tx = app.store.begin().await?;
+    let mut tx = match open {
+        Some(tx) => tx,
+        None => {
+            let mut tx = app.store.begin().await?;
+            tx.lock_request(&id).await?;
+            tx
+        }
+    };
     if !tx
         .move_request(&id, RequestState::Provisioning, RequestState::Active, now)
         .await?
@@ -488,6 +509,16 @@ async fn provision(app: &App, request_id: &str) -> Result<(), JobError> {
     Ok(())
 }
 
+/// What granting one entitlement came to.
+enum Provisioned {
+    /// Granted and recorded in this open transaction (with the request's row locked first).
+    Recorded(crate::store::Tx, GrantRecord),
+    /// Recorded earlier (a retry, or a lease that ran out).
+    Existing(GrantRecord),
+    /// A person makes the change (a manual task is open).
+    Waiting,
+}
+
 /// One entitlement a request provisions (itself, or one member of its bundle).
 struct Item<'a> {
     app: &'a crate::domain::App,
@@ -495,14 +526,14 @@ struct Item<'a> {
     in_bundle: bool,
 }
 
-/// Grants one entitlement in its app and records the grant. None: a person makes the change
-/// (a manual task is open) and the request waits for them.
+/// Grants one entitlement in its app and records the grant in a transaction left open for the
+/// caller to finish; or says a person makes the change (a manual task is open).
 async fn provision_item(
     app: &App,
     req: &crate::domain::AccessRequest,
     item: &Item<'_>,
     approved_by: Option<&str>,
-) -> Result<Option<GrantRecord>, JobError> {
+) -> Result<Provisioned, JobError> {
     let id = &req.id;
     let (catalog_app, ent) = (item.app, item.ent);
     let connector = app.connectors.get(&catalog_app.connector).ok_or_else(|| {
@@ -533,10 +564,10 @@ async fn provision_item(
     let task = app.store.fulfilment_by_key(&task_key).await?;
     let change = match &task {
         Some(t) if t.state == "done" => Change::Applied,
-        Some(t) if t.state == "open" => return Ok(None), // waiting for IT
+        Some(t) if t.state == "open" => return Ok(Provisioned::Waiting), // waiting for IT
         Some(t) => {
             reopen_task(app, &t.id).await?; // failed before; IT retried
-            return Ok(None);
+            return Ok(Provisioned::Waiting);
         }
         None => observed(name, "grant", connector.grant(&account, &ent.target).await)?,
     };
@@ -557,18 +588,21 @@ async fn provision_item(
         };
         crate::flow::fulfilment::open(app, &mut tx, &new, &channel).await?;
         tx.commit().await?;
-        return Ok(None);
+        return Ok(Provisioned::Waiting);
     }
     let fulfilled_by = task.and_then(|t| t.decided_by);
 
     let now = app.now_ms();
     let mut tx = app.store.begin().await?;
+    // Row locks before the audit chain's head (ARCHITECTURE.md): the caller may end the
+    // request in this transaction.
+    tx.lock_request(id).await?;
     let recorded = tx.grants_of_request(id.as_str()).await?;
     // Another run recorded it meanwhile (a lease that ran out): keep that one.
     if let Some(g) = recorded.iter().find(|g| {
         g.app.eq_ignore_ascii_case(&catalog_app.id) && g.entitlement.eq_ignore_ascii_case(&ent.id)
     }) {
-        return Ok(Some(g.clone()));
+        return Ok(Provisioned::Existing(g.clone()));
     }
     // A bundle's grants share one end, counted from its first grant.
     let start = recorded.iter().map(|g| g.granted_at).min().unwrap_or(now);
@@ -608,8 +642,7 @@ async fn provision_item(
         },
     )
     .await?;
-    tx.commit().await?;
-    Ok(Some(grant))
+    Ok(Provisioned::Recorded(tx, grant))
 }
 
 /// An approved extension: moves the grant's end, no call to the app needed. Returns false when
