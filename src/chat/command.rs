@@ -239,6 +239,7 @@ fn text_after_word(text: &str, n: usize) -> String {
 pub const HELP: &str = "*grantry* keeps the grants: ask for access, owners approve, access ends on time.\n\
 • `/access`: a form that lists the apps, their access and the durations allowed.\n\
 • `/access <app> <entitlement> for <duration> because <reason>`: ask directly, e.g. `/access github platform-admins for 4h because incident INC-42`\n\
+• `/access bundle <id> for <duration> because <reason>`: a bundle of access across apps (see the form), approved once, granted and ended together.\n\
 • Durations: `30m`, `4h`, `2d`, `1w` (the catalog sets the longest allowed; `permanent` where it allows).\n\
 • `/access list`: your open requests and the access you hold, with time left.\n\
 • `/access cancel <request id>`: withdraw a request still waiting for approval.\n\
