@@ -50,6 +50,11 @@ async fn an_idp_deactivating_a_user_offboards_them() {
         (t.scim.members(&group).await.len() == 1).then_some(())
     })
     .await;
+    // The membership shows in SCIM a moment before the grant is committed.
+    eventually(10, "grant recorded", || async {
+        (t.state_of(&id).await == "active").then_some(())
+    })
+    .await;
     let pending = t
         .file_request("github readers for 1d because reading docs")
         .await;
