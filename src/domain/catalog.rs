@@ -261,17 +261,20 @@ struct RawStep {
     backup: Vec<String>,
 }
 
+/// The app and entitlement named by `app/entitlement` among `apps` (case-insensitive).
+fn find_in<'a>(apps: &'a [App], qualified: &str) -> Option<(&'a App, &'a Entitlement)> {
+    let (a, e) = qualified.split_once('/')?;
+    let app = apps.iter().find(|x| x.id.eq_ignore_ascii_case(a))?;
+    Some((app, app.entitlement(e)?))
+}
+
 /// Checks the `[[bundles]]` against the apps and builds the built-in [`BUNDLE_APP`] holding them.
 fn parse_bundles(
     raw: Vec<RawBundle>,
     apps: &[App],
     problems: &mut Vec<CatalogProblem>,
 ) -> Option<App> {
-    let find = |q: &str| -> Option<(&App, &Entitlement)> {
-        let (a, e) = q.split_once('/')?;
-        let app = apps.iter().find(|x| x.id.eq_ignore_ascii_case(a))?;
-        Some((app, app.entitlement(e)?))
-    };
+    let find = |q: &str| find_in(apps, q);
     let mut ents: Vec<Entitlement> = Vec::new();
     let mut all_owners: Vec<String> = Vec::new();
     for (i, b) in raw.into_iter().enumerate() {
@@ -718,9 +721,7 @@ impl Catalog {
 
     /// The app and entitlement named by `app/entitlement`.
     pub fn resolve(&self, qualified: &str) -> Option<(&App, &Entitlement)> {
-        let (a, e) = qualified.split_once('/')?;
-        let app = self.app(a)?;
-        Some((app, app.entitlement(e)?))
+        find_in(&self.apps, qualified)
     }
 
     /// What a request for `ent` provisions: the bundle's members, or the entitlement itself.

@@ -9,20 +9,9 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 use crate::flow::intake::IntakeReply;
 use crate::App;
-
-fn bearer_matches(headers: &HeaderMap, secret: &str) -> bool {
-    let given = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    // Comparing digests: the time taken says nothing about the secret.
-    !secret.is_empty() && Sha256::digest(given.as_bytes()) == Sha256::digest(secret.as_bytes())
-}
 
 fn answer(status: StatusCode, body: Value) -> (StatusCode, Json<Value>) {
     (status, Json(body))
@@ -44,7 +33,7 @@ pub(super) async fn inbound(
     let authorised = entry
         .inbound_secret
         .as_ref()
-        .is_some_and(|s| bearer_matches(&headers, s.expose()));
+        .is_some_and(|s| super::hooks::bearer_is(&headers, s.expose()));
     if !authorised {
         return answer(
             StatusCode::UNAUTHORIZED,

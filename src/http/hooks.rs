@@ -22,7 +22,11 @@ pub(super) struct OffboardBody {
 }
 
 pub(super) fn authorised(app: &App, headers: &HeaderMap) -> bool {
-    let secret = app.offboard_secret.expose();
+    bearer_is(headers, app.offboard_secret.expose())
+}
+
+/// Whether the request carries `Authorization: Bearer <secret>` (never for an empty secret).
+pub(super) fn bearer_is(headers: &HeaderMap, secret: &str) -> bool {
     if secret.is_empty() {
         return false;
     }

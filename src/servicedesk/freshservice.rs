@@ -87,27 +87,22 @@ impl Freshservice {
         })
     }
 
-    async fn call(&self, method: Method, path: &str, body: Value) -> Result<Value, DeskError> {
-        let rb = self
-            .api
-            .request(method.clone(), path)
-            .header("Authorization", self.auth.expose())
-            .json(&body);
-        let reply = self.api.send(&method, path, rb).await?;
-        if reply.ok() {
-            return Ok(reply.body);
-        }
-        let detail = reply
-            .body
-            .get("description")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        Err(self.api.failure(
-            &reply,
-            &detail,
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, DeskError> {
+        super::call(
+            &self.api,
+            &self.auth,
+            method,
+            path,
+            body,
+            "/description",
             "the API key's agent needs a role that may create and edit tickets",
-        ))
+        )
+        .await
     }
 }
 
@@ -144,7 +139,9 @@ impl ServiceDesk for Freshservice {
             "status": OPEN,
             "source": self.source,
         });
-        let v = self.call(Method::POST, "/api/v2/tickets", body).await?;
+        let v = self
+            .call(Method::POST, "/api/v2/tickets", Some(body))
+            .await?;
         let id = v
             .pointer("/ticket/id")
             .and_then(Value::as_i64)
@@ -160,7 +157,7 @@ impl ServiceDesk for Freshservice {
         self.call(
             Method::POST,
             &path,
-            json!({"body": html(text), "private": false}),
+            Some(json!({"body": html(text), "private": false})),
         )
         .await?;
         Ok(())
@@ -169,7 +166,7 @@ impl ServiceDesk for Freshservice {
     async fn resolve(&self, key: &str, text: &str) -> Result<(), DeskError> {
         self.comment(key, text).await?;
         let path = format!("/api/v2/tickets/{}", id_path(key));
-        self.call(Method::PUT, &path, json!({"status": RESOLVED}))
+        self.call(Method::PUT, &path, Some(json!({"status": RESOLVED})))
             .await?;
         Ok(())
     }

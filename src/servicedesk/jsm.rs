@@ -94,29 +94,16 @@ impl Jsm {
         path: &str,
         body: Option<Value>,
     ) -> Result<Value, DeskError> {
-        let mut rb = self
-            .api
-            .request(method.clone(), path)
-            .header("Authorization", self.auth.expose())
-            .header("Accept", "application/json");
-        if let Some(b) = body {
-            rb = rb.json(&b);
-        }
-        let reply = self.api.send(&method, path, rb).await?;
-        if reply.ok() {
-            return Ok(reply.body);
-        }
-        let detail = reply
-            .body
-            .get("errorMessage")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        Err(self.api.failure(
-            &reply,
-            &detail,
+        super::call(
+            &self.api,
+            &self.auth,
+            method,
+            path,
+            body,
+            "/errorMessage",
             "the account needs the Service Desk Team role (agent) in the project",
-        ))
+        )
+        .await
     }
 }
 

@@ -235,6 +235,37 @@ fn strip_html(s: &str) -> String {
     out.replace("&nbsp;", " ")
 }
 
+/// One JSON call to a desk with its `Authorization`; a failure carries the desk's own error text
+/// (found at `detail_at`, a JSON pointer) and, for 401/403, `fix`.
+pub(crate) async fn call(
+    api: &crate::connectors::api::Api,
+    auth: &Secret,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+    detail_at: &str,
+    fix: &str,
+) -> Result<Value, DeskError> {
+    let mut rb = api
+        .request(method.clone(), path)
+        .header("Authorization", auth.expose())
+        .header("Accept", "application/json");
+    if let Some(b) = body {
+        rb = rb.json(&b);
+    }
+    let reply = api.send(&method, path, rb).await?;
+    if reply.ok() {
+        return Ok(reply.body);
+    }
+    let detail = reply
+        .body
+        .pointer(detail_at)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    Err(api.failure(&reply, &detail, fix))
+}
+
 /// Reads a desk's `[service_desks.<name>]` settings into its typed settings.
 pub(crate) fn settings<T: serde::de::DeserializeOwned>(table: &toml::Table) -> Result<T, String> {
     let mut t = table.clone();

@@ -108,29 +108,16 @@ impl ServiceNow {
         path: &str,
         body: Option<Value>,
     ) -> Result<Value, DeskError> {
-        let mut rb = self
-            .api
-            .request(method.clone(), path)
-            .header("Authorization", self.auth.expose())
-            .header("Accept", "application/json");
-        if let Some(b) = body {
-            rb = rb.json(&b);
-        }
-        let reply = self.api.send(&method, path, rb).await?;
-        if reply.ok() {
-            return Ok(reply.body);
-        }
-        let detail = reply
-            .body
-            .pointer("/error/message")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        Err(self.api.failure(
-            &reply,
-            &detail,
+        super::call(
+            &self.api,
+            &self.auth,
+            method,
+            path,
+            body,
+            "/error/message",
             "the integration user needs the itil role (read, create and write on the table)",
-        ))
+        )
+        .await
     }
 
     fn url_of(&self, sys_id: &str) -> String {
