@@ -68,7 +68,10 @@ impl Freshservice {
         let s: Settings = super::settings(settings)?;
         let key = super::secret(name, settings, "api_key", "FRESHSERVICE_API_KEY")?;
         if key.is_empty() {
-            return Err("set api_key_env or api_key_file (an agent's API key)".into());
+            return Err(
+                "set api_key_env or api_key_file, or FRESHSERVICE_API_KEY (an agent's API key)"
+                    .into(),
+            );
         }
         if !(1..=4).contains(&s.priority) {
             return Err("priority is 1 (low) to 4 (urgent)".into());

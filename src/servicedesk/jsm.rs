@@ -66,7 +66,7 @@ impl Jsm {
         let token = super::secret(name, settings, "token", "JSM_API_TOKEN")?;
         if token.is_empty() {
             return Err(
-                "set token_env or token_file (an Atlassian API token or OAuth token)".into(),
+                "set token_env or token_file, or JSM_API_TOKEN (an Atlassian API token or OAuth token)".into(),
             );
         }
         let auth = match &s.email {

@@ -155,7 +155,8 @@ impl ServiceDesks {
     }
 }
 
-/// A secret from `<key>_env` or `<key>_file` in a desk's settings (empty when neither is set).
+/// A secret from `<key>_env` or `<key>_file` in a desk's settings, else from `default_env`
+/// (empty when none is set).
 pub(crate) fn secret(
     name: &str,
     settings: &toml::Table,
@@ -172,9 +173,6 @@ pub(crate) fn secret(
         env: text(format!("{key}_env")),
         file: text(format!("{key}_file")).map(std::path::PathBuf::from),
     };
-    if source.env.is_none() && source.file.is_none() {
-        return Ok(Secret::new(String::new()));
-    }
     source
         .load(&format!("service_desks.{name} {key}"), default_env)
         .map_err(|e| e.to_string())

@@ -81,7 +81,7 @@ impl ServiceNow {
         }
         let password = super::secret(name, settings, "password", "SERVICENOW_PASSWORD")?;
         if password.is_empty() {
-            return Err("set password_env or password_file (the integration user's password, or an OAuth token)".into());
+            return Err("set password_env or password_file, or SERVICENOW_PASSWORD (the integration user's password, or an OAuth token)".into());
         }
         let auth = match &s.username {
             Some(u) => super::basic(u, &password),
