@@ -1,5 +1,7 @@
-//! Filing a request: validate against the catalog, decide, route, persist, in one transaction.
+//! Filing a request: validate against the catalog, decide, route, persist (one read, one shared write).
 //! Pure CPU and one write: this runs on the ack path.
+
+use std::collections::HashMap;
 
 use serde_json::json;
 
@@ -8,10 +10,8 @@ use crate::chat::command::{DurationSpec, RequestText};
 use crate::domain::{AccessDuration, AccessRequest, Catalog, RequestId, RequestState};
 use crate::policy::{self, Outcome, PolicyInput};
 use crate::routing;
-use crate::store::approvals::NewApproval;
-use crate::store::audit::NewAuditEvent;
 use crate::store::decisions::DecisionRecord;
-use crate::store::requests::Inserted;
+use crate::store::filing::{Filed, Filing, FilingApproval, FilingEvent};
 use crate::store::Job;
 use crate::App;
 
@@ -103,33 +103,32 @@ struct Routed {
 }
 
 /// Replaces approvers who are away by their delegates (never the requester or the subject).
-async fn route_with_delegations(
+fn route_with_delegations(
     app: &App,
     platform: &str,
     approvers: &[routing::Approver],
+    delegations: &HashMap<String, (String, i64)>,
     requester: &str,
     subject: &str,
-    now: i64,
-) -> Result<Vec<Routed>, FlowError> {
+) -> Vec<Routed> {
     let mut out: Vec<Routed> = Vec::new();
     for a in approvers {
-        let delegated = app.store.delegation_of(&a.email, now).await?;
-        let (email, name, on_behalf_of) = match delegated {
+        let (email, name, on_behalf_of) = match delegations.get(&a.email) {
             Some((delegate, until))
                 if !delegate.eq_ignore_ascii_case(requester)
                     && !delegate.eq_ignore_ascii_case(subject) =>
             {
                 let name = app
                     .directory
-                    .by_email(&delegate)
+                    .by_email(delegate)
                     .map(|p| p.display_name().to_string())
                     .unwrap_or_else(|| delegate.clone());
                 let why = format!(
                     "On behalf of {} (away until {})",
                     a.name,
-                    crate::clock::format_utc(until)
+                    crate::clock::format_utc(*until)
                 );
-                (delegate, name, Some(why))
+                (delegate.clone(), name, Some(why))
             }
             _ => (a.email.clone(), a.name.clone(), None),
         };
@@ -148,7 +147,7 @@ async fn route_with_delegations(
             on_behalf_of,
         });
     }
-    Ok(out)
+    out
 }
 
 /// Who owns what is asked for: the app's owners, or for a bundle the approvers its steps name.
@@ -288,21 +287,34 @@ pub async fn submit(app: &App, s: Submission) -> Result<IntakeReply, FlowError> 
             }
         },
     };
+    // Step 0's approvers come from the catalog and the directory; the store is read once for
+    // what the decision and the routing need (offboarding, held grants, delegations).
+    let approvers = routing::step_approvers(
+        catalog_app,
+        &ent.steps[0],
+        &requester.email,
+        &subject.email,
+        &app.directory,
+    );
+    let approver_emails: Vec<&str> = approvers.iter().map(|a| a.email.as_str()).collect();
+    let facts = app
+        .store
+        .intake_facts(
+            &[&requester.email, &subject.email],
+            &subject.email,
+            &approver_emails,
+            app.now_ms(),
+        )
+        .await?;
     for who in [&requester.email, &subject.email] {
-        if app.store.is_offboarded(who).await? {
+        if facts.is_offboarded(who) {
             return Ok(IntakeReply::Invalid(format!(
                 "{} has left the company (offboarded): no new access can be requested.",
                 crate::chat::escape(who)
             )));
         }
     }
-    let held: Vec<String> = app
-        .store
-        .active_grants_of(&subject.email)
-        .await?
-        .into_iter()
-        .map(|g| format!("{}/{}", g.app, g.entitlement))
-        .collect();
+    let held = facts.held.clone();
     let hour_utc = (app.now_ms().div_euclid(3_600_000)).rem_euclid(24);
     // Memory only (a snapshot refreshed in the background): never the provider on the ack path.
     let on_call_level = app.on_call.level_of(&subject.email, app.now_ms());
@@ -344,13 +356,6 @@ pub async fn submit(app: &App, s: Submission) -> Result<IntakeReply, FlowError> 
         .len();
         (n < step.need as usize).then_some((k, n, step.need))
     });
-    let approvers = routing::step_approvers(
-        catalog_app,
-        &ent.steps[0],
-        &requester.email,
-        &subject.email,
-        &app.directory,
-    );
     if decision.outcome == Outcome::NeedsApproval {
         if let Some((k, n, need)) = short_step {
             decision = policy::Decision {
@@ -388,55 +393,18 @@ pub async fn submit(app: &App, s: Submission) -> Result<IntakeReply, FlowError> 
         updated_at_ms: now,
     };
 
-    let routed = route_with_delegations(
-        app,
-        s.platform,
-        &approvers,
-        &requester.email,
-        &subject.email,
-        now,
-    )
-    .await?;
-    let mut tx = app.store.begin().await?;
-    if let Inserted::Duplicate(id) = tx
-        .insert_request(
-            &request,
-            s.idempotency_key.as_deref(),
-            s.reply_channel.as_deref(),
-        )
-        .await?
-    {
-        let state = tx
-            .request(&id)
-            .await?
-            .map(|r| r.state)
-            .unwrap_or(RequestState::Submitted);
-        return Ok(IntakeReply::Duplicate { id, state });
-    }
-    let dm = |reply: &IntakeReply| Job::Notify {
-        platform: s.platform.to_string(),
-        to: s.requester_chat_id.clone(),
-        text: reply.message(),
-        ephemeral_channel: None,
-    };
     let id = request.id.as_str();
-    tx.audit(
-        now,
-        NewAuditEvent {
-            actor: &requester.email,
-            action: "request.submitted",
-            request_id: Some(id),
-            grant_id: None,
-            detail: json!({
-                "platform": s.platform, "chat_user": s.requester_chat_id, "subject": subject.email,
-                "app": request.app, "entitlement": request.entitlement,
-                "duration": duration.map(|d| d.to_string()), "reason": request.reason, "ticket": request.ticket,
-                "extends_grant": request.extends_grant,
-            }),
-        },
-    )
-    .await?;
-    tx.insert_decision(&DecisionRecord {
+    let mut events = vec![FilingEvent {
+        actor: requester.email.clone(),
+        action: "request.submitted".into(),
+        detail: json!({
+            "platform": s.platform, "chat_user": s.requester_chat_id, "subject": subject.email,
+            "app": request.app, "entitlement": request.entitlement,
+            "duration": duration.map(|d| d.to_string()), "reason": request.reason, "ticket": request.ticket,
+            "extends_grant": request.extends_grant,
+        }),
+    }];
+    let decision_record = DecisionRecord {
         request_id: id.to_string(),
         kind: "policy".into(),
         outcome: match decision.outcome {
@@ -449,9 +417,7 @@ pub async fn submit(app: &App, s: Submission) -> Result<IntakeReply, FlowError> 
         policy_ids: json!(decision.policy_ids).to_string(),
         reasons: json!(decision.reasons).to_string(),
         at: now,
-    })
-    .await?;
-    let max_attempts = app.config.jobs.max_attempts;
+    };
     // What the decision saw beyond the request itself, for the audit.
     let mut decision_detail =
         json!({"policy_ids": decision.policy_ids, "reasons": decision.reasons});
@@ -461,113 +427,99 @@ pub async fn submit(app: &App, s: Submission) -> Result<IntakeReply, FlowError> 
     if break_glass_cap.is_some() {
         decision_detail["break_glass"] = json!(true);
     }
-    if state == RequestState::Denied {
-        tx.audit(
-            now,
-            NewAuditEvent {
-                actor: "policy",
-                action: "request.denied",
-                request_id: Some(id),
-                grant_id: None,
-                detail: decision_detail.clone(),
-            },
-        )
-        .await?;
-        let reply = IntakeReply::Denied {
-            id: request.id.clone(),
-            reason: decision.explain(),
-        };
-        if s.confirm_by_dm {
-            tx.enqueue(&dm(&reply), now, max_attempts).await?;
-        }
-        tx.commit().await?;
-        return Ok(reply);
-    }
-    if state == RequestState::Provisioning {
-        tx.audit(
-            now,
-            NewAuditEvent {
-                actor: "policy",
-                action: "request.auto_approved",
-                request_id: Some(id),
-                grant_id: None,
-                detail: decision_detail.clone(),
-            },
-        )
-        .await?;
-        let job = Job::Provision {
-            request_id: id.to_string(),
-        };
-        tx.enqueue(&job, now, max_attempts).await?;
-        if decision.policy_ids.iter().any(|p| p == BREAK_GLASS) {
-            let alert = format!(
-                ":rotating_light: *BREAK-GLASS* {id}: {} took *{}/{}*{} for {}: {}. The owners will review it.",
-                crate::chat::escape(&requester.email),
-                request.app,
-                request.entitlement,
-                if subject.email == requester.email {
-                    String::new()
-                } else {
-                    format!(" for {}", crate::chat::escape(&subject.email))
-                },
-                duration.map(|d| d.to_string()).unwrap_or_default(),
-                crate::chat::escape(&request.reason)
-            );
-            if let Some(job) = app.status_notice(alert) {
-                tx.enqueue(&job, now, max_attempts).await?;
+    let policy_event = |action: &str, detail: serde_json::Value| FilingEvent {
+        actor: "policy".into(),
+        action: action.into(),
+        detail,
+    };
+    let mut approvals = Vec::new();
+    let mut jobs = Vec::new();
+    let reply = match state {
+        RequestState::Denied => {
+            events.push(policy_event("request.denied", decision_detail));
+            IntakeReply::Denied {
+                id: request.id.clone(),
+                reason: decision.explain(),
             }
         }
-        let reply = IntakeReply::AutoApproved {
-            id: request.id.clone(),
-            reason: decision.explain(),
-        };
-        if s.confirm_by_dm {
-            tx.enqueue(&dm(&reply), now, max_attempts).await?;
+        RequestState::Provisioning => {
+            events.push(policy_event("request.auto_approved", decision_detail));
+            jobs.push(Job::Provision {
+                request_id: id.to_string(),
+            });
+            if decision.policy_ids.iter().any(|p| p == BREAK_GLASS) {
+                let alert = format!(
+                    ":rotating_light: *BREAK-GLASS* {id}: {} took *{}/{}*{} for {}: {}. The owners will review it.",
+                    crate::chat::escape(&requester.email),
+                    request.app,
+                    request.entitlement,
+                    if subject.email == requester.email {
+                        String::new()
+                    } else {
+                        format!(" for {}", crate::chat::escape(&subject.email))
+                    },
+                    duration.map(|d| d.to_string()).unwrap_or_default(),
+                    crate::chat::escape(&request.reason)
+                );
+                jobs.extend(app.status_notice(alert));
+            }
+            IntakeReply::AutoApproved {
+                id: request.id.clone(),
+                reason: decision.explain(),
+            }
         }
-        tx.commit().await?;
-        return Ok(reply);
-    }
-    tx.audit(
-        now,
-        NewAuditEvent {
-            actor: "policy",
-            action: "request.routed",
-            request_id: Some(id),
-            grant_id: None,
-            detail: {
-                let mut d = decision_detail;
-                d["approvers"] = json!(routed.iter().map(|a| &a.email).collect::<Vec<_>>());
-                d["delegations"] = json!(routed
-                    .iter()
-                    .filter_map(|a| a.on_behalf_of.as_ref())
-                    .collect::<Vec<_>>());
-                d
-            },
-        },
-    )
-    .await?;
-    for a in &routed {
-        let approval_id = tx
-            .insert_approval(&NewApproval {
-                request_id: &request.id,
-                step: 0,
-                email: &a.email,
-                name: &a.name,
-                platform: s.platform,
-                chat_user_id: a.chat_id.as_deref(),
-                on_behalf_of: a.on_behalf_of.as_deref(),
-            })
-            .await?;
-        tx.enqueue(&Job::PostApprovalCard { approval_id }, now, max_attempts)
-            .await?;
-    }
-    let reply = IntakeReply::Routed {
-        id: request.id.clone(),
-        approvers: routed.into_iter().map(|a| a.name).collect(),
+        _ => {
+            let routed = route_with_delegations(
+                app,
+                s.platform,
+                &approvers,
+                &facts.delegations,
+                &requester.email,
+                &subject.email,
+            );
+            let mut detail = decision_detail;
+            detail["approvers"] = json!(routed.iter().map(|a| &a.email).collect::<Vec<_>>());
+            detail["delegations"] = json!(routed
+                .iter()
+                .filter_map(|a| a.on_behalf_of.as_ref())
+                .collect::<Vec<_>>());
+            events.push(policy_event("request.routed", detail));
+            let names = routed.iter().map(|a| a.name.clone()).collect();
+            approvals = routed
+                .into_iter()
+                .map(|a| FilingApproval {
+                    email: a.email,
+                    name: a.name,
+                    chat_user_id: a.chat_id,
+                    on_behalf_of: a.on_behalf_of,
+                })
+                .collect();
+            IntakeReply::Routed {
+                id: request.id.clone(),
+                approvers: names,
+            }
+        }
     };
     if s.confirm_by_dm {
-        tx.enqueue(&dm(&reply), now, max_attempts).await?;
+        jobs.push(Job::Notify {
+            platform: s.platform.to_string(),
+            to: s.requester_chat_id.clone(),
+            text: reply.message(),
+            ephemeral_channel: None,
+        });
     }
-    tx.commit().await?;
-    Ok(reply)
+    let filing = Filing {
+        request,
+        idempotency_key: s.idempotency_key,
+        reply_channel: s.reply_channel,
+        decision: decision_record,
+        events,
+        approvals,
+        jobs,
+        max_attempts: app.config.jobs.max_attempts,
+    };
+    Ok(match app.store.file(filing).await? {
+        Filed::Created => reply,
+        Filed::Duplicate { id, state } => IntakeReply::Duplicate { id, state },
+    })
 }

@@ -75,12 +75,21 @@ impl Tx {
 }
 
 impl Tx {
-    /// Appends several events at once (one head move, one insert): for sweeps that record an
-    /// event per grant. The chain is the same as appending them one by one.
+    /// Appends several events at once (one head move, inserts of many rows): for sweeps that
+    /// record an event per grant. The chain is the same as appending them one by one.
     pub async fn audit_many(
         &mut self,
         at_ms: i64,
         events: &[NewAuditEvent<'_>],
+    ) -> Result<(), StoreError> {
+        let timed: Vec<(i64, &NewAuditEvent<'_>)> = events.iter().map(|e| (at_ms, e)).collect();
+        self.audit_timed(&timed).await
+    }
+
+    /// Appends events each with its own time, in order, with one head move.
+    pub(crate) async fn audit_timed(
+        &mut self,
+        events: &[(i64, &NewAuditEvent<'_>)],
     ) -> Result<(), StoreError> {
         if events.is_empty() {
             return Ok(());
@@ -92,57 +101,50 @@ impl Tx {
                 .await?;
         let first = last_seq - events.len() as i64 + 1;
         let mut rows = Vec::with_capacity(events.len());
-        for (i, e) in events.iter().enumerate() {
+        for (i, (at_ms, e)) in events.iter().enumerate() {
             let seq = first + i as i64;
             let detail = e.detail.to_string();
             let hash = crate::audit::chain_hash(
                 &prev,
                 seq,
-                at_ms,
+                *at_ms,
                 e.actor,
                 e.action,
                 e.request_id,
                 e.grant_id,
                 &detail,
             );
-            rows.push((seq, detail, prev.clone(), hash.clone()));
+            rows.push((seq, *at_ms, detail, prev.clone(), hash.clone()));
             prev = hash;
         }
-        let mut sql = String::from(
-            "INSERT INTO audit_events (seq, at, actor, action, request_id, grant_id, detail, prev_hash, hash) VALUES ",
-        );
-        for i in 0..events.len() {
-            let b = i * 9;
-            if i > 0 {
-                sql.push(',');
+        for chunk in events
+            .iter()
+            .zip(rows)
+            .collect::<Vec<_>>()
+            .chunks(ROWS_PER_INSERT)
+        {
+            let sql = super::values_sql(
+                self.backend(),
+                "INSERT INTO audit_events (seq, at, actor, action, request_id, grant_id, detail, prev_hash, hash) VALUES ",
+                chunk.len(),
+                9,
+                "",
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for ((_, e), (seq, at_ms, detail, prev_hash, hash)) in chunk {
+                q = q
+                    .bind(*seq)
+                    .bind(*at_ms)
+                    .bind(e.actor.to_string())
+                    .bind(e.action.to_string())
+                    .bind(e.request_id.map(str::to_string))
+                    .bind(e.grant_id.map(str::to_string))
+                    .bind(detail.clone())
+                    .bind(prev_hash.clone())
+                    .bind(hash.clone());
             }
-            sql.push_str(&format!(
-                "(${},${},${},${},${},${},${},${},${})",
-                b + 1,
-                b + 2,
-                b + 3,
-                b + 4,
-                b + 5,
-                b + 6,
-                b + 7,
-                b + 8,
-                b + 9
-            ));
+            q.execute(self.conn()).await?;
         }
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (e, (seq, detail, prev_hash, hash)) in events.iter().zip(rows) {
-            q = q
-                .bind(seq)
-                .bind(at_ms)
-                .bind(e.actor.to_string())
-                .bind(e.action.to_string())
-                .bind(e.request_id.map(str::to_string))
-                .bind(e.grant_id.map(str::to_string))
-                .bind(detail)
-                .bind(prev_hash)
-                .bind(hash);
-        }
-        q.execute(self.conn()).await?;
         sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
             .bind(prev)
             .execute(self.conn())
@@ -150,6 +152,9 @@ impl Tx {
         Ok(())
     }
 }
+
+/// Rows per multi-row insert: well under SQLite's 32,766 bound parameters at 9 per row.
+const ROWS_PER_INSERT: usize = 500;
 
 impl Store {
     /// Events with `seq > after`, in order, at most `limit`.

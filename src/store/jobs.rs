@@ -164,40 +164,40 @@ impl Tx {
         run_at_ms: i64,
         max_attempts: i64,
     ) -> Result<(), StoreError> {
-        if jobs.is_empty() {
-            return Ok(());
-        }
-        let mut sql =
-            String::from("INSERT INTO jobs (kind, payload, max_attempts, run_at, created_at, updated_at) VALUES ");
-        for i in 0..jobs.len() {
-            let b = i * 6;
-            if i > 0 {
-                sql.push(',');
+        let rows: Vec<(&Job, i64, i64)> =
+            jobs.iter().map(|j| (j, run_at_ms, max_attempts)).collect();
+        self.enqueue_rows(&rows).await
+    }
+
+    /// Enqueues jobs, each `(job, run_at_ms, max_attempts)`, with as few inserts as the
+    /// parameter limit allows; ids are given in order.
+    pub(crate) async fn enqueue_rows(
+        &mut self,
+        jobs: &[(&Job, i64, i64)],
+    ) -> Result<(), StoreError> {
+        for chunk in jobs.chunks(1_000) {
+            let sql = super::values_sql(
+                self.backend(),
+                "INSERT INTO jobs (kind, payload, max_attempts, run_at, created_at, updated_at) VALUES ",
+                chunk.len(),
+                6,
+                "",
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (job, run_at_ms, max_attempts) in chunk {
+                let payload = serde_json::to_string(job)
+                    .map_err(|e| StoreError::Corrupt(format!("job payload: {e}")))?;
+                q = q
+                    .bind(job.kind())
+                    .bind(payload)
+                    .bind(*max_attempts)
+                    .bind(*run_at_ms)
+                    .bind(*run_at_ms)
+                    .bind(*run_at_ms);
             }
-            sql.push_str(&format!(
-                "(${},${},${},${},${},${})",
-                b + 1,
-                b + 2,
-                b + 3,
-                b + 4,
-                b + 5,
-                b + 6
-            ));
+            q.execute(self.conn()).await?;
+            self.enqueued = true;
         }
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for job in jobs {
-            let payload = serde_json::to_string(job)
-                .map_err(|e| StoreError::Corrupt(format!("job payload: {e}")))?;
-            q = q
-                .bind(job.kind())
-                .bind(payload)
-                .bind(max_attempts)
-                .bind(run_at_ms)
-                .bind(run_at_ms)
-                .bind(run_at_ms);
-        }
-        q.execute(self.conn()).await?;
-        self.enqueued = true;
         Ok(())
     }
 }

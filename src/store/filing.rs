@@ -1,0 +1,396 @@
+//! The ack path's storage: what filing a request reads (one query) and writes (group commit).
+//!
+//! Filing a request is the one write every `/access` waits on. Instead of a transaction of a
+//! dozen statements per request, [`Store::file`] hands the request's rows to the filer, a task
+//! that writes every filing waiting at that moment in **one** transaction: one multi-row insert
+//! per table, one move of the audit chain's head, one commit (one fsync). Each caller is answered
+//! only after that commit, so an acked request is as durable as before; a batch that fails is
+//! written again one filing at a time, so one bad filing fails alone. With one filing waiting
+//! the batch is that filing: nothing waits for company.
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+
+use super::audit::NewAuditEvent;
+use super::decisions::DecisionRecord;
+use super::jobs::Job;
+use super::{values_sql, Store, StoreError};
+use crate::domain::{AccessRequest, RequestId, RequestState};
+
+/// At most this many filings share a transaction.
+const MAX_BATCH: usize = 128;
+
+/// An audit event of a filing (about the filed request, at its time).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FilingEvent {
+    pub actor: String,
+    pub action: String,
+    pub detail: Value,
+}
+
+/// An approver asked at step 0; each gets a `PostApprovalCard` job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilingApproval {
+    pub email: String,
+    pub name: String,
+    pub chat_user_id: Option<String>,
+    pub on_behalf_of: Option<String>,
+}
+
+/// Everything a new request writes: the request, its policy decision, its audit events, its
+/// approvers (and their cards) and its other jobs, all at `request.created_at_ms`.
+#[derive(Debug, Clone)]
+pub struct Filing {
+    pub request: AccessRequest,
+    /// A retried delivery of the same submission finds the first request by this key.
+    pub idempotency_key: Option<String>,
+    pub reply_channel: Option<String>,
+    pub decision: DecisionRecord,
+    pub events: Vec<FilingEvent>,
+    pub approvals: Vec<FilingApproval>,
+    /// Enqueued after the approvers' cards, in this order.
+    pub jobs: Vec<Job>,
+    pub max_attempts: i64,
+}
+
+/// What filing did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Filed {
+    Created,
+    /// The idempotency key was already used: nothing was written.
+    Duplicate {
+        id: RequestId,
+        state: RequestState,
+    },
+}
+
+/// What intake needs to know from the store before it decides, read at once.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IntakeFacts {
+    /// Of the people asked about, those who were offboarded (as stored).
+    pub offboarded: Vec<String>,
+    /// The subject's active grants as `app/entitlement`.
+    pub held: Vec<String>,
+    /// Approvers away: delegator → (delegate, until).
+    pub delegations: HashMap<String, (String, i64)>,
+}
+
+impl IntakeFacts {
+    /// Whether this person was offboarded.
+    pub fn is_offboarded(&self, email: &str) -> bool {
+        self.offboarded.iter().any(|o| o == email)
+    }
+}
+
+type Waiting = (Filing, oneshot::Sender<Result<Filed, StoreError>>);
+
+/// The handle [`Store`] keeps to its filer task.
+#[derive(Clone)]
+pub(crate) struct Filer(mpsc::UnboundedSender<Waiting>);
+
+impl Filer {
+    /// Starts the filer task on the current runtime, writing through `store` (which has none).
+    pub(crate) fn start(store: Store) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(run(store, rx));
+        Filer(tx)
+    }
+}
+
+async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<Waiting>) {
+    let mut batch: Vec<Waiting> = Vec::new();
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let filings: Vec<&Filing> = batch.iter().map(|(f, _)| f).collect();
+        match store.write_filings(&filings).await {
+            Ok(results) => {
+                for ((_, reply), r) in batch.drain(..).zip(results) {
+                    let _ = reply.send(Ok(r));
+                }
+            }
+            Err(e) if batch.len() == 1 => {
+                if let Some((_, reply)) = batch.pop() {
+                    let _ = reply.send(Err(e));
+                }
+            }
+            Err(_) => {
+                // One of them is at fault (or the database hiccuped): each alone, each its answer.
+                for (f, reply) in batch.drain(..) {
+                    let r = store
+                        .write_filings(&[&f])
+                        .await
+                        .map(|mut v| v.pop().unwrap_or(Filed::Created));
+                    let _ = reply.send(r);
+                }
+            }
+        }
+    }
+}
+
+impl Store {
+    /// Files a new request with everything it writes; returns after the commit. Concurrent
+    /// callers share one transaction (see the module's doc).
+    pub async fn file(&self, filing: Filing) -> Result<Filed, StoreError> {
+        let Some(filer) = &self.filer else {
+            return self.file_alone(filing).await;
+        };
+        let (reply, answer) = oneshot::channel();
+        if let Err(mpsc::error::SendError((filing, _))) = filer.0.send((filing, reply)) {
+            // The filer is gone (its runtime ended): nothing was written, write it here.
+            return self.file_alone(filing).await;
+        }
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn file_alone(&self, filing: Filing) -> Result<Filed, StoreError> {
+        let mut v = self.write_filings(&[&filing]).await?;
+        Ok(v.pop().unwrap_or(Filed::Created))
+    }
+
+    /// Writes filings in one transaction; one answer per filing, in order.
+    async fn write_filings(&self, filings: &[&Filing]) -> Result<Vec<Filed>, StoreError> {
+        let mut tx = self.begin().await?;
+        let sql = values_sql(
+            self.backend,
+            "INSERT INTO requests (id, idempotency_key, platform, requester_chat_id, requester_email, \
+             subject_email, app, entitlement, duration_minutes, reason, ticket, state, reply_channel, \
+             created_at, updated_at, extends_grant) VALUES ",
+            filings.len(),
+            16,
+            " ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+        );
+        let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
+        for f in filings {
+            let r = &f.request;
+            q = q
+                .bind(r.id.as_str().to_string())
+                .bind(f.idempotency_key.clone())
+                .bind(r.platform.clone())
+                .bind(r.requester_chat_id.clone())
+                .bind(r.requester_email.clone())
+                .bind(r.subject_email.clone())
+                .bind(r.app.clone())
+                .bind(r.entitlement.clone())
+                .bind(r.duration.map(|d| d.minutes() as i64))
+                .bind(r.reason.clone())
+                .bind(r.ticket.clone())
+                .bind(r.state.as_str())
+                .bind(f.reply_channel.clone())
+                .bind(r.created_at_ms)
+                .bind(r.updated_at_ms)
+                .bind(r.extends_grant.clone());
+        }
+        let created: HashSet<String> = q.fetch_all(tx.conn()).await?.into_iter().collect();
+        let (new, dup): (Vec<&Filing>, Vec<&Filing>) = filings
+            .iter()
+            .partition(|f| created.contains(f.request.id.as_str()));
+
+        // Another delivery got there first (earlier, or earlier in this batch).
+        let mut firsts: HashMap<String, (String, String)> = HashMap::new();
+        let keys: Vec<&str> = dup
+            .iter()
+            .filter_map(|f| f.idempotency_key.as_deref())
+            .collect();
+        if !keys.is_empty() {
+            let mut sql = String::from(
+                "SELECT idempotency_key, id, state FROM requests WHERE idempotency_key IN (",
+            );
+            for i in 0..keys.len() {
+                sql.push_str(&format!("{}${}", if i == 0 { "" } else { "," }, i + 1));
+            }
+            sql.push(')');
+            let mut q = sqlx::query_as::<_, (String, String, String)>(sqlx::AssertSqlSafe(sql));
+            for k in &keys {
+                q = q.bind(k.to_string());
+            }
+            for (k, id, state) in q.fetch_all(tx.conn()).await? {
+                firsts.insert(k, (id, state));
+            }
+        }
+
+        if !new.is_empty() {
+            let sql = values_sql(
+                self.backend,
+                "INSERT INTO decisions (request_id, kind, outcome, actor, policy_ids, reasons, at) VALUES ",
+                new.len(),
+                7,
+                "",
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for f in &new {
+                let d = &f.decision;
+                q = q
+                    .bind(d.request_id.clone())
+                    .bind(d.kind.clone())
+                    .bind(d.outcome.clone())
+                    .bind(d.actor.clone())
+                    .bind(d.policy_ids.clone())
+                    .bind(d.reasons.clone())
+                    .bind(d.at);
+            }
+            q.execute(tx.conn()).await?;
+
+            let events: Vec<NewAuditEvent<'_>> = new
+                .iter()
+                .flat_map(|f| {
+                    f.events.iter().map(|e| NewAuditEvent {
+                        actor: &e.actor,
+                        action: &e.action,
+                        request_id: Some(f.request.id.as_str()),
+                        grant_id: None,
+                        detail: e.detail.clone(),
+                    })
+                })
+                .collect();
+            let times: Vec<i64> = new
+                .iter()
+                .flat_map(|f| f.events.iter().map(|_| f.request.created_at_ms))
+                .collect();
+            let timed: Vec<(i64, &NewAuditEvent<'_>)> = times.into_iter().zip(&events).collect();
+            tx.audit_timed(&timed).await?;
+
+            let asked: Vec<(&Filing, &FilingApproval)> = new
+                .iter()
+                .flat_map(|f| f.approvals.iter().map(move |a| (*f, a)))
+                .collect();
+            let mut approval_ids: HashMap<(String, String), i64> = HashMap::new();
+            for chunk in asked.chunks(1_000) {
+                let sql = values_sql(
+                    self.backend,
+                    "INSERT INTO approvals (request_id, step, approver_email, approver_name, platform, \
+                     chat_user_id, on_behalf_of) VALUES ",
+                    chunk.len(),
+                    7,
+                    " RETURNING id, request_id, approver_email",
+                );
+                let mut q = sqlx::query_as::<_, (i64, String, String)>(sqlx::AssertSqlSafe(sql));
+                for (f, a) in chunk {
+                    q = q
+                        .bind(f.request.id.as_str().to_string())
+                        .bind(0_i64)
+                        .bind(a.email.clone())
+                        .bind(a.name.clone())
+                        .bind(f.request.platform.clone())
+                        .bind(a.chat_user_id.clone())
+                        .bind(a.on_behalf_of.clone());
+                }
+                for (id, request_id, email) in q.fetch_all(tx.conn()).await? {
+                    approval_ids.insert((request_id, email), id);
+                }
+            }
+
+            let mut jobs: Vec<(Job, i64, i64)> = Vec::new();
+            for f in &new {
+                let at = f.request.created_at_ms;
+                for a in &f.approvals {
+                    let key = (f.request.id.as_str().to_string(), a.email.clone());
+                    let approval_id = *approval_ids.get(&key).ok_or_else(|| {
+                        StoreError::Corrupt(format!("approval of {} not returned", key.0))
+                    })?;
+                    jobs.push((Job::PostApprovalCard { approval_id }, at, f.max_attempts));
+                }
+                for j in &f.jobs {
+                    jobs.push((j.clone(), at, f.max_attempts));
+                }
+            }
+            let rows: Vec<(&Job, i64, i64)> = jobs.iter().map(|(j, a, m)| (j, *a, *m)).collect();
+            if !rows.is_empty() {
+                tx.enqueue_rows(&rows).await?;
+            }
+        }
+        tx.commit().await?;
+
+        filings
+            .iter()
+            .map(|f| {
+                if created.contains(f.request.id.as_str()) {
+                    return Ok(Filed::Created);
+                }
+                let key = f.idempotency_key.as_deref().unwrap_or_default();
+                let (id, state) = firsts.get(key).ok_or_else(|| {
+                    StoreError::Corrupt(format!(
+                        "request {} neither created nor found",
+                        f.request.id
+                    ))
+                })?;
+                Ok(Filed::Duplicate {
+                    id: RequestId::from_stored(id.clone()),
+                    state: RequestState::parse(state).unwrap_or(RequestState::Submitted),
+                })
+            })
+            .collect()
+    }
+
+    /// Reads what intake checks before deciding, in one query: which of `people` were
+    /// offboarded, what `subject` holds, and which of `approvers` delegated until after `now_ms`.
+    pub async fn intake_facts(
+        &self,
+        people: &[&str],
+        subject: &str,
+        approvers: &[&str],
+        now_ms: i64,
+    ) -> Result<IntakeFacts, StoreError> {
+        let mut sql = String::new();
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            format!("${n}")
+        };
+        let list = |k: usize, next: &mut dyn FnMut() -> String| {
+            (0..k).map(|_| next()).collect::<Vec<_>>().join(",")
+        };
+        sql.push_str(&format!(
+            "SELECT 'o' AS k, email AS a, CAST(NULL AS TEXT) AS b, CAST(0 AS BIGINT) AS n \
+             FROM offboarded WHERE email IN ({})",
+            list(people.len().max(1), &mut next)
+        ));
+        sql.push_str(&format!(
+            " UNION ALL SELECT 'h', a, NULL, 0 FROM (SELECT app || '/' || entitlement AS a FROM grants \
+             WHERE subject_email = {} AND state = 'active' ORDER BY expires_at, id LIMIT 200) held",
+            next()
+        ));
+        if !approvers.is_empty() {
+            let names = list(approvers.len(), &mut next);
+            sql.push_str(&format!(
+                " UNION ALL SELECT 'd', delegator_email, delegate_email, until_at FROM delegations \
+                 WHERE delegator_email IN ({names}) AND until_at > {}",
+                next()
+            ));
+        }
+        let mut q =
+            sqlx::query_as::<_, (String, String, Option<String>, i64)>(sqlx::AssertSqlSafe(sql));
+        if people.is_empty() {
+            q = q.bind(String::new());
+        }
+        for p in people {
+            q = q.bind(p.to_string());
+        }
+        q = q.bind(subject.to_string());
+        if !approvers.is_empty() {
+            for a in approvers {
+                q = q.bind(a.to_string());
+            }
+            q = q.bind(now_ms);
+        }
+        let mut facts = IntakeFacts::default();
+        for (k, a, b, n) in q.fetch_all(self.reader()).await? {
+            match (k.as_str(), b) {
+                ("o", _) => facts.offboarded.push(a),
+                ("h", _) => facts.held.push(a),
+                ("d", Some(delegate)) => {
+                    facts.delegations.insert(a, (delegate, n));
+                }
+                _ => {}
+            }
+        }
+        Ok(facts)
+    }
+}

@@ -1,0 +1,271 @@
+//! Group commit on the ack path: many requests filed at once share transactions, and each
+//! caller still gets its own, exact answer (created, duplicate of the first, or its own error).
+
+mod common;
+
+use futures_util::future::join_all;
+use grantry::domain::{AccessDuration, AccessRequest, RequestId, RequestState};
+use grantry::store::decisions::DecisionRecord;
+use grantry::store::filing::{Filed, Filing, FilingApproval, FilingEvent};
+use grantry::store::{Job, Store, StoreOptions};
+use serde_json::json;
+
+async fn store(dir: &std::path::Path) -> (Store, common::TestDb) {
+    let db = common::TestDb::create(dir).await;
+    let store = Store::open(&StoreOptions {
+        url: db.url.clone(),
+        synchronous: "full".into(),
+        read_connections: 4,
+    })
+    .await
+    .unwrap();
+    (store, db)
+}
+
+fn filing(n: usize, key: Option<String>) -> Filing {
+    let id = RequestId::generate();
+    let now = 1_700_000_000_000 + n as i64;
+    Filing {
+        request: AccessRequest {
+            id: id.clone(),
+            platform: "slack".into(),
+            requester_chat_id: format!("U{n}"),
+            requester_email: format!("p{n}@example.com"),
+            subject_email: format!("p{n}@example.com"),
+            app: "github".into(),
+            entitlement: "platform-admins".into(),
+            duration: Some(AccessDuration::parse("4h").unwrap()),
+            reason: format!("reason {n}"),
+            ticket: None,
+            extends_grant: None,
+            state: RequestState::PendingApproval,
+            created_at_ms: now,
+            updated_at_ms: now,
+        },
+        idempotency_key: key,
+        reply_channel: Some("C1".into()),
+        decision: DecisionRecord {
+            request_id: id.as_str().to_string(),
+            kind: "policy".into(),
+            outcome: "needs_approval".into(),
+            actor: "policy".into(),
+            policy_ids: "[]".into(),
+            reasons: "[]".into(),
+            at: now,
+        },
+        events: vec![
+            FilingEvent {
+                actor: format!("p{n}@example.com"),
+                action: "request.submitted".into(),
+                detail: json!({"n": n}),
+            },
+            FilingEvent {
+                actor: "policy".into(),
+                action: "request.routed".into(),
+                detail: json!({"n": n}),
+            },
+        ],
+        approvals: vec![
+            FilingApproval {
+                email: "owner1@example.com".into(),
+                name: "Owner One".into(),
+                chat_user_id: Some("UO1".into()),
+                on_behalf_of: None,
+            },
+            FilingApproval {
+                email: "owner2@example.com".into(),
+                name: "Owner Two".into(),
+                chat_user_id: None,
+                on_behalf_of: Some("On behalf of someone".into()),
+            },
+        ],
+        jobs: vec![Job::Notify {
+            platform: "slack".into(),
+            to: format!("U{n}"),
+            text: format!("filed {n}"),
+            ephemeral_channel: None,
+        }],
+        max_attempts: 5,
+    }
+}
+
+async fn any(db: &common::TestDb) -> sqlx::AnyConnection {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    sqlx::AnyConnection::connect(&db.url).await.unwrap()
+}
+
+async fn count(db: &common::TestDb, sql: &str) -> i64 {
+    let mut c = any(db).await;
+    sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql.to_string()))
+        .fetch_one(&mut c)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_filings_each_get_their_own_rows_and_a_whole_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, db) = store(dir.path()).await;
+    let filings: Vec<Filing> = (0..200)
+        .map(|n| filing(n, Some(format!("key-{n}"))))
+        .collect();
+    let ids: Vec<String> = filings
+        .iter()
+        .map(|f| f.request.id.as_str().to_string())
+        .collect();
+    let answers = join_all(filings.into_iter().map(|f| {
+        let s = store.clone();
+        tokio::spawn(async move { s.file(f).await })
+    }))
+    .await;
+    for a in answers {
+        assert_eq!(a.unwrap().unwrap(), Filed::Created);
+    }
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM requests").await, 200);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM decisions").await, 200);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM audit_events").await, 400);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM approvals").await, 400);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM jobs").await, 600);
+    assert!(matches!(
+        grantry::audit::verify(&store).await.unwrap(),
+        grantry::audit::Verdict::Whole { events: 400, .. }
+    ));
+    // Every card job points at an approval of its own request, and each approval has one.
+    for id in &ids {
+        let rid = RequestId::from_stored(id.clone());
+        let approvals = store.approvals(&rid).await.unwrap();
+        assert_eq!(approvals.len(), 2, "{id}");
+        assert_eq!(
+            approvals[1].on_behalf_of.as_deref(),
+            Some("On behalf of someone")
+        );
+        let events = store.audit_for_request(id).await.unwrap();
+        assert_eq!(
+            events.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(),
+            ["request.submitted", "request.routed"]
+        );
+    }
+    let cards: Vec<String> =
+        sqlx::query_scalar("SELECT payload FROM jobs WHERE kind = 'post_approval_card'")
+            .fetch_all(&mut any(&db).await)
+            .await
+            .unwrap();
+    assert_eq!(cards.len(), 400);
+    let mut seen = std::collections::HashSet::new();
+    for c in cards {
+        let v: serde_json::Value = serde_json::from_str(&c).unwrap();
+        let approval_id = v["approval_id"].as_i64().unwrap();
+        assert!(
+            seen.insert(approval_id),
+            "two cards for approval {approval_id}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_same_key_files_once_and_every_delivery_names_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, db) = store(dir.path()).await;
+    let answers = join_all((0..40).map(|n| {
+        let s = store.clone();
+        let f = filing(n, Some("slack:trigger-1".into()));
+        let id = f.request.id.clone();
+        tokio::spawn(async move { (id, s.file(f).await.unwrap()) })
+    }))
+    .await;
+    let answers: Vec<(RequestId, Filed)> = answers.into_iter().map(|a| a.unwrap()).collect();
+    let created: Vec<&RequestId> = answers
+        .iter()
+        .filter(|(_, f)| *f == Filed::Created)
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(created.len(), 1, "{answers:?}");
+    for (_, f) in &answers {
+        if let Filed::Duplicate { id, state } = f {
+            assert_eq!(id, created[0]);
+            assert_eq!(*state, RequestState::PendingApproval);
+        }
+    }
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM requests").await, 1);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM audit_events").await, 2);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM jobs").await, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_faulty_filing_fails_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, db) = store(dir.path()).await;
+    let first = filing(0, None);
+    let taken = first.request.id.clone();
+    assert_eq!(store.file(first).await.unwrap(), Filed::Created);
+    // Twenty good filings and, among them, one reusing a stored request id (a primary-key
+    // violation, which no idempotency key covers): it must fail, the others must not.
+    let mut filings: Vec<Filing> = (1..=20).map(|n| filing(n, None)).collect();
+    let mut bad = filing(99, None);
+    bad.request.id = taken;
+    bad.decision.request_id = bad.request.id.as_str().to_string();
+    filings.insert(10, bad);
+    let answers = join_all(filings.into_iter().map(|f| {
+        let s = store.clone();
+        let n = f.request.requester_chat_id.clone();
+        tokio::spawn(async move { (n, s.file(f).await) })
+    }))
+    .await;
+    for a in answers {
+        let (n, r) = a.unwrap();
+        if n == "U99" {
+            assert!(r.is_err(), "the faulty filing was accepted");
+        } else {
+            assert_eq!(r.unwrap(), Filed::Created, "{n}");
+        }
+    }
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM requests").await, 21);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM audit_events").await, 42);
+    assert!(matches!(
+        grantry::audit::verify(&store).await.unwrap(),
+        grantry::audit::Verdict::Whole { events: 42, .. }
+    ));
+}
+
+#[tokio::test]
+async fn intake_facts_reads_offboarding_holdings_and_delegations_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _db) = store(dir.path()).await;
+    let mut tx = store.begin().await.unwrap();
+    tx.mark_offboarded("gone@example.com", "it@example.com", 1)
+        .await
+        .unwrap();
+    tx.set_delegation("owner1@example.com", "deputy@example.com", 5_000, 1)
+        .await
+        .unwrap();
+    tx.set_delegation("owner2@example.com", "old@example.com", 500, 1)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let facts = store
+        .intake_facts(
+            &["alice@example.com", "gone@example.com"],
+            "alice@example.com",
+            &["owner1@example.com", "owner2@example.com"],
+            1_000,
+        )
+        .await
+        .unwrap();
+    assert!(facts.is_offboarded("gone@example.com"));
+    assert!(!facts.is_offboarded("alice@example.com"));
+    assert!(facts.held.is_empty());
+    assert_eq!(
+        facts.delegations.get("owner1@example.com"),
+        Some(&("deputy@example.com".to_string(), 5_000))
+    );
+    assert!(
+        !facts.delegations.contains_key("owner2@example.com"),
+        "ended"
+    );
+    let none = store
+        .intake_facts(&["alice@example.com"], "alice@example.com", &[], 1_000)
+        .await
+        .unwrap();
+    assert!(none.offboarded.is_empty() && none.delegations.is_empty());
+}
