@@ -228,9 +228,11 @@ pub async fn decide(app: &App, click: Click) -> Result<DecideReply, FlowError> {
             return Ok(reply);
         }
     }
+    // An approval goes straight on to provisioning: the request is never seen `approved` by
+    // anyone else (both steps are in this transaction, and both are audited).
     let (to, outcome, action) = match click.choice {
         Choice::Approve | Choice::ApproveFor(_) => {
-            (RequestState::Approved, "approved", "request.approved")
+            (RequestState::Provisioning, "approved", "request.approved")
         }
         Choice::Deny(_) => (RequestState::Rejected, "rejected", "request.rejected"),
     };
@@ -266,46 +268,35 @@ pub async fn decide(app: &App, click: Click) -> Result<DecideReply, FlowError> {
     })
     .await?;
     tx.close_approvals(&id, approval.id, outcome, now).await?;
-    tx.audit(
-        now,
-        NewAuditEvent {
-            actor: &actor,
-            action,
-            request_id: Some(id.as_str()),
-            grant_id: None,
-            detail: json!({
-                "approval_id": approval.id, "step": approval.step, "platform": click.platform,
-                "chat_user": click.clicker_chat_id, "reason": reason,
-                "on_behalf_of": approval.on_behalf_of,
-                "approved_for": shorter.map(|d| d.to_string()),
-                "asked_for": req.duration.map(|d| d.to_string()),
-            }),
-        },
-    )
-    .await?;
-    let update = Job::UpdateApprovalCards {
+    let detail = json!({
+        "approval_id": approval.id, "step": approval.step, "platform": click.platform,
+        "chat_user": click.clicker_chat_id, "reason": reason,
+        "on_behalf_of": approval.on_behalf_of,
+        "approved_for": shorter.map(|d| d.to_string()),
+        "asked_for": req.duration.map(|d| d.to_string()),
+    });
+    let mut events = vec![NewAuditEvent {
+        actor: &actor,
+        action,
+        request_id: Some(id.as_str()),
+        grant_id: None,
+        detail,
+    }];
+    let mut jobs = vec![Job::UpdateApprovalCards {
         request_id: id.to_string(),
-    };
-    tx.enqueue(&update, now, max_attempts).await?;
+    }];
     let reply = match click.choice {
         Choice::Approve | Choice::ApproveFor(_) => {
-            tx.move_request(&id, RequestState::Approved, RequestState::Provisioning, now)
-                .await?;
-            tx.audit(
-                now,
-                NewAuditEvent {
-                    actor: "system",
-                    action: "request.provisioning",
-                    request_id: Some(id.as_str()),
-                    grant_id: None,
-                    detail: json!({"app": req.app, "entitlement": req.entitlement}),
-                },
-            )
-            .await?;
-            let job = Job::Provision {
+            events.push(NewAuditEvent {
+                actor: "system",
+                action: "request.provisioning",
+                request_id: Some(id.as_str()),
+                grant_id: None,
+                detail: json!({"app": req.app, "entitlement": req.entitlement}),
+            });
+            jobs.push(Job::Provision {
                 request_id: id.to_string(),
-            };
-            tx.enqueue(&job, now, max_attempts).await?;
+            });
             DecideReply::Approved(id.clone())
         }
         Choice::Deny(_) => {
@@ -319,16 +310,18 @@ pub async fn decide(app: &App, click: Click) -> Result<DecideReply, FlowError> {
                 req.entitlement,
                 crate::chat::escape(&approval.approver_name)
             );
-            let notify = Job::Notify {
+            jobs.push(Job::Notify {
                 platform: req.platform.clone(),
                 to: req.requester_chat_id.clone(),
                 text,
                 ephemeral_channel: None,
-            };
-            tx.enqueue(&notify, now, max_attempts).await?;
+            });
             DecideReply::Denied(id.clone())
         }
     };
+    // One head move for the events, one insert for the jobs: this runs on the ack path.
+    tx.audit_many(now, &events).await?;
+    tx.enqueue_many(&jobs, now, max_attempts).await?;
     tx.commit().await?;
     Ok(reply)
 }
