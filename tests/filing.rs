@@ -86,6 +86,7 @@ fn filing(n: usize, key: Option<String>) -> Filing {
             ephemeral_channel: None,
         }],
         max_attempts: 5,
+        ticket: None,
     }
 }
 

@@ -11,7 +11,7 @@ use crate::domain::{AccessDuration, AccessRequest, Catalog, RequestId, RequestSt
 use crate::policy::{self, Outcome, PolicyInput};
 use crate::routing;
 use crate::store::decisions::DecisionRecord;
-use crate::store::filing::{Filed, Filing, FilingApproval, FilingEvent};
+use crate::store::filing::{Filed, Filing, FilingApproval, FilingEvent, TicketLink};
 use crate::store::Job;
 use crate::App;
 
@@ -34,6 +34,9 @@ pub struct Submission {
     pub confirm_by_dm: bool,
     /// An emergency request (`/access breakglass`): granted at once where the catalog allows it.
     pub break_glass: bool,
+    /// Filed from a service desk's ticket: linked to the request in the same transaction, so
+    /// the sweeper never sees the request without it (and opens a second ticket).
+    pub inbound_ticket: Option<TicketLink>,
 }
 
 /// The policy id a break-glass grant is recorded under (`approved_by = policy:break-glass`).
@@ -517,6 +520,7 @@ pub async fn submit(app: &App, s: Submission) -> Result<IntakeReply, FlowError> 
         approvals,
         jobs,
         max_attempts: app.config.jobs.max_attempts,
+        ticket: s.inbound_ticket,
     };
     Ok(match app.store.file(filing).await? {
         Filed::Created => reply,

@@ -249,6 +249,7 @@ pub async fn extend(
             extends: Some(grant.id.clone()),
             confirm_by_dm: false,
             break_glass: false,
+            inbound_ticket: None,
         },
     )
     .await

@@ -5,6 +5,7 @@ use super::intake::{self, IntakeReply, Submission};
 use super::FlowError;
 use crate::chat::command::{self, AccessCommand};
 use crate::servicedesk::InboundTicket;
+use crate::store::filing::TicketLink;
 use crate::store::Job;
 use crate::App;
 
@@ -91,25 +92,16 @@ pub async fn file_inbound(
             extends: None,
             confirm_by_dm: true,
             break_glass: false,
+            inbound_ticket: Some(TicketLink {
+                desk: desk.to_string(),
+                key: t.ticket.key.clone(),
+                url: t.ticket.url.clone(),
+            }),
         },
     )
     .await?;
-    let id = match &reply {
-        IntakeReply::Routed { id, .. }
-        | IntakeReply::Denied { id, .. }
-        | IntakeReply::AutoApproved { id, .. }
-        | IntakeReply::Duplicate { id, .. } => id.clone(),
-        IntakeReply::Invalid(why) => return Ok(Err(why.clone())),
-    };
-    let mut tx = app.store.begin().await?;
-    tx.link_inbound_ticket(
-        id.as_str(),
-        desk,
-        &t.ticket.key,
-        t.ticket.url.as_deref(),
-        app.now_ms(),
-    )
-    .await?;
-    tx.commit().await?;
+    if let IntakeReply::Invalid(why) = &reply {
+        return Ok(Err(why.clone()));
+    }
     Ok(Ok(reply))
 }

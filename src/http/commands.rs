@@ -130,6 +130,7 @@ async fn file(
         extends: None,
         confirm_by_dm: false,
         break_glass,
+        inbound_ticket: None,
     };
     or_oops(
         intake::submit(app, submission)

@@ -315,6 +315,7 @@ async fn submit_form(
         extends: None,
         confirm_by_dm: false,
         break_glass: false,
+        inbound_ticket: None,
     };
     let reply = intake::submit(app, submission)
         .await

@@ -19,8 +19,14 @@ use super::jobs::Job;
 use super::{values_sql, Store, StoreError};
 use crate::domain::{AccessRequest, RequestId, RequestState};
 
-/// At most this many filings share a transaction.
+/// At most this many filings share a transaction on SQLite.
 const MAX_BATCH: usize = 128;
+
+/// On PostgreSQL, fewer: sqlx does not set `TCP_NODELAY`, so a statement bigger than one TCP
+/// segment waits for a delayed ACK (~40 ms) before its last part is sent. Measured on loopback:
+/// batches of up to 64 fell from ~1,900 to ~590 requests/s; batches of 16 keep each insert
+/// within a segment there.
+const MAX_BATCH_POSTGRES: usize = 16;
 
 /// An audit event of a filing (about the filed request, at its time).
 #[derive(Debug, Clone, PartialEq)]
@@ -53,6 +59,17 @@ pub struct Filing {
     /// Enqueued after the approvers' cards, in this order.
     pub jobs: Vec<Job>,
     pub max_attempts: i64,
+    /// The service-desk ticket this request was filed from.
+    pub ticket: Option<TicketLink>,
+}
+
+/// A ticket in a service desk that a request was filed from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TicketLink {
+    /// The `[service_desks.<name>]` it came through.
+    pub desk: String,
+    pub key: String,
+    pub url: Option<String>,
 }
 
 /// What filing did.
@@ -103,7 +120,11 @@ async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<Waiting>) {
     let mut batch: Vec<Waiting> = Vec::new();
     while let Some(first) = rx.recv().await {
         batch.push(first);
-        while batch.len() < MAX_BATCH {
+        let max = match store.backend {
+            super::Backend::Sqlite => MAX_BATCH,
+            super::Backend::Postgres => MAX_BATCH_POSTGRES,
+        };
+        while batch.len() < max {
             match rx.try_recv() {
                 Ok(next) => batch.push(next),
                 Err(_) => break,
@@ -304,6 +325,18 @@ impl Store {
             let rows: Vec<(&Job, i64, i64)> = jobs.iter().map(|(j, a, m)| (j, *a, *m)).collect();
             if !rows.is_empty() {
                 tx.enqueue_rows(&rows).await?;
+            }
+        }
+        for f in &new {
+            if let Some(t) = &f.ticket {
+                tx.link_inbound_ticket(
+                    f.request.id.as_str(),
+                    &t.desk,
+                    &t.key,
+                    t.url.as_deref(),
+                    f.request.created_at_ms,
+                )
+                .await?;
             }
         }
         tx.commit().await?;

@@ -161,6 +161,7 @@ pub(super) async fn submit(app: &App, v: ViewSubmission) -> Result<Reply, HttpEr
         extends: None,
         confirm_by_dm: true,
         break_glass: false,
+        inbound_ticket: None,
     };
     match intake::submit(app, submission)
         .await
