@@ -111,7 +111,7 @@ pub struct DatabaseConfig {
     /// SQLite `synchronous`: `full` (default: every acknowledged request survives power loss)
     /// or `normal` (survives a process crash; faster).
     pub synchronous: String,
-    /// Readers in the pool. SQLite writes through one connection; PostgreSQL has a write pool of this size too.
+    /// Readers in the pool (SQLite writes through one connection; PostgreSQL: the pool's size).
     pub read_connections: u32,
 }
 

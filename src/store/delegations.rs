@@ -1,6 +1,7 @@
-//! Delegations: an approver away hands their approvals to someone until a date.
+//! Delegations: an approver away hands their approvals to someone until a date (read at intake
+//! by `filing::intake_facts`).
 
-use super::{Store, StoreError, Tx};
+use super::{StoreError, Tx};
 
 impl Tx {
     /// Sets (or replaces) who decides for `delegator` until `until_ms`.
@@ -34,22 +35,5 @@ impl Tx {
             .execute(self.conn())
             .await?;
         Ok(done.rows_affected() > 0)
-    }
-}
-
-impl Store {
-    /// Who decides for `delegator` at `now_ms`, and until when.
-    pub async fn delegation_of(
-        &self,
-        delegator: &str,
-        now_ms: i64,
-    ) -> Result<Option<(String, i64)>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT delegate_email, until_at FROM delegations WHERE delegator_email = $1 AND until_at > $2",
-        )
-        .bind(delegator)
-        .bind(now_ms)
-        .fetch_optional(self.reader())
-        .await?)
     }
 }

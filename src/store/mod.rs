@@ -2,7 +2,7 @@
 //!
 //! SQLite is the embedded default: one writer connection (SQLite has one writer anyway, and one
 //! connection keeps the audit chain and compare-and-set moves strictly ordered) and a pool of
-//! readers in WAL mode. PostgreSQL has a pool for writes and one for reads; the statements that must differ (the job claim,
+//! readers in WAL mode. PostgreSQL is one pool; the statements that must differ (the job claim,
 //! the sweep) are chosen by [`Backend`]. Both go through `sqlx::Any` with `$n` placeholders. Every change is made through a [`Tx`], whose modules (one per aggregate)
 //! add their statements; a job enqueued in a `Tx` becomes visible exactly when the change commits.
 
@@ -53,8 +53,7 @@ pub struct StoreOptions {
     pub url: String,
     /// SQLite only: `full` or `normal`.
     pub synchronous: String,
-    /// SQLite: readers beside the one writer. PostgreSQL: the size of each of its two pools
-    /// (writes, reads).
+    /// SQLite: readers beside the one writer. PostgreSQL: the pool's size.
     pub read_connections: u32,
 }
 
@@ -152,14 +151,12 @@ impl Store {
                 (writer, reader)
             }
             Backend::Postgres => {
-                // Two pools: a write (the filer's batch, a click) never queues behind reads.
-                let pool = || {
-                    AnyPoolOptions::new()
-                        .max_connections(opts.read_connections.max(2))
-                        .acquire_timeout(Duration::from_secs(30))
-                        .connect(&opts.url)
-                };
-                (pool().await?, pool().await?)
+                let pool = AnyPoolOptions::new()
+                    .max_connections(opts.read_connections.max(2))
+                    .acquire_timeout(Duration::from_secs(30))
+                    .connect(&opts.url)
+                    .await?;
+                (pool.clone(), pool)
             }
         };
         let mut store = Self {
