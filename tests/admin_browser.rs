@@ -32,11 +32,7 @@ impl Driver {
             Path::new(CHROMEDRIVER).exists() && Path::new(CHROMIUM).exists(),
             "{CHROMEDRIVER} and {CHROMIUM} are needed (scripts/test installs Debian's chromium and chromium-driver)"
         );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = common::process::free_port();
         // Its own process group, so that dropping the guard ends the browser it started too.
         let child = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))

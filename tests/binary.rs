@@ -6,19 +6,12 @@ mod common;
 use std::process::Stdio;
 use std::time::Duration;
 
+use common::process::free_port;
 use common::*;
 use grantry::store::{Store, StoreOptions};
 use tokio::process::{Child, Command};
 
 const STORY: &str = "github platform-admins for 4h because incident INC-42";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 async fn start(config: &std::path::Path, port: u16, workers: usize) -> Child {
     let child = Command::new(env!("CARGO_BIN_EXE_grantry"))

@@ -10,12 +10,29 @@ use tokio::process::{Child, Command};
 
 use super::eventually;
 
+/// A port for a child process to listen on, taken from 20000–31999: below Linux's ephemeral
+/// range (32768–60999), where every `bind(…:0)` in the tests (fronts, fake servers) and every
+/// outgoing connection gets its port. Asking the kernel for an ephemeral port and handing it to
+/// a child raced with those: another test's listener could take the port before the child bound
+/// it, and the child's traffic then went to the wrong test (seen once with two Prism fronts).
+/// Each call in a process gets a different port; the start differs per process.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7919) % SPAN,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    loop {
+        let port = (FIRST + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Wall-clock seconds, as Slack stamps its requests (the binary runs on the system clock).
