@@ -41,38 +41,61 @@ impl Prism {
         Self::start_oracle(&format!("openapi/{spec}")).await
     }
 
-    /// Serves `../shared/oracles/<path>` (an OpenAPI 3 or Swagger 2.0 description).
+    /// Serves `../shared/oracles/<path>` (an OpenAPI 3 or Swagger 2.0 description). Ready when
+    /// it answers HTTP and the process is still ours and alive: one that could not bind its port
+    /// (or died) is started again on another port, and its log is shown if it never comes up.
     pub async fn start_oracle(path: &str) -> Prism {
         let bin = prism_bin();
         assert!(
             std::path::Path::new(&bin).exists(),
             "{bin} is missing: run `scripts/test` (or .ci/run), which installs @stoplight/prism-cli into tools/prism"
         );
-        let port = super::process::free_port();
-        let child = Command::new(&bin)
-            .args([
-                "mock",
-                "--errors",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-            ])
-            .arg(super::oracle(path))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start prism");
-        let url = format!("http://127.0.0.1:{port}");
-        super::eventually(120, "prism listens", || async {
-            tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .ok()
-                .map(|_| ())
-        })
-        .await;
-        Prism { _child: child, url }
+        let probe = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap();
+        let mut log_text = String::new();
+        for _attempt in 0..3 {
+            let port = super::process::free_port();
+            let log = std::env::temp_dir().join(format!("grantry-prism-{port}.log"));
+            let mut child = Command::new(&bin)
+                .args([
+                    "mock",
+                    "--errors",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &port.to_string(),
+                ])
+                .arg(super::oracle(path))
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("start prism");
+            let url = format!("http://127.0.0.1:{port}");
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+            let up = loop {
+                if child.try_wait().unwrap().is_some() {
+                    break false;
+                }
+                if probe.get(format!("{url}/")).send().await.is_ok() {
+                    // Answered HTTP; still alive, so the answer was its own.
+                    break child.try_wait().unwrap().is_none();
+                }
+                if tokio::time::Instant::now() > deadline {
+                    break false;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            };
+            log_text = std::fs::read_to_string(&log).unwrap_or_default();
+            let _ = std::fs::remove_file(&log);
+            if up {
+                return Prism { _child: child, url };
+            }
+            let _ = child.kill().await;
+        }
+        panic!("prism did not come up on three ports; its last log:\n{log_text}");
     }
 }
 
