@@ -2,7 +2,7 @@
 
 use sqlx::FromRow;
 
-use super::{Store, StoreError, Tx};
+use super::{values_sql, Store, StoreError, Tx};
 use crate::domain::RequestId;
 
 /// One approver's slot on a request.
@@ -45,19 +45,43 @@ const COLUMNS: &str =
 impl Tx {
     /// Adds an approver to a request; returns the approval's id.
     pub async fn insert_approval(&mut self, a: &NewApproval<'_>) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar(
-            "INSERT INTO approvals (request_id, step, approver_email, approver_name, platform, chat_user_id, on_behalf_of) \
-             VALUES ($1,$2,$3,$4,$5,$6,$7) RETURNING id",
-        )
-        .bind(a.request_id.as_str())
-        .bind(a.step)
-        .bind(a.email)
-        .bind(a.name)
-        .bind(a.platform)
-        .bind(a.chat_user_id)
-        .bind(a.on_behalf_of)
-        .fetch_one(self.conn())
-        .await?)
+        let added = self.insert_approvals(std::slice::from_ref(a)).await?;
+        added
+            .first()
+            .map(|(id, _, _)| *id)
+            .ok_or_else(|| StoreError::Corrupt("the approval's id was not returned".into()))
+    }
+
+    /// Adds approvers in one statement per 1,000; returns (id, request id, approver email) of
+    /// each (in no promised order).
+    pub async fn insert_approvals(
+        &mut self,
+        approvals: &[NewApproval<'_>],
+    ) -> Result<Vec<(i64, String, String)>, StoreError> {
+        let mut added = Vec::with_capacity(approvals.len());
+        for chunk in approvals.chunks(1_000) {
+            let sql = values_sql(
+                self.backend,
+                "INSERT INTO approvals (request_id, step, approver_email, approver_name, platform, \
+                 chat_user_id, on_behalf_of) VALUES ",
+                chunk.len(),
+                7,
+                " RETURNING id, request_id, approver_email",
+            );
+            let mut q = sqlx::query_as::<_, (i64, String, String)>(sqlx::AssertSqlSafe(sql));
+            for a in chunk {
+                q = q
+                    .bind(a.request_id.as_str())
+                    .bind(a.step)
+                    .bind(a.email)
+                    .bind(a.name)
+                    .bind(a.platform)
+                    .bind(a.chat_user_id)
+                    .bind(a.on_behalf_of);
+            }
+            added.extend(q.fetch_all(self.conn()).await?);
+        }
+        Ok(added)
     }
 
     /// The pending approval slot of this chat user on this request, if they have one.

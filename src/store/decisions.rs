@@ -2,7 +2,7 @@
 
 use sqlx::FromRow;
 
-use super::{Store, StoreError, Tx};
+use super::{values_sql, Store, StoreError, Tx};
 use crate::domain::RequestId;
 
 /// One recorded decision.
@@ -25,19 +25,32 @@ pub struct DecisionRecord {
 impl Tx {
     /// Records a decision.
     pub async fn insert_decision(&mut self, d: &DecisionRecord) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO decisions (request_id, kind, outcome, actor, policy_ids, reasons, at) \
-             VALUES ($1,$2,$3,$4,$5,$6,$7)",
-        )
-        .bind(&d.request_id)
-        .bind(&d.kind)
-        .bind(&d.outcome)
-        .bind(&d.actor)
-        .bind(&d.policy_ids)
-        .bind(&d.reasons)
-        .bind(d.at)
-        .execute(self.conn())
-        .await?;
+        self.insert_decisions(&[d]).await
+    }
+
+    /// Records decisions in one statement per 1,000.
+    pub async fn insert_decisions(&mut self, ds: &[&DecisionRecord]) -> Result<(), StoreError> {
+        for chunk in ds.chunks(1_000) {
+            let sql = values_sql(
+                self.backend,
+                "INSERT INTO decisions (request_id, kind, outcome, actor, policy_ids, reasons, at) VALUES ",
+                chunk.len(),
+                7,
+                "",
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for d in chunk {
+                q = q
+                    .bind(d.request_id.as_str())
+                    .bind(d.kind.as_str())
+                    .bind(d.outcome.as_str())
+                    .bind(d.actor.as_str())
+                    .bind(d.policy_ids.as_str())
+                    .bind(d.reasons.as_str())
+                    .bind(d.at);
+            }
+            q.execute(self.conn()).await?;
+        }
         Ok(())
     }
 }

@@ -8,15 +8,17 @@
 //! written again one filing at a time, so one bad filing fails alone. With one filing waiting
 //! the batch is that filing: nothing waits for company.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
+use super::approvals::NewApproval;
 use super::audit::NewAuditEvent;
 use super::decisions::DecisionRecord;
 use super::jobs::Job;
-use super::{values_sql, Store, StoreError};
+use super::requests::RequestRow;
+use super::{Store, StoreError};
 use crate::domain::{AccessRequest, RequestId, RequestState};
 
 /// At most this many filings share a transaction on SQLite.
@@ -179,37 +181,15 @@ impl Store {
     /// Writes filings in one transaction; one answer per filing, in order.
     async fn write_filings(&self, filings: &[&Filing]) -> Result<Vec<Filed>, StoreError> {
         let mut tx = self.begin().await?;
-        let sql = values_sql(
-            self.backend,
-            "INSERT INTO requests (id, idempotency_key, platform, requester_chat_id, requester_email, \
-             subject_email, app, entitlement, duration_minutes, reason, ticket, state, reply_channel, \
-             created_at, updated_at, extends_grant) VALUES ",
-            filings.len(),
-            16,
-            " ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
-        );
-        let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
-        for f in filings {
-            let r = &f.request;
-            q = q
-                .bind(r.id.as_str().to_string())
-                .bind(f.idempotency_key.clone())
-                .bind(r.platform.clone())
-                .bind(r.requester_chat_id.clone())
-                .bind(r.requester_email.clone())
-                .bind(r.subject_email.clone())
-                .bind(r.app.clone())
-                .bind(r.entitlement.clone())
-                .bind(r.duration.map(|d| d.minutes() as i64))
-                .bind(r.reason.clone())
-                .bind(r.ticket.clone())
-                .bind(r.state.as_str())
-                .bind(f.reply_channel.clone())
-                .bind(r.created_at_ms)
-                .bind(r.updated_at_ms)
-                .bind(r.extends_grant.clone());
-        }
-        let created: HashSet<String> = q.fetch_all(tx.conn()).await?.into_iter().collect();
+        let rows: Vec<RequestRow<'_>> = filings
+            .iter()
+            .map(|f| RequestRow {
+                request: &f.request,
+                idempotency_key: f.idempotency_key.as_deref(),
+                reply_channel: f.reply_channel.as_deref(),
+            })
+            .collect();
+        let created = tx.insert_requests(&rows).await?;
         let (new, dup): (Vec<&Filing>, Vec<&Filing>) = filings
             .iter()
             .partition(|f| created.contains(f.request.id.as_str()));
@@ -238,26 +218,8 @@ impl Store {
         }
 
         if !new.is_empty() {
-            let sql = values_sql(
-                self.backend,
-                "INSERT INTO decisions (request_id, kind, outcome, actor, policy_ids, reasons, at) VALUES ",
-                new.len(),
-                7,
-                "",
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for f in &new {
-                let d = &f.decision;
-                q = q
-                    .bind(d.request_id.clone())
-                    .bind(d.kind.clone())
-                    .bind(d.outcome.clone())
-                    .bind(d.actor.clone())
-                    .bind(d.policy_ids.clone())
-                    .bind(d.reasons.clone())
-                    .bind(d.at);
-            }
-            q.execute(tx.conn()).await?;
+            let decisions: Vec<&DecisionRecord> = new.iter().map(|f| &f.decision).collect();
+            tx.insert_decisions(&decisions).await?;
 
             let events: Vec<NewAuditEvent<'_>> = new
                 .iter()
@@ -278,35 +240,26 @@ impl Store {
             let timed: Vec<(i64, &NewAuditEvent<'_>)> = times.into_iter().zip(&events).collect();
             tx.audit_timed(&timed).await?;
 
-            let asked: Vec<(&Filing, &FilingApproval)> = new
+            let asked: Vec<NewApproval<'_>> = new
                 .iter()
-                .flat_map(|f| f.approvals.iter().map(move |a| (*f, a)))
+                .flat_map(|f| {
+                    f.approvals.iter().map(move |a| NewApproval {
+                        request_id: &f.request.id,
+                        step: 0,
+                        email: &a.email,
+                        name: &a.name,
+                        platform: &f.request.platform,
+                        chat_user_id: a.chat_user_id.as_deref(),
+                        on_behalf_of: a.on_behalf_of.as_deref(),
+                    })
+                })
                 .collect();
-            let mut approval_ids: HashMap<(String, String), i64> = HashMap::new();
-            for chunk in asked.chunks(1_000) {
-                let sql = values_sql(
-                    self.backend,
-                    "INSERT INTO approvals (request_id, step, approver_email, approver_name, platform, \
-                     chat_user_id, on_behalf_of) VALUES ",
-                    chunk.len(),
-                    7,
-                    " RETURNING id, request_id, approver_email",
-                );
-                let mut q = sqlx::query_as::<_, (i64, String, String)>(sqlx::AssertSqlSafe(sql));
-                for (f, a) in chunk {
-                    q = q
-                        .bind(f.request.id.as_str().to_string())
-                        .bind(0_i64)
-                        .bind(a.email.clone())
-                        .bind(a.name.clone())
-                        .bind(f.request.platform.clone())
-                        .bind(a.chat_user_id.clone())
-                        .bind(a.on_behalf_of.clone());
-                }
-                for (id, request_id, email) in q.fetch_all(tx.conn()).await? {
-                    approval_ids.insert((request_id, email), id);
-                }
-            }
+            let approval_ids: HashMap<(String, String), i64> = tx
+                .insert_approvals(&asked)
+                .await?
+                .into_iter()
+                .map(|(id, request_id, email)| ((request_id, email), id))
+                .collect();
 
             let mut jobs: Vec<(Job, i64, i64)> = Vec::new();
             for f in &new {

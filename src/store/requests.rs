@@ -3,7 +3,9 @@
 use sqlx::any::AnyRow;
 use sqlx::FromRow;
 
-use super::{Store, StoreError, Tx};
+use std::collections::HashSet;
+
+use super::{values_sql, Store, StoreError, Tx};
 use crate::domain::{AccessDuration, AccessRequest, RequestId, RequestState};
 
 #[derive(FromRow)]
@@ -68,6 +70,16 @@ pub enum Inserted {
     Duplicate(RequestId),
 }
 
+/// A request to insert, with the two columns only the row keeps.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestRow<'a> {
+    pub request: &'a AccessRequest,
+    /// The delivery's key: a second insert with the same key creates nothing.
+    pub idempotency_key: Option<&'a str>,
+    /// Where the requester asked (for answers in the same place).
+    pub reply_channel: Option<&'a str>,
+}
+
 impl Tx {
     /// Inserts a request unless one with the same idempotency key exists.
     pub async fn insert_request(
@@ -76,31 +88,12 @@ impl Tx {
         idempotency_key: Option<&str>,
         reply_channel: Option<&str>,
     ) -> Result<Inserted, StoreError> {
-        let done = sqlx::query(
-            "INSERT INTO requests (id, idempotency_key, platform, requester_chat_id, requester_email, \
-             subject_email, app, entitlement, duration_minutes, reason, ticket, state, reply_channel, \
-             created_at, updated_at, extends_grant) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16) \
-             ON CONFLICT (idempotency_key) DO NOTHING",
-        )
-        .bind(r.id.as_str())
-        .bind(idempotency_key)
-        .bind(&r.platform)
-        .bind(&r.requester_chat_id)
-        .bind(&r.requester_email)
-        .bind(&r.subject_email)
-        .bind(&r.app)
-        .bind(&r.entitlement)
-        .bind(r.duration.map(|d| d.minutes() as i64))
-        .bind(&r.reason)
-        .bind(&r.ticket)
-        .bind(r.state.as_str())
-        .bind(reply_channel)
-        .bind(r.created_at_ms)
-        .bind(r.updated_at_ms)
-        .bind(&r.extends_grant)
-        .execute(self.conn())
-        .await?;
-        if done.rows_affected() == 1 {
+        let row = RequestRow {
+            request: r,
+            idempotency_key,
+            reply_channel,
+        };
+        if self.insert_requests(&[row]).await?.contains(r.id.as_str()) {
             return Ok(Inserted::Created);
         }
         let existing: String =
@@ -109,6 +102,49 @@ impl Tx {
                 .fetch_one(self.conn())
                 .await?;
         Ok(Inserted::Duplicate(RequestId::from_stored(existing)))
+    }
+
+    /// Inserts requests in one statement per 1,000, skipping each whose idempotency key is
+    /// already taken (before, or by an earlier row here); returns the ids it created.
+    pub async fn insert_requests(
+        &mut self,
+        rows: &[RequestRow<'_>],
+    ) -> Result<HashSet<String>, StoreError> {
+        let mut created = HashSet::with_capacity(rows.len());
+        for chunk in rows.chunks(1_000) {
+            let sql = values_sql(
+                self.backend,
+                "INSERT INTO requests (id, idempotency_key, platform, requester_chat_id, requester_email, \
+                 subject_email, app, entitlement, duration_minutes, reason, ticket, state, reply_channel, \
+                 created_at, updated_at, extends_grant) VALUES ",
+                chunk.len(),
+                16,
+                " ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+            );
+            let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
+            for row in chunk {
+                let r = row.request;
+                q = q
+                    .bind(r.id.as_str())
+                    .bind(row.idempotency_key)
+                    .bind(r.platform.as_str())
+                    .bind(r.requester_chat_id.as_str())
+                    .bind(r.requester_email.as_str())
+                    .bind(r.subject_email.as_str())
+                    .bind(r.app.as_str())
+                    .bind(r.entitlement.as_str())
+                    .bind(r.duration.map(|d| d.minutes() as i64))
+                    .bind(r.reason.as_str())
+                    .bind(r.ticket.as_deref())
+                    .bind(r.state.as_str())
+                    .bind(row.reply_channel)
+                    .bind(r.created_at_ms)
+                    .bind(r.updated_at_ms)
+                    .bind(r.extends_grant.as_deref());
+            }
+            created.extend(q.fetch_all(self.conn()).await?);
+        }
+        Ok(created)
     }
 
     /// Moves a request `from → to` if it is still in `from`. Returns whether it moved.
