@@ -123,11 +123,14 @@ async fn post(
     resp.text().await.ok()
 }
 
-/// The request id in a slash command's answer (`Request R-XXXXXXXX sent to …`).
+/// The request id in a slash command's answer (`Request R-XXXXXXXXXX sent to …`).
 fn request_id(text: &str) -> Option<String> {
     let at = text.find("R-")?;
-    let id: String = text[at..].chars().take(10).collect();
-    (id.len() == 10).then_some(id)
+    let id: String = text[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect();
+    grantry::domain::RequestId::parse(&id).map(|r| r.as_str().to_string())
 }
 
 struct Level {
