@@ -300,7 +300,7 @@ pub async fn submit(app: &App, s: Submission) -> Result<IntakeReply, FlowError> 
         &app.directory,
     );
     let approver_emails: Vec<&str> = approvers.iter().map(|a| a.email.as_str()).collect();
-    let facts = app
+    let mut facts = app
         .store
         .intake_facts(
             &[&requester.email, &subject.email],
@@ -317,7 +317,7 @@ pub async fn submit(app: &App, s: Submission) -> Result<IntakeReply, FlowError> 
             )));
         }
     }
-    let held = facts.held.clone();
+    let held = std::mem::take(&mut facts.held);
     let hour_utc = (app.now_ms().div_euclid(3_600_000)).rem_euclid(24);
     // Memory only (a snapshot refreshed in the background): never the provider on the ack path.
     let on_call_level = app.on_call.level_of(&subject.email, app.now_ms());
