@@ -21,26 +21,34 @@ pub fn random_id(prefix: &str) -> String {
     s
 }
 
-/// Milliseconds from the Unix epoch to 2025-01-01T00:00:00Z, where ordered ids start.
-const ORDERED_EPOCH_MS: u64 = 1_735_689_600_000;
+/// Seconds from the Unix epoch to 2025-01-01T00:00:00Z, where ordered ids start.
+const ORDERED_EPOCH_SECS: u64 = 1_735_689_600;
 /// Random bits below the time in an ordered id.
-const ORDERED_RANDOM_BITS: u32 = 10;
+const ORDERED_RANDOM_BITS: u32 = 19;
 /// The last ordered id's number handed out by this process.
 static LAST_ORDERED: AtomicU64 = AtomicU64::new(0);
 
-/// `prefix-` followed by ten base32 characters (50 bits) that grow with time: the milliseconds
-/// since 2025 (40 bits, until 2059) then 10 random bits, strictly increasing within a process.
-/// New rows then land at the end of every index keyed by the id instead of anywhere in it,
-/// which halves what each commit writes on the ack path (docs/benchmarks.md). Two replicas
-/// minting one in the same millisecond collide with odds of 1 in 1,024; that insert then fails
-/// and the requester is told nothing was saved and to try again (which mints a new id).
+/// `prefix-` followed by ten base32 characters (50 bits) that grow with time: the seconds since
+/// 2025 (31 bits, until 2093) then 19 random bits, strictly increasing within a process (ids of
+/// one second are consecutive from a random start). New rows then land at the end of every index
+/// keyed by the id instead of anywhere in it, which quarters what each commit writes on the ack
+/// path (docs/benchmarks.md). Replicas minting ids in the same second collide only if their runs
+/// overlap in the 2^19 space (odds ~ (ids in that second) / 524,288); that insert then fails and
+/// the requester is told nothing was saved and to try again (which mints a new id). Whole seconds,
+/// not milliseconds: with ms and 10 random bits two replicas' bursts overlapped (seen in
+/// tests/replicas.rs).
 pub fn ordered_id(prefix: &str) -> String {
-    let since = (chrono::Utc::now().timestamp_millis() as u64).saturating_sub(ORDERED_EPOCH_MS);
+    let since = (chrono::Utc::now().timestamp() as u64).saturating_sub(ORDERED_EPOCH_SECS);
     let fresh =
         (since << ORDERED_RANDOM_BITS) | rand::rng().random_range(0..1u64 << ORDERED_RANDOM_BITS);
     let mut n = fresh;
     let _ = LAST_ORDERED.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| {
-        n = fresh.max(last + 1);
+        // Same second as the last id: go on from it (keeps the run consecutive).
+        n = if last >> ORDERED_RANDOM_BITS >= since {
+            last + 1
+        } else {
+            fresh
+        };
         Some(n)
     });
     let mut s = String::with_capacity(prefix.len() + 11);
@@ -114,13 +122,13 @@ mod tests {
             RequestId::parse("r-7kq2m9xa").map(|r| r.as_str().to_string()),
             Some("R-7KQ2M9XA".to_string())
         );
-        // The time is in the id: its top 40 bits are the milliseconds since 2025.
+        // The time is in the id: its top 31 bits are the seconds since 2025.
         let n = ids[0][2..].bytes().fold(0u64, |n, b| {
             n * 32 + ALPHABET.iter().position(|a| *a == b).unwrap() as u64
         });
-        let at = (n >> ORDERED_RANDOM_BITS) + ORDERED_EPOCH_MS;
-        let now = chrono::Utc::now().timestamp_millis() as u64;
-        assert!(now - at < 60_000, "{} is {at}, now {now}", ids[0]);
+        let at = (n >> ORDERED_RANDOM_BITS) + ORDERED_EPOCH_SECS;
+        let now = chrono::Utc::now().timestamp() as u64;
+        assert!(now.abs_diff(at) < 60, "{} is {at}, now {now}", ids[0]);
     }
 
     #[test]
