@@ -1,4 +1,4 @@
-//! Identifiers people read aloud: `R-1KD3X7QW8Z` for requests, `G-7KQ2M9XA` for grants.
+//! Identifiers people read aloud: `R-0WWTR7GC1S` for requests, `G-7KQ2M9XA` for grants.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -71,7 +71,7 @@ pub(crate) fn parse_id(prefix: &str, input: &str) -> Option<String> {
     }
 }
 
-/// The id of an access request, e.g. `R-1KD3X7QW8Z` (ordered; `R-7KQ2M9XA`, random, before
+/// The id of an access request, e.g. `R-0WWTR7GC1S` (ordered; `R-7KQ2M9XA`, random, before
 /// 2026-12).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RequestId(String);
