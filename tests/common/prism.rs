@@ -42,8 +42,10 @@ impl Prism {
     }
 
     /// Serves `../shared/oracles/<path>` (an OpenAPI 3 or Swagger 2.0 description). Ready when
-    /// it answers HTTP and the process is still ours and alive: one that could not bind its port
-    /// (or died) is started again on another port, and its log is shown if it never comes up.
+    /// its own log says it listens on its port and that port answers HTTP: an answer alone could
+    /// come from another process that took the port first (CI once saw one test's requests reach
+    /// another's front that way). One that could not bind its port (or died) is started again on
+    /// another port, and its log is shown if it never comes up.
     pub async fn start_oracle(path: &str) -> Prism {
         let bin = prism_bin();
         assert!(
@@ -58,6 +60,7 @@ impl Prism {
         for _attempt in 0..3 {
             let port = super::process::free_port();
             let log = std::env::temp_dir().join(format!("grantry-prism-{port}.log"));
+            let log_file = std::fs::File::create(&log).unwrap();
             let mut child = Command::new(&bin)
                 .args([
                     "mock",
@@ -68,19 +71,20 @@ impl Prism {
                     &port.to_string(),
                 ])
                 .arg(super::oracle(path))
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&log).unwrap())
+                .stdout(Stdio::from(log_file.try_clone().unwrap()))
+                .stderr(Stdio::from(log_file))
                 .kill_on_drop(true)
                 .spawn()
                 .expect("start prism");
             let url = format!("http://127.0.0.1:{port}");
+            let listening = format!("Prism is listening on {url}");
             let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
             let up = loop {
                 if child.try_wait().unwrap().is_some() {
                     break false;
                 }
-                if probe.get(format!("{url}/")).send().await.is_ok() {
-                    // Answered HTTP; still alive, so the answer was its own.
+                let said = std::fs::read_to_string(&log).unwrap_or_default();
+                if said.contains(&listening) && probe.get(format!("{url}/")).send().await.is_ok() {
                     break child.try_wait().unwrap().is_none();
                 }
                 if tokio::time::Instant::now() > deadline {
@@ -95,7 +99,13 @@ impl Prism {
             }
             let _ = child.kill().await;
         }
-        panic!("prism did not come up on three ports; its last log:\n{log_text}");
+        // Its log lists every route first: the end says why it stopped.
+        let tail: Vec<&str> = log_text.lines().rev().take(40).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        panic!(
+            "prism did not come up on three ports; the end of its last log:\n{}",
+            tail.join("\n")
+        );
     }
 }
 
