@@ -3,10 +3,11 @@
 //! Filing a request is the one write every `/access` waits on. Instead of a transaction of a
 //! dozen statements per request, [`Store::file`] hands the request's rows to the filer, a task
 //! that writes every filing waiting at that moment in **one** transaction: one multi-row insert
-//! per table, one move of the audit chain's head, one commit (one fsync). Each caller is answered
-//! only after that commit, so an acked request is as durable as before; a batch that fails is
-//! written again one filing at a time, so one bad filing fails alone. With one filing waiting
-//! the batch is that filing: nothing waits for company.
+//! per table and one move of the audit chain's head (on PostgreSQL, per 16 filings), one commit
+//! (one fsync). Each caller is answered only after that commit, so an acked request is as
+//! durable as before; a batch that fails is written again one filing at a time, so one bad
+//! filing fails alone. With one filing waiting the batch is that filing: nothing waits for
+//! company.
 
 use std::collections::HashMap;
 
@@ -18,17 +19,18 @@ use super::audit::NewAuditEvent;
 use super::decisions::DecisionRecord;
 use super::jobs::Job;
 use super::requests::RequestRow;
-use super::{Store, StoreError};
+use super::{Store, StoreError, Tx};
 use crate::domain::{AccessRequest, RequestId, RequestState};
 
-/// At most this many filings share a transaction on SQLite.
+/// At most this many filings share a transaction.
 const MAX_BATCH: usize = 128;
 
-/// On PostgreSQL, fewer: sqlx does not set `TCP_NODELAY`, so a statement bigger than one TCP
+/// On PostgreSQL, a transaction's filings are written this many at a time (one multi-row
+/// insert per table each): sqlx does not set `TCP_NODELAY`, so a statement bigger than one TCP
 /// segment waits for a delayed ACK (~40 ms) before its last part is sent. Measured on loopback:
-/// batches of up to 64 fell from ~1,900 to ~590 requests/s; batches of 16 keep each insert
-/// within a segment there.
-const MAX_BATCH_POSTGRES: usize = 16;
+/// inserts of up to 64 filings fell from ~1,900 to ~590 requests/s; inserts of 16 stay within a
+/// segment there. More statements, still one commit.
+const FILINGS_PER_STATEMENT_POSTGRES: usize = 16;
 
 /// An audit event of a filing (about the filed request, at its time).
 #[derive(Debug, Clone, PartialEq)]
@@ -122,11 +124,7 @@ async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<Waiting>) {
     let mut batch: Vec<Waiting> = Vec::new();
     while let Some(first) = rx.recv().await {
         batch.push(first);
-        let max = match store.backend {
-            super::Backend::Sqlite => MAX_BATCH,
-            super::Backend::Postgres => MAX_BATCH_POSTGRES,
-        };
-        while batch.len() < max {
+        while batch.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(next) => batch.push(next),
                 Err(_) => break,
@@ -180,139 +178,17 @@ impl Store {
 
     /// Writes filings in one transaction; one answer per filing, in order.
     async fn write_filings(&self, filings: &[&Filing]) -> Result<Vec<Filed>, StoreError> {
+        let per_statement = match self.backend {
+            super::Backend::Sqlite => filings.len().max(1),
+            super::Backend::Postgres => FILINGS_PER_STATEMENT_POSTGRES,
+        };
         let mut tx = self.begin().await?;
-        let rows: Vec<RequestRow<'_>> = filings
-            .iter()
-            .map(|f| RequestRow {
-                request: &f.request,
-                idempotency_key: f.idempotency_key.as_deref(),
-                reply_channel: f.reply_channel.as_deref(),
-            })
-            .collect();
-        let created = tx.insert_requests(&rows).await?;
-        let (new, dup): (Vec<&Filing>, Vec<&Filing>) = filings
-            .iter()
-            .partition(|f| created.contains(f.request.id.as_str()));
-
-        // Another delivery got there first (earlier, or earlier in this batch).
-        let mut firsts: HashMap<String, (String, String)> = HashMap::new();
-        let keys: Vec<&str> = dup
-            .iter()
-            .filter_map(|f| f.idempotency_key.as_deref())
-            .collect();
-        if !keys.is_empty() {
-            let mut sql = String::from(
-                "SELECT idempotency_key, id, state FROM requests WHERE idempotency_key IN (",
-            );
-            for i in 0..keys.len() {
-                sql.push_str(&format!("{}${}", if i == 0 { "" } else { "," }, i + 1));
-            }
-            sql.push(')');
-            let mut q = sqlx::query_as::<_, (String, String, String)>(sqlx::AssertSqlSafe(sql));
-            for k in &keys {
-                q = q.bind(k.to_string());
-            }
-            for (k, id, state) in q.fetch_all(tx.conn()).await? {
-                firsts.insert(k, (id, state));
-            }
-        }
-
-        if !new.is_empty() {
-            let decisions: Vec<&DecisionRecord> = new.iter().map(|f| &f.decision).collect();
-            tx.insert_decisions(&decisions).await?;
-
-            let events: Vec<NewAuditEvent<'_>> = new
-                .iter()
-                .flat_map(|f| {
-                    f.events.iter().map(|e| NewAuditEvent {
-                        actor: &e.actor,
-                        action: &e.action,
-                        request_id: Some(f.request.id.as_str()),
-                        grant_id: None,
-                        detail: e.detail.clone(),
-                    })
-                })
-                .collect();
-            let times: Vec<i64> = new
-                .iter()
-                .flat_map(|f| f.events.iter().map(|_| f.request.created_at_ms))
-                .collect();
-            let timed: Vec<(i64, &NewAuditEvent<'_>)> = times.into_iter().zip(&events).collect();
-            tx.audit_timed(&timed).await?;
-
-            let asked: Vec<NewApproval<'_>> = new
-                .iter()
-                .flat_map(|f| {
-                    f.approvals.iter().map(move |a| NewApproval {
-                        request_id: &f.request.id,
-                        step: 0,
-                        email: &a.email,
-                        name: &a.name,
-                        platform: &f.request.platform,
-                        chat_user_id: a.chat_user_id.as_deref(),
-                        on_behalf_of: a.on_behalf_of.as_deref(),
-                    })
-                })
-                .collect();
-            let approval_ids: HashMap<(String, String), i64> = tx
-                .insert_approvals(&asked)
-                .await?
-                .into_iter()
-                .map(|(id, request_id, email)| ((request_id, email), id))
-                .collect();
-
-            let mut jobs: Vec<(Job, i64, i64)> = Vec::new();
-            for f in &new {
-                let at = f.request.created_at_ms;
-                for a in &f.approvals {
-                    let key = (f.request.id.as_str().to_string(), a.email.clone());
-                    let approval_id = *approval_ids.get(&key).ok_or_else(|| {
-                        StoreError::Corrupt(format!("approval of {} not returned", key.0))
-                    })?;
-                    jobs.push((Job::PostApprovalCard { approval_id }, at, f.max_attempts));
-                }
-                for j in &f.jobs {
-                    jobs.push((j.clone(), at, f.max_attempts));
-                }
-            }
-            let rows: Vec<(&Job, i64, i64)> = jobs.iter().map(|(j, a, m)| (j, *a, *m)).collect();
-            if !rows.is_empty() {
-                tx.enqueue_rows(&rows).await?;
-            }
-        }
-        for f in &new {
-            if let Some(t) = &f.ticket {
-                tx.link_inbound_ticket(
-                    f.request.id.as_str(),
-                    &t.desk,
-                    &t.key,
-                    t.url.as_deref(),
-                    f.request.created_at_ms,
-                )
-                .await?;
-            }
+        let mut answers = Vec::with_capacity(filings.len());
+        for part in filings.chunks(per_statement) {
+            answers.extend(stage_filings(&mut tx, part).await?);
         }
         tx.commit().await?;
-
-        filings
-            .iter()
-            .map(|f| {
-                if created.contains(f.request.id.as_str()) {
-                    return Ok(Filed::Created);
-                }
-                let key = f.idempotency_key.as_deref().unwrap_or_default();
-                let (id, state) = firsts.get(key).ok_or_else(|| {
-                    StoreError::Corrupt(format!(
-                        "request {} neither created nor found",
-                        f.request.id
-                    ))
-                })?;
-                Ok(Filed::Duplicate {
-                    id: RequestId::from_stored(id.clone()),
-                    state: RequestState::parse(state).unwrap_or(RequestState::Submitted),
-                })
-            })
-            .collect()
+        Ok(answers)
     }
 
     /// Reads what intake checks before deciding, in one query: which of `people` were
@@ -379,4 +255,139 @@ impl Store {
         }
         Ok(facts)
     }
+}
+
+/// Writes `filings`' rows in `tx` (one multi-row insert per table) without committing; one
+/// answer per filing, in order.
+async fn stage_filings(tx: &mut Tx, filings: &[&Filing]) -> Result<Vec<Filed>, StoreError> {
+    let rows: Vec<RequestRow<'_>> = filings
+        .iter()
+        .map(|f| RequestRow {
+            request: &f.request,
+            idempotency_key: f.idempotency_key.as_deref(),
+            reply_channel: f.reply_channel.as_deref(),
+        })
+        .collect();
+    let created = tx.insert_requests(&rows).await?;
+    let (new, dup): (Vec<&Filing>, Vec<&Filing>) = filings
+        .iter()
+        .partition(|f| created.contains(f.request.id.as_str()));
+
+    // Another delivery got there first (earlier, or earlier in this batch).
+    let mut firsts: HashMap<String, (String, String)> = HashMap::new();
+    let keys: Vec<&str> = dup
+        .iter()
+        .filter_map(|f| f.idempotency_key.as_deref())
+        .collect();
+    if !keys.is_empty() {
+        let mut sql = String::from(
+            "SELECT idempotency_key, id, state FROM requests WHERE idempotency_key IN (",
+        );
+        for i in 0..keys.len() {
+            sql.push_str(&format!("{}${}", if i == 0 { "" } else { "," }, i + 1));
+        }
+        sql.push(')');
+        let mut q = sqlx::query_as::<_, (String, String, String)>(sqlx::AssertSqlSafe(sql));
+        for k in &keys {
+            q = q.bind(k.to_string());
+        }
+        for (k, id, state) in q.fetch_all(tx.conn()).await? {
+            firsts.insert(k, (id, state));
+        }
+    }
+
+    if !new.is_empty() {
+        let decisions: Vec<&DecisionRecord> = new.iter().map(|f| &f.decision).collect();
+        tx.insert_decisions(&decisions).await?;
+
+        let events: Vec<NewAuditEvent<'_>> = new
+            .iter()
+            .flat_map(|f| {
+                f.events.iter().map(|e| NewAuditEvent {
+                    actor: &e.actor,
+                    action: &e.action,
+                    request_id: Some(f.request.id.as_str()),
+                    grant_id: None,
+                    detail: e.detail.clone(),
+                })
+            })
+            .collect();
+        let times: Vec<i64> = new
+            .iter()
+            .flat_map(|f| f.events.iter().map(|_| f.request.created_at_ms))
+            .collect();
+        let timed: Vec<(i64, &NewAuditEvent<'_>)> = times.into_iter().zip(&events).collect();
+        tx.audit_timed(&timed).await?;
+
+        let asked: Vec<NewApproval<'_>> = new
+            .iter()
+            .flat_map(|f| {
+                f.approvals.iter().map(move |a| NewApproval {
+                    request_id: &f.request.id,
+                    step: 0,
+                    email: &a.email,
+                    name: &a.name,
+                    platform: &f.request.platform,
+                    chat_user_id: a.chat_user_id.as_deref(),
+                    on_behalf_of: a.on_behalf_of.as_deref(),
+                })
+            })
+            .collect();
+        let approval_ids: HashMap<(String, String), i64> = tx
+            .insert_approvals(&asked)
+            .await?
+            .into_iter()
+            .map(|(id, request_id, email)| ((request_id, email), id))
+            .collect();
+
+        let mut jobs: Vec<(Job, i64, i64)> = Vec::new();
+        for f in &new {
+            let at = f.request.created_at_ms;
+            for a in &f.approvals {
+                let key = (f.request.id.as_str().to_string(), a.email.clone());
+                let approval_id = *approval_ids.get(&key).ok_or_else(|| {
+                    StoreError::Corrupt(format!("approval of {} not returned", key.0))
+                })?;
+                jobs.push((Job::PostApprovalCard { approval_id }, at, f.max_attempts));
+            }
+            for j in &f.jobs {
+                jobs.push((j.clone(), at, f.max_attempts));
+            }
+        }
+        let rows: Vec<(&Job, i64, i64)> = jobs.iter().map(|(j, a, m)| (j, *a, *m)).collect();
+        if !rows.is_empty() {
+            tx.enqueue_rows(&rows).await?;
+        }
+    }
+    for f in &new {
+        if let Some(t) = &f.ticket {
+            tx.link_inbound_ticket(
+                f.request.id.as_str(),
+                &t.desk,
+                &t.key,
+                t.url.as_deref(),
+                f.request.created_at_ms,
+            )
+            .await?;
+        }
+    }
+    filings
+        .iter()
+        .map(|f| {
+            if created.contains(f.request.id.as_str()) {
+                return Ok(Filed::Created);
+            }
+            let key = f.idempotency_key.as_deref().unwrap_or_default();
+            let (id, state) = firsts.get(key).ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "request {} neither created nor found",
+                    f.request.id
+                ))
+            })?;
+            Ok(Filed::Duplicate {
+                id: RequestId::from_stored(id.clone()),
+                state: RequestState::parse(state).unwrap_or(RequestState::Submitted),
+            })
+        })
+        .collect()
 }
