@@ -340,21 +340,28 @@ async fn stage_filings(tx: &mut Tx, filings: &[&Filing]) -> Result<Vec<Filed>, S
             .map(|(id, request_id, email)| ((request_id, email), id))
             .collect();
 
-        let mut jobs: Vec<(Job, i64, i64)> = Vec::new();
+        // Each filing's approvers' cards, then its own jobs, in that order (borrowed, not cloned).
+        let mut cards: Vec<Vec<Job>> = Vec::with_capacity(new.len());
         for f in &new {
-            let at = f.request.created_at_ms;
+            let mut mine = Vec::with_capacity(f.approvals.len());
             for a in &f.approvals {
                 let key = (f.request.id.as_str().to_string(), a.email.clone());
                 let approval_id = *approval_ids.get(&key).ok_or_else(|| {
                     StoreError::Corrupt(format!("approval of {} not returned", key.0))
                 })?;
-                jobs.push((Job::PostApprovalCard { approval_id }, at, f.max_attempts));
+                mine.push(Job::PostApprovalCard { approval_id });
             }
-            for j in &f.jobs {
-                jobs.push((j.clone(), at, f.max_attempts));
-            }
+            cards.push(mine);
         }
-        let rows: Vec<(&Job, i64, i64)> = jobs.iter().map(|(j, a, m)| (j, *a, *m)).collect();
+        let rows: Vec<(&Job, i64, i64)> = new
+            .iter()
+            .zip(&cards)
+            .flat_map(|(f, mine)| {
+                mine.iter()
+                    .chain(&f.jobs)
+                    .map(|j| (j, f.request.created_at_ms, f.max_attempts))
+            })
+            .collect();
         if !rows.is_empty() {
             tx.enqueue_rows(&rows).await?;
         }

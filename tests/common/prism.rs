@@ -100,12 +100,9 @@ impl Prism {
             let _ = child.kill().await;
         }
         // Its log lists every route first: the end says why it stopped.
-        let tail: Vec<&str> = log_text.lines().rev().take(40).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
-        panic!(
-            "prism did not come up on three ports; the end of its last log:\n{}",
-            tail.join("\n")
-        );
+        let lines: Vec<&str> = log_text.lines().collect();
+        let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+        panic!("prism did not come up on three ports; the end of its last log:\n{tail}");
     }
 }
 
