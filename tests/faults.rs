@@ -167,18 +167,20 @@ async fn every_request_is_provisioned_once_through_a_failing_scim_server_and_sla
     }
     let total = PEOPLE * ENTITLEMENTS;
     // On a timeout, say where the requests and their jobs are.
-    let deadline = Instant::now() + Duration::from_secs(400);
-    loop {
-        let states = t.app.store.count_requests_by_state().await.unwrap();
-        if states == vec![("active".to_string(), total as i64)] {
-            break;
-        }
-        if Instant::now() > deadline {
+    eventually_or_explain(
+        400,
+        "every request active",
+        || async {
+            let states = t.app.store.count_requests_by_state().await.unwrap();
+            (states == vec![("active".to_string(), total as i64)]).then_some(())
+        },
+        || async {
+            let requests = t.app.store.count_requests_by_state().await.unwrap();
             let jobs = t.app.store.count_jobs().await.unwrap();
-            panic!("not every request active after 400 s: requests {states:?}, jobs {jobs:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+            format!(" (requests {requests:?}, jobs {jobs:?})")
+        },
+    )
+    .await;
     let took = started.elapsed();
     for g in &groups {
         let members = scim.members(g).await;

@@ -34,10 +34,27 @@ pub fn oracle(path: &str) -> PathBuf {
 }
 
 /// Polls `f` until it returns `Some`, for at most `secs` seconds.
-pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
+{
+    eventually_or_explain(secs, what, f, || async { String::new() }).await
+}
+
+/// [`eventually`], and on a timeout the panic also carries what `explain` says (the state
+/// that was waited on, read then).
+pub async fn eventually_or_explain<T, F, Fut, E, EFut>(
+    secs: u64,
+    what: &str,
+    mut f: F,
+    explain: E,
+) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+    E: FnOnce() -> EFut,
+    EFut: std::future::Future<Output = String>,
 {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
     loop {
@@ -45,7 +62,7 @@ where
             return v;
         }
         if tokio::time::Instant::now() > deadline {
-            panic!("timed out waiting for: {what}");
+            panic!("timed out waiting for: {what}{}", explain().await);
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
