@@ -1,5 +1,6 @@
 //! Group commit on the ack path: many requests filed at once share transactions, and each
 //! caller still gets its own, exact answer (created, duplicate of the first, or its own error).
+//! Intake's reads likewise: concurrent questions share a query, each gets its own facts.
 
 mod common;
 
@@ -269,4 +270,144 @@ async fn intake_facts_reads_offboarding_holdings_and_delegations_at_once() {
         .await
         .unwrap();
     assert!(none.offboarded.is_empty() && none.delegations.is_empty());
+}
+
+#[tokio::test]
+async fn concurrent_intake_reads_share_a_query_and_each_gets_its_own_facts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _db) = store(dir.path()).await;
+    // p0..p39 each hold `n % 3` active grants (one more, revoked, that must not show), p7 was
+    // offboarded, and owner<n> delegated to deputy<n> until n * 100.
+    let mut tx = store.begin().await.unwrap();
+    tx.mark_offboarded("p7@example.com", "it@example.com", 1)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    for n in 0..40usize {
+        let f = filing(n, None);
+        let request_id = f.request.id.as_str().to_string();
+        store.file(f).await.unwrap();
+        let mut tx = store.begin().await.unwrap();
+        for g in 0..=(n % 3) {
+            let state = if g == n % 3 { "revoked" } else { "active" };
+            tx.insert_grant(&grantry::store::grants::GrantRecord {
+                id: format!("G-{n}-{g}"),
+                request_id: request_id.clone(),
+                subject_email: format!("p{n}@example.com"),
+                app: "github".into(),
+                entitlement: format!("team-{g}"),
+                connector: "scim".into(),
+                account_id: "a".into(),
+                target: "t".into(),
+                receipt: "{}".into(),
+                state: state.into(),
+                approved_by: None,
+                granted_at: 1,
+                // Ordered by expiry: team-1 ends before team-0.
+                expires_at: Some(10_000 - g as i64),
+                revoked_at: None,
+                revoked_by: None,
+                revoke_reason: None,
+            })
+            .await
+            .unwrap();
+        }
+        tx.set_delegation(
+            &format!("owner{n}@example.com"),
+            &format!("deputy{n}@example.com"),
+            n as i64 * 100,
+            1,
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+    }
+
+    let asks = (0..40usize).map(|n| {
+        let store = store.clone();
+        async move {
+            let me = format!("p{n}@example.com");
+            let owner = format!("owner{n}@example.com");
+            let facts = store
+                .intake_facts(
+                    &[&me, "p7@example.com"],
+                    &me,
+                    &[&owner, "nobody@example.com"],
+                    // Odd n ask when their delegation ends (it is over), even n just before.
+                    n as i64 * 100 - if n % 2 == 1 { 0 } else { 1 },
+                )
+                .await
+                .unwrap();
+            (n, facts)
+        }
+    });
+    for (n, facts) in join_all(asks).await {
+        assert_eq!(facts.offboarded, vec!["p7@example.com".to_string()], "{n}");
+        let held: Vec<&str> = facts.held.iter().map(String::as_str).collect();
+        let expected: &[&str] = match n % 3 {
+            0 => &[],
+            1 => &["github/team-0"],
+            _ => &["github/team-1", "github/team-0"],
+        };
+        assert_eq!(held, expected, "{n}");
+        let owner = format!("owner{n}@example.com");
+        if n % 2 == 1 {
+            assert!(facts.delegations.is_empty(), "{n}: ended at its now");
+        } else {
+            assert_eq!(
+                facts.delegations.get(&owner),
+                Some(&(format!("deputy{n}@example.com"), n as i64 * 100)),
+                "{n}"
+            );
+            assert_eq!(facts.delegations.len(), 1, "{n}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn intake_reads_cancelled_midway_leave_every_other_caller_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _db) = store(dir.path()).await;
+    let mut tx = store.begin().await.unwrap();
+    tx.mark_offboarded("gone@example.com", "it@example.com", 1)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    for round in 0..20u64 {
+        let tasks: Vec<_> = (0..30u64)
+            .map(|n| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    store
+                        .intake_facts(
+                            &["gone@example.com", "here@example.com"],
+                            &format!("p{n}@example.com"),
+                            &[],
+                            1,
+                        )
+                        .await
+                })
+            })
+            .collect();
+        // Some callers go away before asking, some while reading for others (that read's
+        // questions are then asked again by their callers): aborts after 0 to ~1 ms.
+        let until = std::time::Instant::now() + std::time::Duration::from_micros(round * 50);
+        while std::time::Instant::now() < until {
+            tokio::task::yield_now().await;
+        }
+        for (n, t) in tasks.iter().enumerate() {
+            if (n as u64 + round).is_multiple_of(4) {
+                t.abort();
+            }
+        }
+        for (n, t) in tasks.into_iter().enumerate() {
+            match t.await {
+                Ok(facts) => {
+                    let facts = facts.unwrap_or_else(|e| panic!("round {round}, {n}: {e}"));
+                    assert_eq!(facts.offboarded, vec!["gone@example.com".to_string()]);
+                }
+                Err(e) => assert!(e.is_cancelled(), "round {round}, {n}: {e}"),
+            }
+        }
+    }
 }

@@ -1,5 +1,5 @@
 //! Delegations: an approver away hands their approvals to someone until a date (read at intake
-//! by `filing::intake_facts`).
+//! by `intake_facts`).
 
 use super::{StoreError, Tx};
 

@@ -1,4 +1,5 @@
-//! The ack path's storage: what filing a request reads (one query) and writes (group commit).
+//! The ack path's write: filing a request (group commit). What it reads first is
+//! [`super::intake_facts`].
 //!
 //! Filing a request is the one write every `/access` waits on. Instead of a transaction of a
 //! dozen statements per request, [`Store::file`] hands the request's rows to the filer, a task
@@ -87,24 +88,6 @@ pub enum Filed {
     },
 }
 
-/// What intake needs to know from the store before it decides, read at once.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct IntakeFacts {
-    /// Of the people asked about, those who were offboarded (as stored).
-    pub offboarded: Vec<String>,
-    /// The subject's active grants as `app/entitlement`.
-    pub held: Vec<String>,
-    /// Approvers away: delegator → (delegate, until).
-    pub delegations: HashMap<String, (String, i64)>,
-}
-
-impl IntakeFacts {
-    /// Whether this person was offboarded.
-    pub fn is_offboarded(&self, email: &str) -> bool {
-        self.offboarded.iter().any(|o| o == email)
-    }
-}
-
 type Waiting = (Filing, oneshot::Sender<Result<Filed, StoreError>>);
 
 /// The handle [`Store`] keeps to its filer task.
@@ -189,71 +172,6 @@ impl Store {
         }
         tx.commit().await?;
         Ok(answers)
-    }
-
-    /// Reads what intake checks before deciding, in one query: which of `people` were
-    /// offboarded, what `subject` holds, and which of `approvers` delegated until after `now_ms`.
-    pub async fn intake_facts(
-        &self,
-        people: &[&str],
-        subject: &str,
-        approvers: &[&str],
-        now_ms: i64,
-    ) -> Result<IntakeFacts, StoreError> {
-        let mut sql = String::new();
-        let mut n = 0;
-        let mut next = || {
-            n += 1;
-            format!("${n}")
-        };
-        let list = |k: usize, next: &mut dyn FnMut() -> String| {
-            (0..k).map(|_| next()).collect::<Vec<_>>().join(",")
-        };
-        sql.push_str(&format!(
-            "SELECT 'o' AS k, email AS a, CAST(NULL AS TEXT) AS b, CAST(0 AS BIGINT) AS n \
-             FROM offboarded WHERE email IN ({})",
-            list(people.len().max(1), &mut next)
-        ));
-        sql.push_str(&format!(
-            " UNION ALL SELECT 'h', a, NULL, 0 FROM (SELECT app || '/' || entitlement AS a FROM grants \
-             WHERE subject_email = {} AND state = 'active' ORDER BY expires_at, id LIMIT 200) held",
-            next()
-        ));
-        if !approvers.is_empty() {
-            let names = list(approvers.len(), &mut next);
-            sql.push_str(&format!(
-                " UNION ALL SELECT 'd', delegator_email, delegate_email, until_at FROM delegations \
-                 WHERE delegator_email IN ({names}) AND until_at > {}",
-                next()
-            ));
-        }
-        let mut q =
-            sqlx::query_as::<_, (String, String, Option<String>, i64)>(sqlx::AssertSqlSafe(sql));
-        if people.is_empty() {
-            q = q.bind(String::new());
-        }
-        for p in people {
-            q = q.bind(p.to_string());
-        }
-        q = q.bind(subject.to_string());
-        if !approvers.is_empty() {
-            for a in approvers {
-                q = q.bind(a.to_string());
-            }
-            q = q.bind(now_ms);
-        }
-        let mut facts = IntakeFacts::default();
-        for (k, a, b, n) in q.fetch_all(self.reader()).await? {
-            match (k.as_str(), b) {
-                ("o", _) => facts.offboarded.push(a),
-                ("h", _) => facts.held.push(a),
-                ("d", Some(delegate)) => {
-                    facts.delegations.insert(a, (delegate, n));
-                }
-                _ => {}
-            }
-        }
-        Ok(facts)
     }
 }
 

@@ -14,6 +14,7 @@ pub mod digest;
 pub mod filing;
 pub mod fulfilments;
 pub mod grants;
+pub mod intake_facts;
 pub mod jobs;
 pub mod ledger;
 pub mod requests;
@@ -73,6 +74,8 @@ pub struct Store {
     jobs_ready: Arc<Notify>,
     /// Writes new requests in shared transactions ([`filing`]); `None` inside the filer itself.
     filer: Option<filing::Filer>,
+    /// Intake's questions waiting to be read together ([`intake_facts`]).
+    facts: Arc<intake_facts::FactsQueue>,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -165,6 +168,7 @@ impl Store {
             reader,
             jobs_ready: Arc::new(Notify::new()),
             filer: None,
+            facts: Arc::default(),
         };
         store.filer = Some(filing::Filer::start(store.clone()));
         Ok(store)

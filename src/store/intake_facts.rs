@@ -1,0 +1,273 @@
+//! What intake reads before it decides (offboarding, held grants, delegations), read for every
+//! intake waiting at once.
+//!
+//! Every `/access` reads these facts before its policy decision. Instead of one query per
+//! request (a round trip to a reader connection's thread each, and on PostgreSQL a statement
+//! for its backend each), [`Store::intake_facts`] queues the question; whichever caller holds
+//! the right to read answers every question waiting at that moment with **one** query, and
+//! the others wait for their share or, once the reader is done, read next. Alone, a caller
+//! reads its own question at once, with no hand-off to another task. A caller cancelled while
+//! reading leaves the questions it took to be read again by their askers. A read is not part
+//! of the filing's transaction either way: it sees what was committed when it ran.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use tokio::sync::oneshot;
+
+use super::{Backend, Store, StoreError};
+
+/// At most this many questions share a query.
+const MAX_BATCH: usize = 64;
+
+/// A subject's active grants read for a decision: the first this many by expiry.
+const HELD_LIMIT: i64 = 200;
+
+/// What intake needs to know from the store before it decides, read at once.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IntakeFacts {
+    /// Of the people asked about, those who were offboarded (as stored).
+    pub offboarded: Vec<String>,
+    /// The subject's active grants as `app/entitlement`.
+    pub held: Vec<String>,
+    /// Approvers away: delegator → (delegate, until).
+    pub delegations: HashMap<String, (String, i64)>,
+}
+
+impl IntakeFacts {
+    /// Whether this person was offboarded.
+    pub fn is_offboarded(&self, email: &str) -> bool {
+        self.offboarded.iter().any(|o| o == email)
+    }
+}
+
+/// One intake's question.
+#[derive(Debug, Clone)]
+struct Question {
+    people: Vec<String>,
+    subject: String,
+    approvers: Vec<String>,
+    now_ms: i64,
+}
+
+type Waiting = (Question, oneshot::Sender<Result<IntakeFacts, StoreError>>);
+
+/// Questions waiting for a read, and the right to read them.
+#[derive(Default)]
+pub(crate) struct FactsQueue {
+    waiting: Mutex<Vec<Waiting>>,
+    reading: tokio::sync::Mutex<()>,
+}
+
+impl FactsQueue {
+    fn take(&self) -> Vec<Waiting> {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        let n = waiting.len().min(MAX_BATCH);
+        waiting.drain(..n).collect()
+    }
+
+    fn put(&self, w: Waiting) {
+        self.waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(w);
+    }
+}
+
+impl Store {
+    /// Reads what intake checks before deciding: which of `people` were offboarded, what
+    /// `subject` holds (active grants, the first 200 by expiry), and which of `approvers`
+    /// delegated until after `now_ms`. Concurrent callers share one query (see the module's doc).
+    pub async fn intake_facts(
+        &self,
+        people: &[&str],
+        subject: &str,
+        approvers: &[&str],
+        now_ms: i64,
+    ) -> Result<IntakeFacts, StoreError> {
+        let question = Question {
+            people: people.iter().map(|p| p.to_string()).collect(),
+            subject: subject.to_string(),
+            approvers: approvers.iter().map(|a| a.to_string()).collect(),
+            now_ms,
+        };
+        let queue = &self.facts;
+        let (reply, mut answer) = oneshot::channel();
+        queue.put((question.clone(), reply));
+        loop {
+            tokio::select! {
+                biased;
+                answered = &mut answer => {
+                    return match answered {
+                        Ok(facts) => facts,
+                        // Whoever took the question was cancelled mid-read: ask alone.
+                        Err(_) => {
+                            let mut v = read(self.backend, self.reader(), &[&question]).await?;
+                            Ok(v.pop().unwrap_or_default())
+                        }
+                    };
+                }
+                _reading = queue.reading.lock() => {
+                    // The reader now: every question waiting (this one, unless already answered).
+                    let batch = queue.take();
+                    if !batch.is_empty() {
+                        answer_all(self.backend, self.reader(), batch).await;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Reads for `batch` in one query and answers each; if that fails, each is read alone (the
+/// error is the database's, not a question's, and each caller gets its own answer).
+async fn answer_all(backend: Backend, pool: &sqlx::AnyPool, mut batch: Vec<Waiting>) {
+    let questions: Vec<&Question> = batch.iter().map(|(q, _)| q).collect();
+    match read(backend, pool, &questions).await {
+        Ok(answers) => {
+            for ((_, reply), facts) in batch.drain(..).zip(answers) {
+                let _ = reply.send(Ok(facts));
+            }
+        }
+        Err(e) if batch.len() == 1 => {
+            if let Some((_, reply)) = batch.pop() {
+                let _ = reply.send(Err(e));
+            }
+        }
+        Err(_) => {
+            for (q, reply) in batch.drain(..) {
+                let r = read(backend, pool, &[&q])
+                    .await
+                    .map(|mut v| v.pop().unwrap_or_default());
+                let _ = reply.send(r);
+            }
+        }
+    }
+}
+
+/// `values` without repeats, in their order.
+fn distinct<'a>(values: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut seen = HashSet::new();
+    values.filter(|v| seen.insert(*v)).collect()
+}
+
+/// `values` without repeats, padded with `""` (no one's email) to a power of two, so that
+/// batches of different sizes share a few statement texts (each is prepared once).
+fn padded<'a>(values: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut list = distinct(values);
+    let size = list.len().max(1).next_power_of_two();
+    list.resize(size, "");
+    list
+}
+
+/// Answers `questions` with one query; one answer per question, in order.
+async fn read(
+    backend: Backend,
+    pool: &sqlx::AnyPool,
+    questions: &[&Question],
+) -> Result<Vec<IntakeFacts>, StoreError> {
+    let people = padded(
+        questions
+            .iter()
+            .flat_map(|q| q.people.iter().map(String::as_str)),
+    );
+    let subjects = padded(questions.iter().map(|q| q.subject.as_str()));
+    let approvers = padded(
+        questions
+            .iter()
+            .flat_map(|q| q.approvers.iter().map(String::as_str)),
+    );
+    let since = questions.iter().map(|q| q.now_ms).min().unwrap_or_default();
+
+    let mut n = 0;
+    let mut marks = |k: usize| {
+        let list: Vec<String> = (0..k)
+            .map(|_| {
+                n += 1;
+                match backend {
+                    Backend::Sqlite => "?".to_string(),
+                    Backend::Postgres => format!("${n}"),
+                }
+            })
+            .collect();
+        list.join(",")
+    };
+    let mut sql = format!(
+        "SELECT 'o' AS k, email AS a, CAST(NULL AS TEXT) AS b, CAST(0 AS BIGINT) AS n \
+         FROM offboarded WHERE email IN ({})",
+        marks(people.len())
+    );
+    sql.push_str(&format!(
+        " UNION ALL SELECT 'h', subject_email, a, rn FROM (SELECT subject_email, \
+         app || '/' || entitlement AS a, \
+         CAST(ROW_NUMBER() OVER (PARTITION BY subject_email ORDER BY expires_at, id) AS BIGINT) AS rn \
+         FROM grants WHERE subject_email IN ({}) AND state = 'active') held WHERE rn <= {HELD_LIMIT}",
+        marks(subjects.len())
+    ));
+    sql.push_str(&format!(
+        " UNION ALL SELECT 'd', delegator_email, delegate_email, until_at FROM delegations \
+         WHERE delegator_email IN ({}) AND until_at > {}",
+        marks(approvers.len()),
+        marks(1)
+    ));
+    let mut q =
+        sqlx::query_as::<_, (String, String, Option<String>, i64)>(sqlx::AssertSqlSafe(sql));
+    for v in people.iter().chain(&subjects).chain(&approvers) {
+        q = q.bind(v.to_string());
+    }
+    q = q.bind(since);
+
+    let mut offboarded: HashSet<String> = HashSet::new();
+    let mut held: HashMap<String, Vec<(i64, String)>> = HashMap::new();
+    let mut away: HashMap<String, (String, i64)> = HashMap::new();
+    for (k, a, b, n) in q.fetch_all(pool).await? {
+        match (k.as_str(), b) {
+            ("o", _) => {
+                offboarded.insert(a);
+            }
+            ("h", Some(grant)) => held.entry(a).or_default().push((n, grant)),
+            ("d", Some(delegate)) => {
+                away.insert(a, (delegate, n));
+            }
+            _ => {}
+        }
+    }
+    for grants in held.values_mut() {
+        grants.sort_unstable();
+    }
+    Ok(questions
+        .iter()
+        .map(|q| IntakeFacts {
+            offboarded: distinct(q.people.iter().map(String::as_str))
+                .into_iter()
+                .filter(|p| offboarded.contains(*p))
+                .map(str::to_string)
+                .collect(),
+            held: held
+                .get(&q.subject)
+                .map(|g| g.iter().map(|(_, grant)| grant.clone()).collect())
+                .unwrap_or_default(),
+            delegations: q
+                .approvers
+                .iter()
+                .filter_map(|a| {
+                    let (delegate, until) = away.get(a)?;
+                    (*until > q.now_ms).then(|| (a.clone(), (delegate.clone(), *until)))
+                })
+                .collect(),
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn lists_lose_repeats_and_pad_to_a_power_of_two() {
+        assert_eq!(super::padded(["a", "b", "a"].into_iter()), ["a", "b"]);
+        assert_eq!(
+            super::padded(["a", "b", "c"].into_iter()),
+            ["a", "b", "c", ""]
+        );
+        assert_eq!(super::padded([].into_iter()), [""]);
+    }
+}
