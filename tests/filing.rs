@@ -23,6 +23,17 @@ async fn store(dir: &std::path::Path) -> (Store, common::TestDb) {
     (store, db)
 }
 
+/// A store in which `email` was offboarded.
+async fn store_with_offboarded(dir: &std::path::Path, email: &str) -> (Store, common::TestDb) {
+    let (store, db) = store(dir).await;
+    let mut tx = store.begin().await.unwrap();
+    tx.mark_offboarded(email, "it@example.com", 1)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    (store, db)
+}
+
 fn filing(n: usize, key: Option<String>) -> Filing {
     let id = RequestId::generate();
     let now = 1_700_000_000_000 + n as i64;
@@ -233,11 +244,8 @@ async fn a_faulty_filing_fails_alone() {
 #[tokio::test]
 async fn intake_facts_reads_offboarding_holdings_and_delegations_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, _db) = store(dir.path()).await;
+    let (store, _db) = store_with_offboarded(dir.path(), "gone@example.com").await;
     let mut tx = store.begin().await.unwrap();
-    tx.mark_offboarded("gone@example.com", "it@example.com", 1)
-        .await
-        .unwrap();
     tx.set_delegation("owner1@example.com", "deputy@example.com", 5_000, 1)
         .await
         .unwrap();
@@ -275,14 +283,9 @@ async fn intake_facts_reads_offboarding_holdings_and_delegations_at_once() {
 #[tokio::test]
 async fn concurrent_intake_reads_share_a_query_and_each_gets_its_own_facts() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, _db) = store(dir.path()).await;
     // p0..p39 each hold `n % 3` active grants (one more, revoked, that must not show), p7 was
     // offboarded, and owner<n> delegated to deputy<n> until n * 100.
-    let mut tx = store.begin().await.unwrap();
-    tx.mark_offboarded("p7@example.com", "it@example.com", 1)
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
+    let (store, _db) = store_with_offboarded(dir.path(), "p7@example.com").await;
     for n in 0..40usize {
         let f = filing(n, None);
         let request_id = f.request.id.as_str().to_string();
@@ -367,12 +370,7 @@ async fn concurrent_intake_reads_share_a_query_and_each_gets_its_own_facts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn intake_reads_cancelled_midway_leave_every_other_caller_answered() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, _db) = store(dir.path()).await;
-    let mut tx = store.begin().await.unwrap();
-    tx.mark_offboarded("gone@example.com", "it@example.com", 1)
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
+    let (store, _db) = store_with_offboarded(dir.path(), "gone@example.com").await;
     for round in 0..20u64 {
         let tasks: Vec<_> = (0..30u64)
             .map(|n| {
