@@ -27,10 +27,10 @@ use crate::domain::{AccessRequest, RequestId, RequestState};
 const MAX_BATCH: usize = 128;
 
 /// On PostgreSQL, a transaction's filings are written this many at a time (one multi-row
-/// insert per table each): sqlx does not set `TCP_NODELAY`, so a statement bigger than one TCP
-/// segment waits for a delayed ACK (~40 ms) before its last part is sent. Measured on loopback:
-/// inserts of up to 64 filings fell from ~1,900 to ~590 requests/s; inserts of 16 stay within a
-/// segment there. More statements, still one commit.
+/// insert per table each), still in one commit. Chosen when sqlx 0.9.0 set no `TCP_NODELAY`
+/// (a statement bigger than one TCP segment waited ~40 ms for a delayed ACK: inserts of up to 64
+/// filings fell from ~1,900 to ~590 requests/s). sqlx 0.9.1 sets it again; inserts of up to 128
+/// then measured the same as 16 (docs/benchmarks.md), so 16 stayed.
 const FILINGS_PER_STATEMENT_POSTGRES: usize = 16;
 
 /// An audit event of a filing (about the filed request, at its time).
