@@ -11,7 +11,7 @@
 //! of the filing's transaction either way: it sees what was committed when it ran.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 
@@ -42,7 +42,7 @@ impl IntakeFacts {
 }
 
 /// One intake's question.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Question {
     people: Vec<String>,
     subject: String,
@@ -50,7 +50,12 @@ struct Question {
     now_ms: i64,
 }
 
-type Waiting = (Question, oneshot::Sender<Result<IntakeFacts, StoreError>>);
+/// A question is shared with its queue entry, so that its caller can still ask it alone if the
+/// caller that took it is cancelled (no copy of its strings on the ack path).
+type Waiting = (
+    Arc<Question>,
+    oneshot::Sender<Result<IntakeFacts, StoreError>>,
+);
 
 /// Questions waiting for a read, and the right to read them.
 #[derive(Default)]
@@ -85,15 +90,15 @@ impl Store {
         approvers: &[&str],
         now_ms: i64,
     ) -> Result<IntakeFacts, StoreError> {
-        let question = Question {
+        let question = Arc::new(Question {
             people: people.iter().map(|p| p.to_string()).collect(),
             subject: subject.to_string(),
             approvers: approvers.iter().map(|a| a.to_string()).collect(),
             now_ms,
-        };
+        });
         let queue = &self.facts;
         let (reply, mut answer) = oneshot::channel();
-        queue.put((question.clone(), reply));
+        queue.put((Arc::clone(&question), reply));
         loop {
             tokio::select! {
                 biased;
@@ -122,7 +127,7 @@ impl Store {
 /// Reads for `batch` in one query and answers each; if that fails, each is read alone (the
 /// error is the database's, not a question's, and each caller gets its own answer).
 async fn answer_all(backend: Backend, pool: &sqlx::AnyPool, mut batch: Vec<Waiting>) {
-    let questions: Vec<&Question> = batch.iter().map(|(q, _)| q).collect();
+    let questions: Vec<&Question> = batch.iter().map(|(q, _)| q.as_ref()).collect();
     match read(backend, pool, &questions).await {
         Ok(answers) => {
             for ((_, reply), facts) in batch.drain(..).zip(answers) {
