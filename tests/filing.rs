@@ -145,10 +145,12 @@ async fn concurrent_filings_each_get_their_own_rows_and_a_whole_chain() {
         grantry::audit::Verdict::Whole { events: 400, .. }
     ));
     // Every card job points at an approval of its own request, and each approval has one.
+    let mut approval_ids = std::collections::HashSet::new();
     for id in &ids {
         let rid = RequestId::from_stored(id.clone());
         let approvals = store.approvals(&rid).await.unwrap();
         assert_eq!(approvals.len(), 2, "{id}");
+        approval_ids.extend(approvals.iter().map(|a| a.id));
         assert_eq!(
             approvals[1].on_behalf_of.as_deref(),
             Some("On behalf of someone")
@@ -167,13 +169,18 @@ async fn concurrent_filings_each_get_their_own_rows_and_a_whole_chain() {
     assert_eq!(cards.len(), 400);
     let mut seen = std::collections::HashSet::new();
     for c in cards {
-        let v: serde_json::Value = serde_json::from_str(&c).unwrap();
-        let approval_id = v["approval_id"].as_i64().unwrap();
+        // The payload is the job as the workers read it (built in SQL, it must match serde's).
+        let job: grantry::store::Job = serde_json::from_str(&c).unwrap();
+        let grantry::store::Job::PostApprovalCard { approval_id } = job else {
+            panic!("not a card: {c}");
+        };
+        assert!(approval_ids.contains(&approval_id), "{c}");
         assert!(
             seen.insert(approval_id),
             "two cards for approval {approval_id}"
         );
     }
+    assert_eq!(seen, approval_ids);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -1,8 +1,9 @@
 //! Approvals: who may decide a request, and where their card was posted.
 
-use sqlx::FromRow;
+use sqlx::{FromRow, Row};
 
-use super::{values_sql, Store, StoreError, Tx};
+use super::batch::Batch;
+use super::{Store, StoreError, Tx};
 use crate::domain::RequestId;
 
 /// One approver's slot on a request.
@@ -58,30 +59,17 @@ impl Tx {
         &mut self,
         approvals: &[NewApproval<'_>],
     ) -> Result<Vec<(i64, String, String)>, StoreError> {
-        let mut added = Vec::with_capacity(approvals.len());
-        for chunk in approvals.chunks(1_000) {
-            let sql = values_sql(
-                self.backend,
-                "INSERT INTO approvals (request_id, step, approver_email, approver_name, platform, \
-                 chat_user_id, on_behalf_of) VALUES ",
-                chunk.len(),
-                7,
-                " RETURNING id, request_id, approver_email",
-            );
-            let mut q = sqlx::query_as::<_, (i64, String, String)>(sqlx::AssertSqlSafe(sql));
-            for a in chunk {
-                q = q
-                    .bind(a.request_id.as_str())
-                    .bind(a.step)
-                    .bind(a.email)
-                    .bind(a.name)
-                    .bind(a.platform)
-                    .bind(a.chat_user_id)
-                    .bind(a.on_behalf_of);
-            }
-            added.extend(q.fetch_all(self.conn()).await?);
-        }
-        Ok(added)
+        let mut b = Batch::new(self.backend);
+        push_insert_approvals(
+            &mut b,
+            approvals,
+            " RETURNING id, request_id, approver_email",
+        )?;
+        b.fetch(self.conn())
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect()
     }
 
     /// The pending approval slot of this chat user on this request, if they have one.
@@ -244,4 +232,31 @@ impl Store {
             .fetch_all(self.reader())
             .await?)
     }
+}
+
+/// Adds the inserts of `approvals` to `b` (one statement per 1,000), each ending with `tail`.
+pub(crate) fn push_insert_approvals(
+    b: &mut Batch,
+    approvals: &[NewApproval<'_>],
+    tail: &str,
+) -> Result<(), StoreError> {
+    for chunk in approvals.chunks(1_000) {
+        b.push_values(
+            "INSERT INTO approvals (request_id, step, approver_email, approver_name, platform, \
+             chat_user_id, on_behalf_of) VALUES ",
+            chunk.len(),
+            7,
+            tail,
+        );
+        for a in chunk {
+            b.bind(a.request_id.as_str())?;
+            b.bind(a.step)?;
+            b.bind(a.email)?;
+            b.bind(a.name)?;
+            b.bind(a.platform)?;
+            b.bind(a.chat_user_id)?;
+            b.bind(a.on_behalf_of)?;
+        }
+    }
+    Ok(())
 }

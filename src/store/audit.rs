@@ -1,9 +1,11 @@
 //! The audit chain's storage: append inside a change's transaction, read in order.
 
 use serde_json::Value;
-use sqlx::FromRow;
+use sqlx::any::AnyRow;
+use sqlx::{FromRow, Row};
 
-use super::{Store, StoreError, Tx};
+use super::batch::Batch;
+use super::{Backend, Store, StoreError, Tx};
 
 /// An event to append.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,49 +34,11 @@ pub struct AuditRecord {
 }
 
 impl Tx {
-    /// Appends an event to the chain (reads and moves the head in this transaction).
+    /// Appends an event to the chain; returns its seq.
     pub async fn audit(&mut self, at_ms: i64, e: NewAuditEvent<'_>) -> Result<i64, StoreError> {
-        // Moving the head first locks it (PostgreSQL: the row; SQLite: the one writer), so
-        // appenders are serialised; RETURNING gives the new seq and the previous hash.
-        let (seq, head_hash): (i64, String) =
-            sqlx::query_as("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
-                .fetch_one(self.conn())
-                .await?;
-        let detail = e.detail.to_string();
-        let hash = crate::audit::chain_hash(
-            &head_hash,
-            seq,
-            at_ms,
-            e.actor,
-            e.action,
-            e.request_id,
-            e.grant_id,
-            &detail,
-        );
-        sqlx::query(
-            "INSERT INTO audit_events (seq, at, actor, action, request_id, grant_id, detail, prev_hash, hash) \
-             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)",
-        )
-        .bind(seq)
-        .bind(at_ms)
-        .bind(e.actor)
-        .bind(e.action)
-        .bind(e.request_id)
-        .bind(e.grant_id)
-        .bind(&detail)
-        .bind(&head_hash)
-        .bind(&hash)
-        .execute(self.conn())
-        .await?;
-        sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
-            .bind(&hash)
-            .execute(self.conn())
-            .await?;
-        Ok(seq)
+        self.audit_timed(&[(at_ms, &e)]).await
     }
-}
 
-impl Tx {
     /// Appends several events at once (one head move, inserts of many rows): for sweeps that
     /// record an event per grant. The chain is the same as appending them one by one.
     pub async fn audit_many(
@@ -83,26 +47,60 @@ impl Tx {
         events: &[NewAuditEvent<'_>],
     ) -> Result<(), StoreError> {
         let timed: Vec<(i64, &NewAuditEvent<'_>)> = events.iter().map(|e| (at_ms, e)).collect();
-        self.audit_timed(&timed).await
+        self.audit_timed(&timed).await.map(|_| ())
     }
 
-    /// Appends events each with its own time, in order, with one head move.
+    /// Appends events each with its own time, in order, with one head move; returns the last
+    /// one's seq (0 when there are none).
     pub(crate) async fn audit_timed(
         &mut self,
         events: &[(i64, &NewAuditEvent<'_>)],
-    ) -> Result<(), StoreError> {
+    ) -> Result<i64, StoreError> {
         if events.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
-        let (last_seq, mut prev): (i64, String) =
-            sqlx::query_as("UPDATE audit_head SET seq = seq + $1 WHERE id = 1 RETURNING seq, hash")
-                .bind(events.len() as i64)
-                .fetch_one(self.conn())
-                .await?;
-        let first = last_seq - events.len() as i64 + 1;
-        let mut rows = Vec::with_capacity(events.len());
-        for (i, (at_ms, e)) in events.iter().enumerate() {
-            let seq = first + i as i64;
+        let mut read = Batch::new(self.backend());
+        push_read_head(&mut read);
+        let head = read_head(read.fetch(self.conn()).await?.first())?;
+        let mut append = Batch::new(self.backend());
+        let seq = push_append(&mut append, head, events)?;
+        append.execute(self.conn()).await?;
+        Ok(seq)
+    }
+}
+
+/// Reads the chain's head (seq, hash) to append after it. Appenders are serialised: on
+/// PostgreSQL this locks the head's row until the commit; SQLite has one writer.
+pub(crate) fn push_read_head(b: &mut Batch) {
+    b.push(match b.backend() {
+        Backend::Sqlite => "SELECT seq, hash FROM audit_head WHERE id = 1",
+        Backend::Postgres => "SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE",
+    });
+}
+
+/// The head from the row [`push_read_head`] returned.
+pub(crate) fn read_head(row: Option<&AnyRow>) -> Result<(i64, String), StoreError> {
+    let row = row.ok_or_else(|| StoreError::Corrupt("the audit chain has no head".into()))?;
+    Ok((row.try_get(0)?, row.try_get(1)?))
+}
+
+/// Adds `events` after `head` (their rows, then the head's move) to `b`; returns the last seq.
+/// The chain is the same as appending them one by one.
+pub(crate) fn push_append(
+    b: &mut Batch,
+    head: (i64, String),
+    events: &[(i64, &NewAuditEvent<'_>)],
+) -> Result<i64, StoreError> {
+    let (mut seq, mut prev) = head;
+    for chunk in events.chunks(ROWS_PER_INSERT) {
+        b.push_values(
+            "INSERT INTO audit_events (seq, at, actor, action, request_id, grant_id, detail, prev_hash, hash) VALUES ",
+            chunk.len(),
+            9,
+            "",
+        );
+        for (at_ms, e) in chunk {
+            seq += 1;
             let detail = e.detail.to_string();
             let hash = crate::audit::chain_hash(
                 &prev,
@@ -114,43 +112,23 @@ impl Tx {
                 e.grant_id,
                 &detail,
             );
-            rows.push((seq, *at_ms, detail, prev.clone(), hash.clone()));
-            prev = hash;
+            b.bind(seq)?;
+            b.bind(*at_ms)?;
+            b.bind(e.actor)?;
+            b.bind(e.action)?;
+            b.bind(e.request_id)?;
+            b.bind(e.grant_id)?;
+            b.bind(detail)?;
+            b.bind(std::mem::replace(&mut prev, hash.clone()))?;
+            b.bind(hash)?;
         }
-        for chunk in events
-            .iter()
-            .zip(rows)
-            .collect::<Vec<_>>()
-            .chunks(ROWS_PER_INSERT)
-        {
-            let sql = super::values_sql(
-                self.backend(),
-                "INSERT INTO audit_events (seq, at, actor, action, request_id, grant_id, detail, prev_hash, hash) VALUES ",
-                chunk.len(),
-                9,
-                "",
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for ((_, e), (seq, at_ms, detail, prev_hash, hash)) in chunk {
-                q = q
-                    .bind(*seq)
-                    .bind(*at_ms)
-                    .bind(e.actor.to_string())
-                    .bind(e.action.to_string())
-                    .bind(e.request_id.map(str::to_string))
-                    .bind(e.grant_id.map(str::to_string))
-                    .bind(detail.clone())
-                    .bind(prev_hash.clone())
-                    .bind(hash.clone());
-            }
-            q.execute(self.conn()).await?;
-        }
-        sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
-            .bind(prev)
-            .execute(self.conn())
-            .await?;
-        Ok(())
     }
+    if !events.is_empty() {
+        b.push("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1");
+        b.bind(seq)?;
+        b.bind(prev)?;
+    }
+    Ok(seq)
 }
 
 /// Rows per multi-row insert: well under SQLite's 32,766 bound parameters at 9 per row.

@@ -2,7 +2,8 @@
 
 use sqlx::FromRow;
 
-use super::{values_sql, Store, StoreError, Tx};
+use super::batch::Batch;
+use super::{Store, StoreError, Tx};
 use crate::domain::RequestId;
 
 /// One recorded decision.
@@ -30,29 +31,35 @@ impl Tx {
 
     /// Records decisions in one statement per 1,000.
     pub async fn insert_decisions(&mut self, ds: &[&DecisionRecord]) -> Result<(), StoreError> {
-        for chunk in ds.chunks(1_000) {
-            let sql = values_sql(
-                self.backend,
-                "INSERT INTO decisions (request_id, kind, outcome, actor, policy_ids, reasons, at) VALUES ",
-                chunk.len(),
-                7,
-                "",
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for d in chunk {
-                q = q
-                    .bind(d.request_id.as_str())
-                    .bind(d.kind.as_str())
-                    .bind(d.outcome.as_str())
-                    .bind(d.actor.as_str())
-                    .bind(d.policy_ids.as_str())
-                    .bind(d.reasons.as_str())
-                    .bind(d.at);
-            }
-            q.execute(self.conn()).await?;
-        }
-        Ok(())
+        let mut b = Batch::new(self.backend);
+        push_insert_decisions(&mut b, ds)?;
+        b.execute(self.conn()).await
     }
+}
+
+/// Adds the inserts of `ds` to `b` (one statement per 1,000).
+pub(crate) fn push_insert_decisions(
+    b: &mut Batch,
+    ds: &[&DecisionRecord],
+) -> Result<(), StoreError> {
+    for chunk in ds.chunks(1_000) {
+        b.push_values(
+            "INSERT INTO decisions (request_id, kind, outcome, actor, policy_ids, reasons, at) VALUES ",
+            chunk.len(),
+            7,
+            "",
+        );
+        for d in chunk {
+            b.bind(d.request_id.as_str())?;
+            b.bind(d.kind.as_str())?;
+            b.bind(d.outcome.as_str())?;
+            b.bind(d.actor.as_str())?;
+            b.bind(d.policy_ids.as_str())?;
+            b.bind(d.reasons.as_str())?;
+            b.bind(d.at)?;
+        }
+    }
+    Ok(())
 }
 
 impl Store {

@@ -10,16 +10,19 @@
 //! filing fails alone. With one filing waiting the batch is that filing: nothing waits for
 //! company.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
+use sqlx::Row;
 use tokio::sync::{mpsc, oneshot};
 
-use super::approvals::NewApproval;
-use super::audit::NewAuditEvent;
-use super::decisions::DecisionRecord;
-use super::jobs::Job;
-use super::requests::RequestRow;
+use super::approvals::{self, NewApproval};
+use super::audit::{self, NewAuditEvent};
+use super::batch::Batch;
+use super::decisions::{self, DecisionRecord};
+use super::jobs::{self, Job};
+use super::requests::{self, RequestRow};
+use super::tickets;
 use super::{Store, StoreError, Tx};
 use crate::domain::{AccessRequest, RequestId, RequestState};
 
@@ -175,9 +178,14 @@ impl Store {
     }
 }
 
-/// Writes `filings`' rows in `tx` (one multi-row insert per table) without committing; one
-/// answer per filing, in order.
+/// Writes `filings`' rows in `tx` without committing; one answer per filing, in order.
+///
+/// Two batches ([`Batch`]: on SQLite, two round trips to its thread): first the chain's head and
+/// the requests (each unless its idempotency key is taken), then, for the requests created, their
+/// decisions, audit events (and the head's move), approvers, the approvers' cards and the other
+/// jobs, with the first requests of any duplicates read back.
 async fn stage_filings(tx: &mut Tx, filings: &[&Filing]) -> Result<Vec<Filed>, StoreError> {
+    let backend = tx.backend();
     let rows: Vec<RequestRow<'_>> = filings
         .iter()
         .map(|f| RequestRow {
@@ -186,37 +194,24 @@ async fn stage_filings(tx: &mut Tx, filings: &[&Filing]) -> Result<Vec<Filed>, S
             reply_channel: f.reply_channel.as_deref(),
         })
         .collect();
-    let created = tx.insert_requests(&rows).await?;
+    let mut first = Batch::new(backend);
+    audit::push_read_head(&mut first);
+    requests::push_insert_requests(&mut first, &rows)?;
+    let got = first.fetch(tx.conn()).await?;
+    let head = audit::read_head(got.first())?;
+    let created: HashSet<String> = got
+        .iter()
+        .skip(1)
+        .map(|r| r.try_get::<String, _>(0))
+        .collect::<Result<_, _>>()?;
     let (new, dup): (Vec<&Filing>, Vec<&Filing>) = filings
         .iter()
         .partition(|f| created.contains(f.request.id.as_str()));
 
-    // Another delivery got there first (earlier, or earlier in this batch).
-    let mut firsts: HashMap<String, (String, String)> = HashMap::new();
-    let keys: Vec<&str> = dup
-        .iter()
-        .filter_map(|f| f.idempotency_key.as_deref())
-        .collect();
-    if !keys.is_empty() {
-        let mut sql = String::from(
-            "SELECT idempotency_key, id, state FROM requests WHERE idempotency_key IN (",
-        );
-        for i in 0..keys.len() {
-            sql.push_str(&format!("{}${}", if i == 0 { "" } else { "," }, i + 1));
-        }
-        sql.push(')');
-        let mut q = sqlx::query_as::<_, (String, String, String)>(sqlx::AssertSqlSafe(sql));
-        for k in &keys {
-            q = q.bind(k.to_string());
-        }
-        for (k, id, state) in q.fetch_all(tx.conn()).await? {
-            firsts.insert(k, (id, state));
-        }
-    }
-
+    let mut rest = Batch::new(backend);
     if !new.is_empty() {
         let decisions: Vec<&DecisionRecord> = new.iter().map(|f| &f.decision).collect();
-        tx.insert_decisions(&decisions).await?;
+        decisions::push_insert_decisions(&mut rest, &decisions)?;
 
         let events: Vec<NewAuditEvent<'_>> = new
             .iter()
@@ -230,12 +225,11 @@ async fn stage_filings(tx: &mut Tx, filings: &[&Filing]) -> Result<Vec<Filed>, S
                 })
             })
             .collect();
-        let times: Vec<i64> = new
+        let times = new
             .iter()
-            .flat_map(|f| f.events.iter().map(|_| f.request.created_at_ms))
-            .collect();
-        let timed: Vec<(i64, &NewAuditEvent<'_>)> = times.into_iter().zip(&events).collect();
-        tx.audit_timed(&timed).await?;
+            .flat_map(|f| f.events.iter().map(|_| f.request.created_at_ms));
+        let timed: Vec<(i64, &NewAuditEvent<'_>)> = times.zip(&events).collect();
+        audit::push_append(&mut rest, head, &timed)?;
 
         let asked: Vec<NewApproval<'_>> = new
             .iter()
@@ -251,49 +245,68 @@ async fn stage_filings(tx: &mut Tx, filings: &[&Filing]) -> Result<Vec<Filed>, S
                 })
             })
             .collect();
-        let approval_ids: HashMap<(String, String), i64> = tx
-            .insert_approvals(&asked)
-            .await?
-            .into_iter()
-            .map(|(id, request_id, email)| ((request_id, email), id))
-            .collect();
+        approvals::push_insert_approvals(&mut rest, &asked, "")?;
 
-        // Each filing's approvers' cards, then its own jobs, in that order (borrowed, not cloned).
-        let mut cards: Vec<Vec<Job>> = Vec::with_capacity(new.len());
-        for f in &new {
-            let mut mine = Vec::with_capacity(f.approvals.len());
-            for a in &f.approvals {
-                let key = (f.request.id.as_str().to_string(), a.email.clone());
-                let approval_id = *approval_ids.get(&key).ok_or_else(|| {
-                    StoreError::Corrupt(format!("approval of {} not returned", key.0))
-                })?;
-                mine.push(Job::PostApprovalCard { approval_id });
-            }
-            cards.push(mine);
-        }
-        let rows: Vec<(&Job, i64, i64)> = new
+        // The approvers' cards (ids from the rows just inserted), then the filings' own jobs.
+        let carded: Vec<(&str, i64, i64)> = new
             .iter()
-            .zip(&cards)
-            .flat_map(|(f, mine)| {
-                mine.iter()
-                    .chain(&f.jobs)
+            .filter(|f| !f.approvals.is_empty())
+            .map(|f| {
+                (
+                    f.request.id.as_str(),
+                    f.request.created_at_ms,
+                    f.max_attempts,
+                )
+            })
+            .collect();
+        jobs::push_enqueue_first_cards(&mut rest, &carded)?;
+        let own: Vec<(&Job, i64, i64)> = new
+            .iter()
+            .flat_map(|f| {
+                f.jobs
+                    .iter()
                     .map(|j| (j, f.request.created_at_ms, f.max_attempts))
             })
             .collect();
-        if !rows.is_empty() {
-            tx.enqueue_rows(&rows).await?;
+        jobs::push_enqueue_rows(&mut rest, &own)?;
+        if !carded.is_empty() || !own.is_empty() {
+            tx.mark_enqueued();
+        }
+
+        for f in &new {
+            if let Some(t) = &f.ticket {
+                tickets::push_link_inbound_ticket(
+                    &mut rest,
+                    f.request.id.as_str(),
+                    &t.desk,
+                    &t.key,
+                    t.url.as_deref(),
+                    f.request.created_at_ms,
+                )?;
+            }
         }
     }
-    for f in &new {
-        if let Some(t) = &f.ticket {
-            tx.link_inbound_ticket(
-                f.request.id.as_str(),
-                &t.desk,
-                &t.key,
-                t.url.as_deref(),
-                f.request.created_at_ms,
-            )
-            .await?;
+
+    // Another delivery got there first (earlier, or earlier in this batch).
+    let keys: Vec<&str> = dup
+        .iter()
+        .filter_map(|f| f.idempotency_key.as_deref())
+        .collect();
+    if !keys.is_empty() {
+        rest.push_values(
+            "SELECT idempotency_key, id, state FROM requests WHERE idempotency_key IN ",
+            1,
+            keys.len(),
+            "",
+        );
+        for k in &keys {
+            rest.bind(*k)?;
+        }
+    }
+    let mut firsts: HashMap<String, (String, String)> = HashMap::new();
+    if !rest.is_empty() {
+        for r in rest.fetch(tx.conn()).await? {
+            firsts.insert(r.try_get(0)?, (r.try_get(1)?, r.try_get(2)?));
         }
     }
     filings

@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 use sqlx::FromRow;
 
+use super::batch::Batch;
 use super::{Store, StoreError, Tx};
 
 /// Work that runs after the ack, outside any request handler.
@@ -175,31 +176,76 @@ impl Tx {
         &mut self,
         jobs: &[(&Job, i64, i64)],
     ) -> Result<(), StoreError> {
-        for chunk in jobs.chunks(1_000) {
-            let sql = super::values_sql(
-                self.backend(),
-                "INSERT INTO jobs (kind, payload, max_attempts, run_at, created_at, updated_at) VALUES ",
-                chunk.len(),
-                6,
-                "",
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for (job, run_at_ms, max_attempts) in chunk {
-                let payload = serde_json::to_string(job)
-                    .map_err(|e| StoreError::Corrupt(format!("job payload: {e}")))?;
-                q = q
-                    .bind(job.kind())
-                    .bind(payload)
-                    .bind(*max_attempts)
-                    .bind(*run_at_ms)
-                    .bind(*run_at_ms)
-                    .bind(*run_at_ms);
-            }
-            q.execute(self.conn()).await?;
+        let mut b = Batch::new(self.backend());
+        push_enqueue_rows(&mut b, jobs)?;
+        if !b.is_empty() {
+            b.execute(self.conn()).await?;
             self.enqueued = true;
         }
         Ok(())
     }
+}
+
+/// Adds the inserts of jobs, each `(job, run_at_ms, max_attempts)`, to `b` (one statement per
+/// 1,000; ids are given in order). The caller marks its transaction as having enqueued.
+pub(crate) fn push_enqueue_rows(
+    b: &mut Batch,
+    jobs: &[(&Job, i64, i64)],
+) -> Result<(), StoreError> {
+    for chunk in jobs.chunks(1_000) {
+        b.push_values(
+            "INSERT INTO jobs (kind, payload, max_attempts, run_at, created_at, updated_at) VALUES ",
+            chunk.len(),
+            6,
+            "",
+        );
+        for (job, run_at_ms, max_attempts) in chunk {
+            let payload = serde_json::to_string(job)
+                .map_err(|e| StoreError::Corrupt(format!("job payload: {e}")))?;
+            b.bind(job.kind())?;
+            b.bind(payload)?;
+            b.bind(*max_attempts)?;
+            b.bind(*run_at_ms)?;
+            b.bind(*run_at_ms)?;
+            b.bind(*run_at_ms)?;
+        }
+    }
+    Ok(())
+}
+
+/// Adds a [`Job::PostApprovalCard`] for every step-0 approval of each request in `requests`,
+/// each `(request id, run_at_ms, max_attempts)`, to `b`: one insert that takes the approvals'
+/// ids from their rows (inserted earlier in the same batch), so no round trip reads them back.
+/// Cards are enqueued in approval order. The caller marks its transaction as having enqueued.
+pub(crate) fn push_enqueue_first_cards(
+    b: &mut Batch,
+    requests: &[(&str, i64, i64)],
+) -> Result<(), StoreError> {
+    let kind = Job::PostApprovalCard { approval_id: 0 }.kind();
+    let payload = match b.backend() {
+        super::Backend::Sqlite => "json_object('kind', ?, 'approval_id', a.id)",
+        super::Backend::Postgres => "json_build_object('kind', ?::text, 'approval_id', a.id)::text",
+    };
+    for chunk in requests.chunks(1_000) {
+        let head = format!(
+            "INSERT INTO jobs (kind, payload, max_attempts, run_at, created_at, updated_at) \
+             SELECT ?, {payload}, v.column2, v.column3, v.column3, v.column3 FROM (VALUES "
+        );
+        b.push_values(
+            &head,
+            chunk.len(),
+            3,
+            ") AS v JOIN approvals a ON a.request_id = v.column1 AND a.step = 0 ORDER BY a.id",
+        );
+        b.bind(kind)?;
+        b.bind(kind)?;
+        for (request_id, run_at_ms, max_attempts) in chunk {
+            b.bind(*request_id)?;
+            b.bind(*max_attempts)?;
+            b.bind(*run_at_ms)?;
+        }
+    }
+    Ok(())
 }
 
 impl Store {
@@ -249,7 +295,7 @@ impl Store {
             .bind(now_ms + lease_ms)
             .bind(worker)
             .bind(now_ms)
-            .fetch_optional(&self.writer)
+            .fetch_optional(&mut *self.write_conn().await?)
             .await?)
     }
 
@@ -262,7 +308,7 @@ impl Store {
         .bind(now_ms)
         .bind(id)
         .bind(worker)
-        .execute(&self.writer)
+        .execute(&mut *self.write_conn().await?)
         .await?;
         Ok(())
     }
@@ -285,7 +331,7 @@ impl Store {
         .bind(now_ms)
         .bind(id)
         .bind(worker)
-        .execute(&self.writer)
+        .execute(&mut *self.write_conn().await?)
         .await?;
         Ok(())
     }
@@ -306,7 +352,7 @@ impl Store {
         .bind(now_ms)
         .bind(id)
         .bind(worker)
-        .execute(&self.writer)
+        .execute(&mut *self.write_conn().await?)
         .await?;
         Ok(())
     }
@@ -323,7 +369,7 @@ impl Store {
             )
             .bind(now_ms)
             .bind(w)
-            .execute(&self.writer)
+            .execute(&mut *self.write_conn().await?)
             .await?
             .rows_affected();
         }

@@ -8,6 +8,7 @@
 
 pub mod approvals;
 pub mod audit;
+mod batch;
 pub mod decisions;
 pub mod delegations;
 pub mod digest;
@@ -22,13 +23,20 @@ pub mod reviews;
 pub mod schedule;
 pub mod teams;
 pub mod tickets;
+mod writer;
 
 use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use sqlx::any::AnyPoolOptions;
-use sqlx::{Any, AnyConnection, AnyPool, Executor};
+use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor, SqlSafeStr};
+use sqlx_core::transaction::TransactionManager;
 use tokio::sync::Notify;
+
+use writer::{WriteConn, Writer};
+
+/// sqlx's transaction moves (begin, commit, rollback) for whichever database is behind `Any`.
+type Transactions = <Any as sqlx::Database>::TransactionManager;
 
 pub use jobs::{Job, JobRecord};
 
@@ -69,7 +77,7 @@ pub enum Backend {
 #[derive(Clone)]
 pub struct Store {
     backend: Backend,
-    writer: AnyPool,
+    writer: Writer,
     reader: AnyPool,
     jobs_ready: Arc<Notify>,
     /// Writes new requests in shared transactions ([`filing`]); `None` inside the filer itself.
@@ -125,21 +133,10 @@ impl Store {
                     "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; \
                      PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;"
                 );
-                let p = pragmas.clone();
                 // One writer: SQLite has one anyway, and one connection orders every write.
-                // A local file does not drop connections: no ping (a round trip to sqlx's
-                // SQLite thread) before every use.
-                let writer = AnyPoolOptions::new()
-                    .test_before_acquire(false)
-                    .max_connections(1)
-                    .min_connections(1)
-                    .acquire_timeout(Duration::from_secs(30))
-                    .after_connect(move |c: &mut AnyConnection, _| {
-                        let p = p.clone();
-                        Box::pin(async move { c.execute(sqlx::AssertSqlSafe(p)).await.map(|_| ()) })
-                    })
-                    .connect(&sqlite_url(&opts.url, "rwc"))
-                    .await?;
+                let mut conn = AnyConnection::connect(&sqlite_url(&opts.url, "rwc")).await?;
+                conn.execute(sqlx::AssertSqlSafe(pragmas)).await?;
+                let writer = Writer::single(conn);
                 let reader = AnyPoolOptions::new()
                     .test_before_acquire(false)
                     .max_connections(opts.read_connections.max(1))
@@ -159,7 +156,7 @@ impl Store {
                     .acquire_timeout(Duration::from_secs(30))
                     .connect(&opts.url)
                     .await?;
-                (pool.clone(), pool)
+                (Writer::Pool(pool.clone()), pool)
             }
         };
         let mut store = Self {
@@ -188,7 +185,8 @@ impl Store {
 
     /// Applies pending migrations.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        self.migrator().run(&self.writer).await?;
+        let mut conn = self.writer.take().await?;
+        self.migrator().run(&mut *conn).await?;
         Ok(())
     }
 
@@ -203,16 +201,25 @@ impl Store {
 
     /// Starts a write transaction (SQLite: `BEGIN IMMEDIATE`, taking the write lock at once).
     pub async fn begin(&self) -> Result<Tx, StoreError> {
-        let tx = match self.backend {
-            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.writer.begin().await?,
+        let mut conn = self.writer.take().await?;
+        let statement = match self.backend {
+            Backend::Sqlite => Some("BEGIN IMMEDIATE".into_sql_str()),
+            Backend::Postgres => None,
         };
+        // Cancelled midway, sqlx rolls back a begin it could not report.
+        Transactions::begin(&mut conn, statement).await?;
         Ok(Tx {
-            tx,
+            conn,
+            open: true,
             backend: self.backend,
             enqueued: false,
             jobs_ready: self.jobs_ready.clone(),
         })
+    }
+
+    /// A connection to write with outside a transaction (SQLite: the writer, in turn).
+    pub(crate) async fn write_conn(&self) -> Result<WriteConn, StoreError> {
+        self.writer.take().await
     }
 
     /// The pool for reads.
@@ -234,7 +241,9 @@ impl Store {
 
 /// A write transaction. Dropped without [`Tx::commit`], it rolls back.
 pub struct Tx {
-    tx: sqlx::Transaction<'static, Any>,
+    conn: WriteConn,
+    /// Begun and not committed: dropped so, it is rolled back.
+    open: bool,
     backend: Backend,
     enqueued: bool,
     jobs_ready: Arc<Notify>,
@@ -242,8 +251,9 @@ pub struct Tx {
 
 impl Tx {
     /// Commits, then wakes the workers if a job was enqueued.
-    pub async fn commit(self) -> Result<(), StoreError> {
-        self.tx.commit().await?;
+    pub async fn commit(mut self) -> Result<(), StoreError> {
+        Transactions::commit(&mut self.conn).await?;
+        self.open = false;
         if self.enqueued {
             self.jobs_ready.notify_waiters();
         }
@@ -251,11 +261,25 @@ impl Tx {
     }
 
     pub(crate) fn conn(&mut self) -> &mut AnyConnection {
-        &mut self.tx
+        &mut self.conn
     }
 
     pub(crate) fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Notes that a job was enqueued (the workers are woken after the commit).
+    pub(crate) fn mark_enqueued(&mut self) {
+        self.enqueued = true;
+    }
+}
+
+impl Drop for Tx {
+    fn drop(&mut self) {
+        if self.open {
+            // Queues the rollback before the connection's next use, as sqlx's own transactions do.
+            Transactions::start_rollback(&mut self.conn);
+        }
     }
 }
 

@@ -1,11 +1,12 @@
 //! Requests: insert (idempotent), read, and compare-and-set state moves.
 
 use sqlx::any::AnyRow;
-use sqlx::FromRow;
+use sqlx::{FromRow, Row as _};
 
 use std::collections::HashSet;
 
-use super::{values_sql, Store, StoreError, Tx};
+use super::batch::Batch;
+use super::{Store, StoreError, Tx};
 use crate::domain::{AccessDuration, AccessRequest, RequestId, RequestState};
 
 #[derive(FromRow)]
@@ -110,41 +111,13 @@ impl Tx {
         &mut self,
         rows: &[RequestRow<'_>],
     ) -> Result<HashSet<String>, StoreError> {
-        let mut created = HashSet::with_capacity(rows.len());
-        for chunk in rows.chunks(1_000) {
-            let sql = values_sql(
-                self.backend,
-                "INSERT INTO requests (id, idempotency_key, platform, requester_chat_id, requester_email, \
-                 subject_email, app, entitlement, duration_minutes, reason, ticket, state, reply_channel, \
-                 created_at, updated_at, extends_grant) VALUES ",
-                chunk.len(),
-                16,
-                " ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
-            );
-            let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
-            for row in chunk {
-                let r = row.request;
-                q = q
-                    .bind(r.id.as_str())
-                    .bind(row.idempotency_key)
-                    .bind(r.platform.as_str())
-                    .bind(r.requester_chat_id.as_str())
-                    .bind(r.requester_email.as_str())
-                    .bind(r.subject_email.as_str())
-                    .bind(r.app.as_str())
-                    .bind(r.entitlement.as_str())
-                    .bind(r.duration.map(|d| d.minutes() as i64))
-                    .bind(r.reason.as_str())
-                    .bind(r.ticket.as_deref())
-                    .bind(r.state.as_str())
-                    .bind(row.reply_channel)
-                    .bind(r.created_at_ms)
-                    .bind(r.updated_at_ms)
-                    .bind(r.extends_grant.as_deref());
-            }
-            created.extend(q.fetch_all(self.conn()).await?);
-        }
-        Ok(created)
+        let mut b = Batch::new(self.backend);
+        push_insert_requests(&mut b, rows)?;
+        b.fetch(self.conn())
+            .await?
+            .iter()
+            .map(|r| Ok(r.try_get::<String, _>(0)?))
+            .collect()
     }
 
     /// Moves a request `from → to` if it is still in `from`. Returns whether it moved.
@@ -398,4 +371,42 @@ impl Store {
                 .await?,
         )
     }
+}
+
+/// Adds the inserts of `rows` to `b` (one statement per 1,000), each skipped if its idempotency
+/// key is taken; each returns the ids it created.
+pub(crate) fn push_insert_requests(
+    b: &mut Batch,
+    rows: &[RequestRow<'_>],
+) -> Result<(), StoreError> {
+    for chunk in rows.chunks(1_000) {
+        b.push_values(
+            "INSERT INTO requests (id, idempotency_key, platform, requester_chat_id, requester_email, \
+             subject_email, app, entitlement, duration_minutes, reason, ticket, state, reply_channel, \
+             created_at, updated_at, extends_grant) VALUES ",
+            chunk.len(),
+            16,
+            " ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+        );
+        for row in chunk {
+            let r = row.request;
+            b.bind(r.id.as_str())?;
+            b.bind(row.idempotency_key)?;
+            b.bind(r.platform.as_str())?;
+            b.bind(r.requester_chat_id.as_str())?;
+            b.bind(r.requester_email.as_str())?;
+            b.bind(r.subject_email.as_str())?;
+            b.bind(r.app.as_str())?;
+            b.bind(r.entitlement.as_str())?;
+            b.bind(r.duration.map(|d| d.minutes() as i64))?;
+            b.bind(r.reason.as_str())?;
+            b.bind(r.ticket.as_deref())?;
+            b.bind(r.state.as_str())?;
+            b.bind(row.reply_channel)?;
+            b.bind(r.created_at_ms)?;
+            b.bind(r.updated_at_ms)?;
+            b.bind(r.extends_grant.as_deref())?;
+        }
+    }
+    Ok(())
 }

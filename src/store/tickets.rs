@@ -2,6 +2,7 @@
 
 use sqlx::FromRow;
 
+use super::batch::Batch;
 use super::{Store, StoreError, Tx};
 
 /// A request's ticket as stored.
@@ -44,18 +45,9 @@ impl Tx {
         url: Option<&str>,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO tickets (request_id, desk, ticket_key, url, inbound, updated_at) \
-             VALUES ($1, $2, $3, $4, 1, $5) ON CONFLICT (request_id) DO NOTHING",
-        )
-        .bind(request_id)
-        .bind(desk)
-        .bind(key)
-        .bind(url)
-        .bind(now_ms)
-        .execute(self.conn())
-        .await?;
-        Ok(())
+        let mut b = Batch::new(self.backend());
+        push_link_inbound_ticket(&mut b, request_id, desk, key, url, now_ms)?;
+        b.execute(self.conn()).await
     }
 
     /// Claims the sync of `request_id`'s ticket (a compare-and-set on `queued`): true when this
@@ -191,4 +183,24 @@ impl Store {
         }
         Ok(q.fetch_all(self.reader()).await?)
     }
+}
+
+/// Adds [`Tx::link_inbound_ticket`]'s insert to `b`.
+pub(crate) fn push_link_inbound_ticket(
+    b: &mut Batch,
+    request_id: &str,
+    desk: &str,
+    key: &str,
+    url: Option<&str>,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    b.push(
+        "INSERT INTO tickets (request_id, desk, ticket_key, url, inbound, updated_at) \
+         VALUES (?, ?, ?, ?, 1, ?) ON CONFLICT (request_id) DO NOTHING",
+    );
+    b.bind(request_id)?;
+    b.bind(desk)?;
+    b.bind(key)?;
+    b.bind(url)?;
+    b.bind(now_ms)
 }
