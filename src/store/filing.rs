@@ -13,7 +13,7 @@
 use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
-use sqlx::Row;
+use sqlx::{AnyConnection, Executor, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use super::approvals::{self, NewApproval};
@@ -23,7 +23,7 @@ use super::decisions::{self, DecisionRecord};
 use super::jobs::{self, Job};
 use super::requests::{self, RequestRow};
 use super::tickets;
-use super::{Store, StoreError, Tx};
+use super::{Backend, Store, StoreError};
 use crate::domain::{AccessRequest, RequestId, RequestState};
 
 /// At most this many filings share a transaction.
@@ -164,28 +164,64 @@ impl Store {
 
     /// Writes filings in one transaction; one answer per filing, in order.
     async fn write_filings(&self, filings: &[&Filing]) -> Result<Vec<Filed>, StoreError> {
-        let per_statement = match self.backend {
-            super::Backend::Sqlite => filings.len().max(1),
-            super::Backend::Postgres => FILINGS_PER_STATEMENT_POSTGRES,
-        };
+        if self.backend == super::Backend::Sqlite {
+            return self.write_filings_by_hand(filings).await;
+        }
         let mut tx = self.begin().await?;
         let mut answers = Vec::with_capacity(filings.len());
-        for part in filings.chunks(per_statement) {
-            answers.extend(stage_filings(&mut tx, part).await?);
+        for part in filings.chunks(FILINGS_PER_STATEMENT_POSTGRES) {
+            let (filed, enqueued) = stage_filings(tx.conn(), self.backend, part, None).await?;
+            answers.extend(filed);
+            if enqueued {
+                tx.mark_enqueued();
+            }
         }
         tx.commit().await?;
         Ok(answers)
     }
+
+    /// SQLite: the transaction's `BEGIN IMMEDIATE` goes in the first batch and its `COMMIT` in
+    /// the last, so filing a batch is two round trips to SQLite's thread in all (through sqlx's
+    /// own begin and commit it was four). If it fails (or its caller is cancelled) midway, the
+    /// transaction is rolled back here (or by the writer's next holder).
+    async fn write_filings_by_hand(&self, filings: &[&Filing]) -> Result<Vec<Filed>, StoreError> {
+        let mut conn = self.write_conn().await?;
+        conn.set_in_doubt(true);
+        let ends = Some(("BEGIN IMMEDIATE", "COMMIT"));
+        match stage_filings(&mut conn, self.backend, filings, ends).await {
+            Ok((answers, enqueued)) => {
+                conn.set_in_doubt(false);
+                drop(conn);
+                if enqueued {
+                    self.jobs_ready.notify_waiters();
+                }
+                Ok(answers)
+            }
+            Err(e) => {
+                if conn.execute("ROLLBACK").await.is_ok() {
+                    conn.set_in_doubt(false);
+                }
+                Err(e)
+            }
+        }
+    }
 }
 
-/// Writes `filings`' rows in `tx` without committing; one answer per filing, in order.
+/// Writes `filings`' rows on `conn`; one answer per filing, in order, and whether a job was
+/// enqueued. Inside the caller's transaction, or with `ends` (`BEGIN …`, `COMMIT`) its own,
+/// begun in the first batch and committed at the end of the second (after it, when duplicates'
+/// first requests must be read back before every answer is known).
 ///
 /// Two batches ([`Batch`]: on SQLite, two round trips to its thread): first the chain's head and
 /// the requests (each unless its idempotency key is taken), then, for the requests created, their
 /// decisions, audit events (and the head's move), approvers, the approvers' cards and the other
 /// jobs, with the first requests of any duplicates read back.
-async fn stage_filings(tx: &mut Tx, filings: &[&Filing]) -> Result<Vec<Filed>, StoreError> {
-    let backend = tx.backend();
+async fn stage_filings(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    filings: &[&Filing],
+    ends: Option<(&'static str, &'static str)>,
+) -> Result<(Vec<Filed>, bool), StoreError> {
     let rows: Vec<RequestRow<'_>> = filings
         .iter()
         .map(|f| RequestRow {
@@ -195,9 +231,12 @@ async fn stage_filings(tx: &mut Tx, filings: &[&Filing]) -> Result<Vec<Filed>, S
         })
         .collect();
     let mut first = Batch::new(backend);
+    if let Some((begin, _)) = ends {
+        first.push(begin);
+    }
     audit::push_read_head(&mut first);
     requests::push_insert_requests(&mut first, &rows)?;
-    let got = first.fetch(tx.conn()).await?;
+    let got = first.fetch(conn).await?;
     let head = audit::read_head(got.first())?;
     let created: HashSet<String> = got
         .iter()
@@ -209,6 +248,7 @@ async fn stage_filings(tx: &mut Tx, filings: &[&Filing]) -> Result<Vec<Filed>, S
         .partition(|f| created.contains(f.request.id.as_str()));
 
     let mut rest = Batch::new(backend);
+    let mut enqueued = false;
     if !new.is_empty() {
         let decisions: Vec<&DecisionRecord> = new.iter().map(|f| &f.decision).collect();
         decisions::push_insert_decisions(&mut rest, &decisions)?;
@@ -269,9 +309,7 @@ async fn stage_filings(tx: &mut Tx, filings: &[&Filing]) -> Result<Vec<Filed>, S
             })
             .collect();
         jobs::push_enqueue_rows(&mut rest, &own)?;
-        if !carded.is_empty() || !own.is_empty() {
-            tx.mark_enqueued();
-        }
+        enqueued = !carded.is_empty() || !own.is_empty();
 
         for f in &new {
             if let Some(t) = &f.ticket {
@@ -303,13 +341,18 @@ async fn stage_filings(tx: &mut Tx, filings: &[&Filing]) -> Result<Vec<Filed>, S
             rest.bind(*k)?;
         }
     }
+    // Every answer is known now unless there are duplicates: then the commit waits for them.
+    let commit = ends.map(|(_, commit)| commit);
+    if let (Some(commit), true) = (commit, keys.is_empty()) {
+        rest.push(commit);
+    }
     let mut firsts: HashMap<String, (String, String)> = HashMap::new();
     if !rest.is_empty() {
-        for r in rest.fetch(tx.conn()).await? {
+        for r in rest.fetch(conn).await? {
             firsts.insert(r.try_get(0)?, (r.try_get(1)?, r.try_get(2)?));
         }
     }
-    filings
+    let answers = filings
         .iter()
         .map(|f| {
             if created.contains(f.request.id.as_str()) {
@@ -327,5 +370,9 @@ async fn stage_filings(tx: &mut Tx, filings: &[&Filing]) -> Result<Vec<Filed>, S
                 state: RequestState::parse(state).unwrap_or(RequestState::Submitted),
             })
         })
-        .collect()
+        .collect::<Result<_, StoreError>>()?;
+    if let (Some(commit), false) = (commit, keys.is_empty()) {
+        conn.execute(commit).await?;
+    }
+    Ok((answers, enqueued))
 }
