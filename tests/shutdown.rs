@@ -275,13 +275,17 @@ async fn a_job_still_running_at_the_bound_is_released_and_runs_once_after_restar
     })
     .await;
     assert_eq!(scim.members(&group).await, vec![alice]);
-    let job = store
-        .jobs(None, 100)
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|j| j.kind == "provision")
-        .unwrap();
+    // The job is marked done just after its change commits (the request turns active first).
+    let job = eventually(20, "provision job done", || async {
+        let job = store
+            .jobs(None, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|j| j.kind == "provision")?;
+        (job.state == "done").then_some(job)
+    })
+    .await;
     assert_eq!((job.state.as_str(), job.attempts), ("done", 1));
     let created = store
         .audit_for_request(&id)

@@ -9,7 +9,7 @@ use crate::domain::{AccessDuration, AccessRequest, RequestId, RequestState};
 use crate::store::approvals::ApprovalRecord;
 use crate::store::audit::NewAuditEvent;
 use crate::store::decisions::DecisionRecord;
-use crate::store::{Job, Tx};
+use crate::store::{self, Job, Tx};
 use crate::App;
 
 /// What the approver chose.
@@ -250,14 +250,17 @@ pub async fn decide(app: &App, click: Click) -> Result<DecideReply, FlowError> {
         Choice::Deny(Some(r)) => Some(r.clone()),
         _ => None,
     };
+    // What follows the compare-and-set is written together (one round trip on SQLite), with
+    // the audit events, after the chain's head is read.
+    let mut writes = tx.batch();
     let shorter = match click.choice {
         Choice::ApproveFor(d) => {
-            tx.set_request_duration(&id, d, now).await?;
+            store::requests::push_set_request_duration(&mut writes, &id, d, now)?;
             Some(d)
         }
         _ => None,
     };
-    tx.insert_decision(&DecisionRecord {
+    let decision = DecisionRecord {
         request_id: id.to_string(),
         kind: "approver".into(),
         outcome: outcome.into(),
@@ -265,9 +268,9 @@ pub async fn decide(app: &App, click: Click) -> Result<DecideReply, FlowError> {
         policy_ids: "[]".into(),
         reasons: json!(reason.iter().collect::<Vec<_>>()).to_string(),
         at: now,
-    })
-    .await?;
-    tx.close_approvals(&id, approval.id, outcome, now).await?;
+    };
+    store::decisions::push_insert_decisions(&mut writes, &[&decision])?;
+    store::approvals::push_close_approvals(&mut writes, &id, approval.id, outcome, now)?;
     let detail = json!({
         "approval_id": approval.id, "step": approval.step, "platform": click.platform,
         "chat_user": click.clicker_chat_id, "reason": reason,
@@ -320,8 +323,10 @@ pub async fn decide(app: &App, click: Click) -> Result<DecideReply, FlowError> {
         }
     };
     // One head move for the events, one insert for the jobs: this runs on the ack path.
-    tx.audit_many(now, &events).await?;
-    tx.enqueue_many(&jobs, now, max_attempts).await?;
+    let rows: Vec<(&Job, i64, i64)> = jobs.iter().map(|j| (j, now, max_attempts)).collect();
+    store::jobs::push_enqueue_rows(&mut writes, &rows)?;
+    let timed: Vec<(i64, &NewAuditEvent<'_>)> = events.iter().map(|e| (now, e)).collect();
+    tx.run_with_audit(writes, &timed).await?;
     tx.commit().await?;
     Ok(reply)
 }

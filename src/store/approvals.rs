@@ -159,20 +159,9 @@ impl Tx {
         outcome: &str,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE approvals SET state = $1, decided_at = $2 WHERE id = $3")
-            .bind(outcome)
-            .bind(now_ms)
-            .bind(decided_id)
-            .execute(self.conn())
-            .await?;
-        sqlx::query(
-            "UPDATE approvals SET state = 'closed' WHERE request_id = $1 AND id != $2 AND state = 'pending'",
-        )
-        .bind(request_id.as_str())
-        .bind(decided_id)
-        .execute(self.conn())
-        .await?;
-        Ok(())
+        let mut b = self.batch();
+        push_close_approvals(&mut b, request_id, decided_id, outcome, now_ms)?;
+        b.execute(self.conn()).await
     }
 
     /// Closes every pending approval of a request (cancelled, timed out).
@@ -259,4 +248,22 @@ pub(crate) fn push_insert_approvals(
         }
     }
     Ok(())
+}
+
+/// Adds [`Tx::close_approvals`]'s updates to `b`: the decided approval gets `outcome`, the
+/// request's other pending ones are closed.
+pub(crate) fn push_close_approvals(
+    b: &mut Batch,
+    request_id: &RequestId,
+    decided_id: i64,
+    outcome: &str,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    b.push("UPDATE approvals SET state = ?, decided_at = ? WHERE id = ?");
+    b.bind(outcome)?;
+    b.bind(now_ms)?;
+    b.bind(decided_id)?;
+    b.push("UPDATE approvals SET state = 'closed' WHERE request_id = ? AND id != ? AND state = 'pending'");
+    b.bind(request_id.as_str())?;
+    b.bind(decided_id)
 }

@@ -59,12 +59,30 @@ impl Tx {
         if events.is_empty() {
             return Ok(0);
         }
-        let mut read = Batch::new(self.backend());
-        push_read_head(&mut read);
-        let head = read_head(read.fetch(self.conn()).await?.first())?;
-        let mut append = Batch::new(self.backend());
-        let seq = push_append(&mut append, head, events)?;
-        append.execute(self.conn()).await?;
+        self.run_with_audit(self.batch(), events).await
+    }
+
+    /// Runs `writes` (a batch of this transaction's, [`Tx::batch`]) with `events` appended to
+    /// the chain in the same batch; returns the last event's seq (0 when there are none). On
+    /// SQLite that is two round trips: the head's read, then everything else.
+    pub(crate) async fn run_with_audit(
+        &mut self,
+        mut writes: Batch,
+        events: &[(i64, &NewAuditEvent<'_>)],
+    ) -> Result<i64, StoreError> {
+        let mut seq = 0;
+        if !events.is_empty() {
+            let mut read = self.batch();
+            push_read_head(&mut read);
+            let head = read_head(read.fetch(self.conn()).await?.first())?;
+            seq = push_append(&mut writes, head, events)?;
+        }
+        if writes.enqueues() {
+            self.mark_enqueued();
+        }
+        if !writes.is_empty() {
+            writes.execute(self.conn()).await?;
+        }
         Ok(seq)
     }
 }

@@ -16,6 +16,8 @@ pub(crate) struct Batch {
     backend: Backend,
     /// SQLite: one entry holding every statement. PostgreSQL: one entry per statement.
     statements: Vec<(String, AnyArguments)>,
+    /// Whether a job is enqueued by it (its transaction then wakes the workers on commit).
+    enqueues: bool,
 }
 
 impl Batch {
@@ -23,7 +25,18 @@ impl Batch {
         Batch {
             backend,
             statements: Vec::new(),
+            enqueues: false,
         }
+    }
+
+    /// Notes that a statement added enqueues a job.
+    pub(crate) fn mark_enqueues(&mut self) {
+        self.enqueues = true;
+    }
+
+    /// Whether a statement added enqueues a job.
+    pub(crate) fn enqueues(&self) -> bool {
+        self.enqueues
     }
 
     /// Which database the batch is for.

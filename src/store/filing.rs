@@ -248,7 +248,6 @@ async fn stage_filings(
         .partition(|f| created.contains(f.request.id.as_str()));
 
     let mut rest = Batch::new(backend);
-    let mut enqueued = false;
     if !new.is_empty() {
         let decisions: Vec<&DecisionRecord> = new.iter().map(|f| &f.decision).collect();
         decisions::push_insert_decisions(&mut rest, &decisions)?;
@@ -309,7 +308,6 @@ async fn stage_filings(
             })
             .collect();
         jobs::push_enqueue_rows(&mut rest, &own)?;
-        enqueued = !carded.is_empty() || !own.is_empty();
 
         for f in &new {
             if let Some(t) = &f.ticket {
@@ -342,6 +340,7 @@ async fn stage_filings(
         }
     }
     // Every answer is known now unless there are duplicates: then the commit waits for them.
+    let enqueued = rest.enqueues();
     let commit = ends.map(|(_, commit)| commit);
     if let (Some(commit), true) = (commit, keys.is_empty()) {
         rest.push(commit);

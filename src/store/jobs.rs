@@ -178,7 +178,7 @@ impl Tx {
     ) -> Result<(), StoreError> {
         let mut b = Batch::new(self.backend());
         push_enqueue_rows(&mut b, jobs)?;
-        if !b.is_empty() {
+        if b.enqueues() {
             b.execute(self.conn()).await?;
             self.enqueued = true;
         }
@@ -187,12 +187,13 @@ impl Tx {
 }
 
 /// Adds the inserts of jobs, each `(job, run_at_ms, max_attempts)`, to `b` (one statement per
-/// 1,000; ids are given in order). The caller marks its transaction as having enqueued.
+/// 1,000; ids are given in order).
 pub(crate) fn push_enqueue_rows(
     b: &mut Batch,
     jobs: &[(&Job, i64, i64)],
 ) -> Result<(), StoreError> {
     for chunk in jobs.chunks(1_000) {
+        b.mark_enqueues();
         b.push_values(
             "INSERT INTO jobs (kind, payload, max_attempts, run_at, created_at, updated_at) VALUES ",
             chunk.len(),
@@ -216,7 +217,7 @@ pub(crate) fn push_enqueue_rows(
 /// Adds a [`Job::PostApprovalCard`] for every step-0 approval of each request in `requests`,
 /// each `(request id, run_at_ms, max_attempts)`, to `b`: one insert that takes the approvals'
 /// ids from their rows (inserted earlier in the same batch), so no round trip reads them back.
-/// Cards are enqueued in approval order. The caller marks its transaction as having enqueued.
+/// Cards are enqueued in approval order.
 pub(crate) fn push_enqueue_first_cards(
     b: &mut Batch,
     requests: &[(&str, i64, i64)],
@@ -227,6 +228,7 @@ pub(crate) fn push_enqueue_first_cards(
         super::Backend::Postgres => "json_build_object('kind', ?::text, 'approval_id', a.id)::text",
     };
     for chunk in requests.chunks(1_000) {
+        b.mark_enqueues();
         let head = format!(
             "INSERT INTO jobs (kind, payload, max_attempts, run_at, created_at, updated_at) \
              SELECT ?, {payload}, v.column2, v.column3, v.column3, v.column3 FROM (VALUES "

@@ -8,7 +8,7 @@
 
 pub mod approvals;
 pub mod audit;
-mod batch;
+pub(crate) mod batch;
 pub mod decisions;
 pub mod delegations;
 pub mod digest;
@@ -271,6 +271,12 @@ impl Tx {
     /// Notes that a job was enqueued (the workers are woken after the commit).
     pub(crate) fn mark_enqueued(&mut self) {
         self.enqueued = true;
+    }
+
+    /// An empty batch for this transaction's database: writes added to it (the modules'
+    /// `push_*`) go in one round trip on SQLite ([`Tx::run_with_audit`]).
+    pub(crate) fn batch(&self) -> batch::Batch {
+        batch::Batch::new(self.backend)
     }
 }
 

@@ -205,13 +205,9 @@ impl Tx {
         duration: AccessDuration,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        sqlx::query("UPDATE requests SET duration_minutes = $1, updated_at = $2 WHERE id = $3")
-            .bind(duration.minutes() as i64)
-            .bind(now_ms)
-            .bind(id.as_str())
-            .execute(self.conn())
-            .await?;
-        Ok(())
+        let mut b = self.batch();
+        push_set_request_duration(&mut b, id, duration, now_ms)?;
+        b.execute(self.conn()).await
     }
 
     /// Ends the extension requests of a grant that was revoked (active → expired).
@@ -409,4 +405,17 @@ pub(crate) fn push_insert_requests(
         }
     }
     Ok(())
+}
+
+/// Adds [`Tx::set_request_duration`]'s update to `b`.
+pub(crate) fn push_set_request_duration(
+    b: &mut Batch,
+    id: &RequestId,
+    duration: AccessDuration,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    b.push("UPDATE requests SET duration_minutes = ?, updated_at = ? WHERE id = ?");
+    b.bind(duration.minutes() as i64)?;
+    b.bind(now_ms)?;
+    b.bind(id.as_str())
 }
