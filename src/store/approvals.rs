@@ -205,7 +205,7 @@ impl Store {
         let sql = format!("SELECT {COLUMNS} FROM approvals WHERE id = $1");
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(id)
-            .fetch_optional(self.reader())
+            .fetch_optional(&mut *self.read_conn().await?)
             .await?)
     }
 
@@ -218,7 +218,7 @@ impl Store {
             format!("SELECT {COLUMNS} FROM approvals WHERE request_id = $1 ORDER BY step, id");
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(request_id.as_str())
-            .fetch_all(self.reader())
+            .fetch_all(&mut *self.read_conn().await?)
             .await?)
     }
 }

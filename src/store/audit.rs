@@ -165,7 +165,7 @@ impl Store {
         )
         .bind(after)
         .bind(limit)
-        .fetch_all(self.reader())
+        .fetch_all(&mut *self.read_conn().await?)
         .await?)
     }
 
@@ -179,7 +179,7 @@ impl Store {
              FROM audit_events WHERE request_id = $1 ORDER BY seq",
         )
         .bind(request_id)
-        .fetch_all(self.reader())
+        .fetch_all(&mut *self.read_conn().await?)
         .await?)
     }
 
@@ -187,7 +187,7 @@ impl Store {
     pub async fn audit_head(&self) -> Result<(i64, String), StoreError> {
         Ok(
             sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
-                .fetch_one(self.reader())
+                .fetch_one(&mut *self.read_conn().await?)
                 .await?,
         )
     }

@@ -73,7 +73,7 @@ impl Store {
             "SELECT d.at - r.created_at FROM decisions d JOIN requests r ON r.id = d.request_id \
              WHERE d.kind = 'approver'",
         )
-        .fetch_all(self.reader())
+        .fetch_all(&mut *self.read_conn().await?)
         .await?;
         let latencies: Vec<i64> = rows.into_iter().map(|(l,)| l.max(0)).collect();
         let buckets = bounds_ms
@@ -90,7 +90,7 @@ impl Store {
              WHERE request_id = $1 ORDER BY id",
         )
         .bind(id.as_str())
-        .fetch_all(self.reader())
+        .fetch_all(&mut *self.read_conn().await?)
         .await?)
     }
 }

@@ -74,7 +74,7 @@ impl Store {
         let mut rows: Vec<PeriodRequest> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(from_ms)
             .bind(to_ms)
-            .fetch_all(self.reader())
+            .fetch_all(&mut *self.read_conn().await?)
             .await?;
         // One row per request (the first final decision), should a request ever have two.
         rows.dedup_by(|b, a| a.id == b.id);
@@ -95,7 +95,7 @@ impl Store {
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(from_ms)
             .bind(to_ms)
-            .fetch_all(self.reader())
+            .fetch_all(&mut *self.read_conn().await?)
             .await?)
     }
 
@@ -106,7 +106,7 @@ impl Store {
              WHERE state = 'pending_approval' ORDER BY created_at, id LIMIT $1",
         )
         .bind(limit)
-        .fetch_all(self.reader())
+        .fetch_all(&mut *self.read_conn().await?)
         .await?)
     }
 
@@ -124,7 +124,7 @@ impl Store {
              ) failures ORDER BY since, id LIMIT $1",
         )
         .bind(limit)
-        .fetch_all(self.reader())
+        .fetch_all(&mut *self.read_conn().await?)
         .await?)
     }
 }

@@ -115,7 +115,7 @@ impl Store {
         let sql = format!("SELECT {COLUMNS} FROM fulfilments WHERE id = $1");
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(id)
-            .fetch_optional(self.reader())
+            .fetch_optional(&mut *self.read_conn().await?)
             .await?)
     }
 
@@ -124,7 +124,7 @@ impl Store {
         let sql = format!("SELECT {COLUMNS} FROM fulfilments WHERE task_key = $1");
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(key)
-            .fetch_optional(self.reader())
+            .fetch_optional(&mut *self.read_conn().await?)
             .await?)
     }
 
@@ -133,7 +133,7 @@ impl Store {
         let sql =
             format!("SELECT {COLUMNS} FROM fulfilments WHERE state = 'open' ORDER BY created_at");
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .fetch_all(self.reader())
+            .fetch_all(&mut *self.read_conn().await?)
             .await?)
     }
 }

@@ -179,7 +179,7 @@ impl Store {
         let sql = format!("SELECT {COLUMNS} FROM grants WHERE id = $1");
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(id.as_str())
-            .fetch_optional(self.reader())
+            .fetch_optional(&mut *self.read_conn().await?)
             .await?)
     }
 
@@ -204,7 +204,7 @@ impl Store {
             format!("SELECT {COLUMNS} FROM grants WHERE request_id = $1 ORDER BY granted_at, id");
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(request_id)
-            .fetch_all(self.reader())
+            .fetch_all(&mut *self.read_conn().await?)
             .await?)
     }
 
@@ -223,7 +223,7 @@ impl Store {
             .bind(now_ms)
             .bind(now_ms + window_ms)
             .bind(limit)
-            .fetch_all(self.reader())
+            .fetch_all(&mut *self.read_conn().await?)
             .await?)
     }
 
@@ -239,7 +239,7 @@ impl Store {
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(app)
             .bind(entitlement)
-            .fetch_all(self.reader())
+            .fetch_all(&mut *self.read_conn().await?)
             .await?)
     }
 
@@ -256,7 +256,7 @@ impl Store {
         .bind(subject_email)
         .bind(app)
         .bind(entitlement)
-        .fetch_one(self.reader())
+        .fetch_one(&mut *self.read_conn().await?)
         .await?)
     }
 
@@ -267,7 +267,7 @@ impl Store {
         )
         .bind(app)
         .bind(entitlement)
-        .fetch_all(self.reader())
+        .fetch_all(&mut *self.read_conn().await?)
         .await?)
     }
 
@@ -282,7 +282,7 @@ impl Store {
         );
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(subject_email)
-            .fetch_all(self.reader())
+            .fetch_all(&mut *self.read_conn().await?)
             .await?)
     }
 
@@ -299,7 +299,7 @@ impl Store {
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(state)
             .bind(limit)
-            .fetch_all(self.reader())
+            .fetch_all(&mut *self.read_conn().await?)
             .await?)
     }
 }

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 
+use super::reader::Reader;
 use super::{Backend, Store, StoreError};
 
 /// At most this many questions share a query.
@@ -107,7 +108,7 @@ impl Store {
                         Ok(facts) => facts,
                         // Whoever took the question was cancelled mid-read: ask alone.
                         Err(_) => {
-                            let mut v = read(self.backend, self.reader(), &[&question]).await?;
+                            let mut v = read(self.backend, &self.reader, &[&question]).await?;
                             Ok(v.pop().unwrap_or_default())
                         }
                     };
@@ -116,7 +117,7 @@ impl Store {
                     // The reader now: every question waiting (this one, unless already answered).
                     let batch = queue.take();
                     if !batch.is_empty() {
-                        answer_all(self.backend, self.reader(), batch).await;
+                        answer_all(self.backend, &self.reader, batch).await;
                     }
                 }
             }
@@ -126,7 +127,7 @@ impl Store {
 
 /// Reads for `batch` in one query and answers each; if that fails, each is read alone (the
 /// error is the database's, not a question's, and each caller gets its own answer).
-async fn answer_all(backend: Backend, pool: &sqlx::AnyPool, mut batch: Vec<Waiting>) {
+async fn answer_all(backend: Backend, pool: &Reader, mut batch: Vec<Waiting>) {
     let questions: Vec<&Question> = batch.iter().map(|(q, _)| q.as_ref()).collect();
     match read(backend, pool, &questions).await {
         Ok(answers) => {
@@ -168,7 +169,7 @@ fn padded<'a>(values: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
 /// Answers `questions` with one query; one answer per question, in order.
 async fn read(
     backend: Backend,
-    pool: &sqlx::AnyPool,
+    pool: &Reader,
     questions: &[&Question],
 ) -> Result<Vec<IntakeFacts>, StoreError> {
     let people = padded(
@@ -225,7 +226,7 @@ async fn read(
     let mut offboarded: HashSet<String> = HashSet::new();
     let mut held: HashMap<String, Vec<(i64, String)>> = HashMap::new();
     let mut away: HashMap<String, (String, i64)> = HashMap::new();
-    for (k, a, b, n) in q.fetch_all(pool).await? {
+    for (k, a, b, n) in q.fetch_all(&mut *pool.take().await?).await? {
         match (k.as_str(), b) {
             ("o", _) => {
                 offboarded.insert(a);

@@ -383,7 +383,7 @@ impl Store {
         Ok(sqlx::query_as(
             "SELECT state, kind, COUNT(*) FROM jobs GROUP BY state, kind ORDER BY state, kind",
         )
-        .fetch_all(self.reader())
+        .fetch_all(&mut *self.read_conn().await?)
         .await?)
     }
 
@@ -392,7 +392,7 @@ impl Store {
         Ok(sqlx::query_scalar(
             "SELECT MIN(run_at) FROM jobs WHERE state = 'queued' AND attempts = 0",
         )
-        .fetch_one(self.reader())
+        .fetch_one(&mut *self.read_conn().await?)
         .await?)
     }
 
@@ -400,7 +400,7 @@ impl Store {
     pub async fn next_job_due(&self) -> Result<Option<i64>, StoreError> {
         Ok(
             sqlx::query_scalar("SELECT MIN(run_at) FROM jobs WHERE state = 'queued'")
-                .fetch_one(self.reader())
+                .fetch_one(&mut *self.read_conn().await?)
                 .await?,
         )
     }
@@ -417,7 +417,7 @@ impl Store {
         )
         .bind(state)
         .bind(limit)
-        .fetch_all(self.reader())
+        .fetch_all(&mut *self.read_conn().await?)
         .await?)
     }
 }

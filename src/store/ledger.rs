@@ -150,7 +150,7 @@ impl Store {
         let found = q
             .bind(limit + 1)
             .bind(offset.max(0))
-            .fetch_all(self.reader())
+            .fetch_all(&mut *self.read_conn().await?)
             .await?;
         let more = found.len() as i64 > limit;
         let rows = found
@@ -208,7 +208,7 @@ impl Store {
         let mut rows = q
             .bind(limit + 1)
             .bind(offset.max(0))
-            .fetch_all(self.reader())
+            .fetch_all(&mut *self.read_conn().await?)
             .await?;
         let more = rows.len() as i64 > limit;
         rows.truncate(limit as usize);

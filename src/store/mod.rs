@@ -1,8 +1,8 @@
 //! The store: requests, decisions, approvals, grants, jobs and the audit chain in one database.
 //!
 //! SQLite is the embedded default: one writer connection (SQLite has one writer anyway, and one
-//! connection keeps the audit chain and compare-and-set moves strictly ordered) and a pool of
-//! readers in WAL mode. PostgreSQL is one pool; the statements that must differ (the job claim,
+//! connection keeps the audit chain and compare-and-set moves strictly ordered, [`writer`]) and
+//! read-only connections lent in turn ([`reader`]), in WAL mode. PostgreSQL is one pool; the statements that must differ (the job claim,
 //! the sweep) are chosen by [`Backend`]. Both go through `sqlx::Any` with `$n` placeholders. Every change is made through a [`Tx`], whose modules (one per aggregate)
 //! add their statements; a job enqueued in a `Tx` becomes visible exactly when the change commits.
 
@@ -18,6 +18,7 @@ pub mod grants;
 pub mod intake_facts;
 pub mod jobs;
 pub mod ledger;
+mod reader;
 pub mod requests;
 pub mod reviews;
 pub mod schedule;
@@ -29,10 +30,11 @@ use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use sqlx::any::AnyPoolOptions;
-use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor, SqlSafeStr};
+use sqlx::{Any, AnyConnection, Connection, Executor, SqlSafeStr};
 use sqlx_core::transaction::TransactionManager;
 use tokio::sync::Notify;
 
+use reader::{ReadConn, Reader};
 use writer::{WriteConn, Writer};
 
 /// sqlx's transaction moves (begin, commit, rollback) for whichever database is behind `Any`.
@@ -78,7 +80,7 @@ pub enum Backend {
 pub struct Store {
     backend: Backend,
     writer: Writer,
-    reader: AnyPool,
+    reader: Reader,
     jobs_ready: Arc<Notify>,
     /// Writes new requests in shared transactions ([`filing`]); `None` inside the filer itself.
     filer: Option<filing::Filer>,
@@ -137,17 +139,14 @@ impl Store {
                 let mut conn = AnyConnection::connect(&sqlite_url(&opts.url, "rwc")).await?;
                 conn.execute(sqlx::AssertSqlSafe(pragmas)).await?;
                 let writer = Writer::single(conn);
-                let reader = AnyPoolOptions::new()
-                    .test_before_acquire(false)
-                    .max_connections(opts.read_connections.max(1))
-                    .acquire_timeout(Duration::from_secs(30))
-                    .after_connect(|c: &mut AnyConnection, _| {
-                        Box::pin(async move {
-                            c.execute("PRAGMA busy_timeout = 10000;").await.map(|_| ())
-                        })
-                    })
-                    .connect(&sqlite_url(&opts.url, "ro"))
-                    .await?;
+                // Readers lent in turn, not pooled: a pool pings each connection given back.
+                let mut readers = Vec::new();
+                for _ in 0..opts.read_connections.max(1) {
+                    let mut conn = AnyConnection::connect(&sqlite_url(&opts.url, "ro")).await?;
+                    conn.execute("PRAGMA busy_timeout = 10000;").await?;
+                    readers.push(conn);
+                }
+                let reader = Reader::own(readers);
                 (writer, reader)
             }
             Backend::Postgres => {
@@ -156,7 +155,7 @@ impl Store {
                     .acquire_timeout(Duration::from_secs(30))
                     .connect(&opts.url)
                     .await?;
-                (Writer::Pool(pool.clone()), pool)
+                (Writer::Pool(pool.clone()), Reader::Pool(pool))
             }
         };
         let mut store = Self {
@@ -194,7 +193,7 @@ impl Store {
     pub async fn ready(&self) -> Result<bool, StoreError> {
         let applied: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success = TRUE")
-                .fetch_one(&self.reader)
+                .fetch_one(&mut *self.read_conn().await?)
                 .await?;
         Ok(applied as usize >= self.migrator().iter().count())
     }
@@ -222,9 +221,9 @@ impl Store {
         self.writer.take().await
     }
 
-    /// The pool for reads.
-    pub(crate) fn reader(&self) -> &AnyPool {
-        &self.reader
+    /// A connection to read with (SQLite: one of the read-only ones, lent in turn).
+    pub(crate) async fn read_conn(&self) -> Result<ReadConn, StoreError> {
+        self.reader.take().await
     }
 
     /// Signalled after a commit that enqueued a job.

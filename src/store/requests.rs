@@ -244,7 +244,7 @@ impl Store {
         let sql = format!("SELECT {COLUMNS} FROM requests WHERE id = $1");
         sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql))
             .bind(id.as_str())
-            .fetch_optional(self.reader())
+            .fetch_optional(&mut *self.read_conn().await?)
             .await?
             .map(AccessRequest::try_from)
             .transpose()
@@ -255,7 +255,7 @@ impl Store {
         Ok(
             sqlx::query_scalar("SELECT reply_channel FROM requests WHERE id = $1")
                 .bind(id.as_str())
-                .fetch_optional(self.reader())
+                .fetch_optional(&mut *self.read_conn().await?)
                 .await?
                 .flatten(),
         )
@@ -266,7 +266,7 @@ impl Store {
         let sql = format!("SELECT {COLUMNS} FROM requests ORDER BY created_at DESC, id LIMIT $1");
         sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql))
             .bind(limit)
-            .fetch_all(self.reader())
+            .fetch_all(&mut *self.read_conn().await?)
             .await?
             .into_iter()
             .map(AccessRequest::try_from)
@@ -287,7 +287,7 @@ impl Store {
         sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql))
             .bind(requester_email)
             .bind(limit)
-            .fetch_all(self.reader())
+            .fetch_all(&mut *self.read_conn().await?)
             .await?
             .into_iter()
             .map(AccessRequest::try_from)
@@ -305,7 +305,7 @@ impl Store {
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(limit)
-            .fetch_all(self.reader())
+            .fetch_all(&mut *self.read_conn().await?)
             .await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
@@ -332,7 +332,7 @@ impl Store {
         );
         sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql))
             .bind(subject_email)
-            .fetch_all(self.reader())
+            .fetch_all(&mut *self.read_conn().await?)
             .await?
             .into_iter()
             .map(AccessRequest::try_from)
@@ -343,7 +343,7 @@ impl Store {
     pub async fn is_offboarded(&self, email: &str) -> Result<bool, StoreError> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM offboarded WHERE email = $1")
             .bind(email)
-            .fetch_one(self.reader())
+            .fetch_one(&mut *self.read_conn().await?)
             .await?;
         Ok(n > 0)
     }
@@ -355,7 +355,7 @@ impl Store {
              AND state IN ('submitted', 'pending_approval', 'approved', 'provisioning')",
         )
         .bind(subject_email)
-        .fetch_one(self.reader())
+        .fetch_one(&mut *self.read_conn().await?)
         .await?)
     }
 
@@ -363,7 +363,7 @@ impl Store {
     pub async fn count_requests_by_state(&self) -> Result<Vec<(String, i64)>, StoreError> {
         Ok(
             sqlx::query_as("SELECT state, COUNT(*) FROM requests GROUP BY state ORDER BY state")
-                .fetch_all(self.reader())
+                .fetch_all(&mut *self.read_conn().await?)
                 .await?,
         )
     }

@@ -156,7 +156,7 @@ impl Store {
     pub async fn review(&self, id: &str) -> Result<Option<Review>, StoreError> {
         Ok(sqlx::query_as("SELECT id, app, started_by, started_at, due_at, escalated_at FROM reviews WHERE id = $1")
             .bind(id)
-            .fetch_optional(self.reader())
+            .fetch_optional(&mut *self.read_conn().await?)
             .await?)
     }
 
@@ -166,7 +166,7 @@ impl Store {
             "SELECT id, app, started_by, started_at, due_at, escalated_at FROM reviews WHERE due_at <= $1 AND escalated_at IS NULL",
         )
         .bind(now_ms)
-        .fetch_all(self.reader())
+        .fetch_all(&mut *self.read_conn().await?)
         .await?)
     }
 
@@ -175,7 +175,7 @@ impl Store {
         let sql = format!("SELECT {ITEM} FROM review_items WHERE id = $1");
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(id)
-            .fetch_optional(self.reader())
+            .fetch_optional(&mut *self.read_conn().await?)
             .await?)
     }
 
@@ -184,7 +184,7 @@ impl Store {
         let sql = format!("SELECT {ITEM} FROM review_items WHERE review_id = $1 ORDER BY subject_email, entitlement, id");
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(review_id)
-            .fetch_all(self.reader())
+            .fetch_all(&mut *self.read_conn().await?)
             .await?)
     }
 
@@ -194,7 +194,7 @@ impl Store {
             "SELECT item_id, owner_email, platform, chat_user_id, channel_id, message_ts FROM review_cards WHERE item_id = $1",
         )
         .bind(item_id)
-        .fetch_all(self.reader())
+        .fetch_all(&mut *self.read_conn().await?)
         .await?)
     }
 
@@ -208,7 +208,7 @@ impl Store {
             "SELECT DISTINCT entitlement FROM grants WHERE app = $1 AND state = 'active'",
         )
         .bind(app)
-        .fetch_all(self.reader())
+        .fetch_all(&mut *self.read_conn().await?)
         .await?;
         for e in ents {
             out.extend(
@@ -253,7 +253,7 @@ impl Store {
     {
         let rows: Vec<(String, Option<String>, Option<String>)> =
             sqlx::query_as("SELECT email, department, manager FROM directory_snapshot")
-                .fetch_all(self.reader())
+                .fetch_all(&mut *self.read_conn().await?)
                 .await?;
         Ok(rows.into_iter().map(|(e, d, m)| (e, (d, m))).collect())
     }

@@ -53,7 +53,7 @@ impl Store {
                 "SELECT {COLUMNS} FROM teams_conversations WHERE user_key = $1"
             )))
             .bind(user_key)
-            .fetch_optional(self.reader())
+            .fetch_optional(&mut *self.read_conn().await?)
             .await?,
         )
     }
@@ -67,7 +67,7 @@ impl Store {
             "SELECT {COLUMNS} FROM teams_conversations WHERE conversation_id = $1 ORDER BY updated_at DESC LIMIT 1"
         )))
         .bind(conversation_id)
-        .fetch_optional(self.reader())
+        .fetch_optional(&mut *self.read_conn().await?)
         .await?)
     }
 }

@@ -105,7 +105,7 @@ impl Store {
             "SELECT {COLUMNS} FROM tickets WHERE request_id = $1"
         )))
         .bind(request_id)
-        .fetch_optional(self.reader())
+        .fetch_optional(&mut *self.read_conn().await?)
         .await?)
     }
 
@@ -181,7 +181,7 @@ impl Store {
         for a in apps {
             q = q.bind(a);
         }
-        Ok(q.fetch_all(self.reader()).await?)
+        Ok(q.fetch_all(&mut *self.read_conn().await?).await?)
     }
 }
 
