@@ -56,9 +56,6 @@ impl Tx {
         &mut self,
         events: &[(i64, &NewAuditEvent<'_>)],
     ) -> Result<i64, StoreError> {
-        if events.is_empty() {
-            return Ok(0);
-        }
         self.run_with_audit(self.batch(), events).await
     }
 
