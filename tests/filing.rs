@@ -416,3 +416,64 @@ async fn intake_reads_cancelled_midway_leave_every_other_caller_answered() {
         }
     }
 }
+
+/// Text that could end a quoted literal, escape a quote or stand for a parameter is stored and
+/// read back exactly as given, everywhere a filing writes text (on PostgreSQL a batch's values
+/// are written into its query as literals, store/batch.rs), and a duplicate is still found by it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_that_looks_like_sql_is_stored_exactly_as_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, db) = store(dir.path()).await;
+    let nasty = "it's \\' ''; DROP TABLE requests; -- $1 ? \\x00 E'\\n' 😀 \u{7f}\n\tend\\";
+    let mut f = filing(1, Some(format!("slack:{nasty}")));
+    f.request.reason = nasty.to_string();
+    f.request.requester_chat_id = nasty.to_string();
+    f.approvals[0].name = nasty.to_string();
+    f.approvals[1].on_behalf_of = Some(nasty.to_string());
+    f.events[0].detail = json!({ "reason": nasty });
+    f.jobs = vec![Job::Notify {
+        platform: "slack".into(),
+        to: "U1".into(),
+        text: nasty.to_string(),
+        ephemeral_channel: None,
+    }];
+    let request = f.request.clone();
+    assert_eq!(store.file(f).await.unwrap(), Filed::Created);
+
+    assert_eq!(
+        store.request(&request.id).await.unwrap(),
+        Some(request.clone())
+    );
+    let approvals = store.approvals(&request.id).await.unwrap();
+    assert_eq!(approvals[0].approver_name, nasty);
+    assert_eq!(approvals[1].on_behalf_of.as_deref(), Some(nasty));
+    let events = store.audit_for_request(request.id.as_str()).await.unwrap();
+    let detail: serde_json::Value = serde_json::from_str(&events[0].detail).unwrap();
+    assert_eq!(detail["reason"], nasty);
+    assert!(matches!(
+        grantry::audit::verify(&store).await.unwrap(),
+        grantry::audit::Verdict::Whole { events: 2, .. }
+    ));
+    let texts: Vec<String> = sqlx::query_scalar("SELECT payload FROM jobs WHERE kind = 'notify'")
+        .fetch_all(&mut any(&db).await)
+        .await
+        .unwrap();
+    let Ok(Job::Notify { text, .. }) = serde_json::from_str::<Job>(&texts[0]) else {
+        panic!("not a notice: {texts:?}");
+    };
+    assert_eq!(text, nasty);
+
+    // Delivered again, it is found by its key and names the first.
+    let again = store
+        .file(filing(2, Some(format!("slack:{nasty}"))))
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        Filed::Duplicate {
+            id: request.id.clone(),
+            state: RequestState::PendingApproval
+        }
+    );
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM requests").await, 1);
+}

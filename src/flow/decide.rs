@@ -250,7 +250,7 @@ pub async fn decide(app: &App, click: Click) -> Result<DecideReply, FlowError> {
         Choice::Deny(Some(r)) => Some(r.clone()),
         _ => None,
     };
-    // What follows the compare-and-set is written together (one round trip on SQLite), with
+    // What follows the compare-and-set is written together (one round trip), with
     // the audit events, after the chain's head is read.
     let mut writes = tx.batch();
     let shorter = match click.choice {

@@ -1,21 +1,29 @@
-//! Statements sent together. On SQLite a batch is one query of several statements: one round
-//! trip to sqlx's SQLite thread instead of one per statement (each a wake-up of that thread and
-//! of the caller's). On PostgreSQL, whose extended protocol takes one statement with parameters
-//! at a time, the statements run one after another on the same connection.
+//! Statements sent together: one query of several statements, one round trip, on both
+//! databases. On SQLite the query's values are bound in order (its API takes several statements
+//! with parameters in one query: one round trip to sqlx's SQLite thread instead of one per
+//! statement, each a wake-up of that thread and of the caller's). PostgreSQL's extended protocol
+//! takes one statement with parameters per round trip, so there the values are written into the
+//! query as typed literals (`E'…'::text`, `42::int8`, `NULL::text`, see [`Literal`]) and the whole
+//! batch goes as one simple query; a batch that fails midway fails whole, as its transaction does.
 //!
-//! Statements are written with `?` placeholders and bound in order; PostgreSQL gets them
-//! numbered (`$1`, `$2`, …, from 1 in each statement).
+//! Statements are written with `?` placeholders (none of ours has a `?` anywhere else) and bound
+//! in order.
 
 use sqlx::any::{AnyArguments, AnyRow};
-use sqlx::{Any, AnyConnection, Arguments, Encode, Type};
+use sqlx::{Any, AnyConnection, Arguments, Encode, Executor, Type};
 
 use super::{Backend, StoreError};
 
 /// Statements to run together, in order, inside the caller's transaction.
 pub(crate) struct Batch {
     backend: Backend,
-    /// SQLite: one entry holding every statement. PostgreSQL: one entry per statement.
-    statements: Vec<(String, AnyArguments)>,
+    /// Every statement, `;`-separated. SQLite: with its `?`s. PostgreSQL: with its values
+    /// written in, up to the statement added last's next `?`.
+    sql: String,
+    /// SQLite: the values, in order.
+    args: AnyArguments,
+    /// PostgreSQL: what is left of the statement added last after its values so far.
+    pending: String,
     /// Whether a job is enqueued by it (its transaction then wakes the workers on commit).
     enqueues: bool,
 }
@@ -24,7 +32,9 @@ impl Batch {
     pub(crate) fn new(backend: Backend) -> Self {
         Batch {
             backend,
-            statements: Vec::new(),
+            sql: String::new(),
+            args: AnyArguments::default(),
+            pending: String::new(),
             enqueues: false,
         }
     }
@@ -51,86 +61,271 @@ impl Batch {
 
     /// Whether nothing was added.
     pub(crate) fn is_empty(&self) -> bool {
-        self.statements.is_empty()
+        self.sql.is_empty() && self.pending.is_empty()
     }
 
     /// Adds a statement written with `?` placeholders; bind its values next, in order.
     pub(crate) fn push(&mut self, sql: &str) {
-        match (self.backend, self.statements.last_mut()) {
-            (Backend::Sqlite, Some((all, _))) => {
-                all.push_str(";\n");
-                all.push_str(sql);
-            }
-            (Backend::Sqlite, None) => self
-                .statements
-                .push((sql.to_string(), AnyArguments::default())),
-            (Backend::Postgres, _) => self
-                .statements
-                .push((numbered(sql), AnyArguments::default())),
+        self.flush_pending();
+        if !self.sql.is_empty() {
+            self.sql.push_str(";\n");
+        }
+        match self.backend {
+            Backend::Sqlite => self.sql.push_str(sql),
+            Backend::Postgres => self.pending.push_str(sql),
         }
     }
 
     /// Binds the next placeholder of the statement added last.
     pub(crate) fn bind<'t, T>(&mut self, value: T) -> Result<(), StoreError>
     where
-        T: Encode<'t, Any> + Type<Any>,
+        T: Encode<'t, Any> + Type<Any> + Literal,
     {
-        let Some((_, args)) = self.statements.last_mut() else {
+        if self.is_empty() {
             return Err(StoreError::Corrupt(
                 "a value bound before any statement".into(),
             ));
-        };
-        args.add(value)
-            .map_err(|e| StoreError::Database(sqlx::Error::Encode(e)))
+        }
+        match self.backend {
+            Backend::Sqlite => self
+                .args
+                .add(value)
+                .map_err(|e| StoreError::Database(sqlx::Error::Encode(e))),
+            Backend::Postgres => {
+                let Some(at) = self.pending.find('?') else {
+                    return Err(StoreError::Corrupt(
+                        "more values bound than the statement has placeholders".into(),
+                    ));
+                };
+                self.sql.push_str(&self.pending[..at]);
+                value.write_literal(&mut self.sql)?;
+                self.pending.drain(..=at);
+                Ok(())
+            }
+        }
+    }
+
+    /// PostgreSQL: the statement added last's text after its last value, into the query.
+    fn flush_pending(&mut self) {
+        self.sql.push_str(&self.pending);
+        self.pending.clear();
+    }
+
+    /// The query, and SQLite's values for it.
+    fn finish(mut self) -> Result<(String, AnyArguments), StoreError> {
+        if self.backend == Backend::Postgres && self.pending.contains('?') {
+            return Err(StoreError::Corrupt(
+                "a statement's placeholder was left without a value".into(),
+            ));
+        }
+        self.flush_pending();
+        Ok((self.sql, self.args))
     }
 
     /// Runs the statements; returns the rows they return, in order.
     pub(crate) async fn fetch(self, conn: &mut AnyConnection) -> Result<Vec<AnyRow>, StoreError> {
-        let mut rows = Vec::new();
-        for (sql, args) in self.statements {
-            rows.extend(
+        let backend = self.backend;
+        let (sql, args) = self.finish()?;
+        let rows = match backend {
+            Backend::Sqlite => {
                 sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
                     .fetch_all(&mut *conn)
-                    .await?,
-            );
-        }
+                    .await?
+            }
+            Backend::Postgres => conn.fetch_all(sqlx::AssertSqlSafe(sql)).await?,
+        };
         Ok(rows)
     }
 
     /// Runs the statements, returning nothing.
     pub(crate) async fn execute(self, conn: &mut AnyConnection) -> Result<(), StoreError> {
-        for (sql, args) in self.statements {
-            sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
-                .execute(&mut *conn)
-                .await?;
+        let backend = self.backend;
+        let (sql, args) = self.finish()?;
+        match backend {
+            Backend::Sqlite => {
+                sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            Backend::Postgres => {
+                conn.execute(sqlx::AssertSqlSafe(sql)).await?;
+            }
         }
         Ok(())
     }
 }
 
-/// `?` placeholders numbered `$1`, `$2`, … (our statements have no `?` in literals).
-fn numbered(sql: &str) -> String {
-    use std::fmt::Write;
-    let mut out = String::with_capacity(sql.len() + sql.len() / 8);
-    let mut n = 0;
-    for c in sql.chars() {
-        if c == '?' {
-            n += 1;
-            let _ = write!(out, "${n}");
+/// A value a [`Batch`] can take, as PostgreSQL reads it written into a query: a literal of the
+/// type sqlx would have bound it as (text, int8, int4 or bool), so a statement means the same
+/// either way. Text is an escape string (`E'…'`: `'` and `\` doubled, nothing else special),
+/// which reads the same whatever `standard_conforming_strings` says; a NUL, which PostgreSQL's
+/// text cannot hold (bound, it is refused too), is refused here.
+pub(crate) trait Literal {
+    /// The PostgreSQL type it is bound as, for a `NULL` of it.
+    const PG_TYPE: &'static str;
+
+    /// Appends the literal to `out`.
+    fn write_literal(&self, out: &mut String) -> Result<(), StoreError>;
+}
+
+impl Literal for &str {
+    const PG_TYPE: &'static str = "text";
+
+    fn write_literal(&self, out: &mut String) -> Result<(), StoreError> {
+        if self.contains('\0') {
+            return Err(StoreError::Database(sqlx::Error::Encode(
+                "a text value holds a NUL character, which PostgreSQL cannot store".into(),
+            )));
+        }
+        out.reserve(self.len() + 10);
+        out.push_str("E'");
+        for c in self.chars() {
+            match c {
+                '\'' => out.push_str("''"),
+                '\\' => out.push_str("\\\\"),
+                c => out.push(c),
+            }
+        }
+        out.push_str("'::text");
+        Ok(())
+    }
+}
+
+impl Literal for String {
+    const PG_TYPE: &'static str = "text";
+
+    fn write_literal(&self, out: &mut String) -> Result<(), StoreError> {
+        self.as_str().write_literal(out)
+    }
+}
+
+impl Literal for &String {
+    const PG_TYPE: &'static str = "text";
+
+    fn write_literal(&self, out: &mut String) -> Result<(), StoreError> {
+        self.as_str().write_literal(out)
+    }
+}
+
+impl Literal for i64 {
+    const PG_TYPE: &'static str = "int8";
+
+    fn write_literal(&self, out: &mut String) -> Result<(), StoreError> {
+        use std::fmt::Write;
+        // Parenthesised when negative: `-9223372036854775808::int8` would cast before negating.
+        let _ = if *self < 0 {
+            write!(out, "({self})::int8")
         } else {
-            out.push(c);
+            write!(out, "{self}::int8")
+        };
+        Ok(())
+    }
+}
+
+impl Literal for i32 {
+    const PG_TYPE: &'static str = "int4";
+
+    fn write_literal(&self, out: &mut String) -> Result<(), StoreError> {
+        use std::fmt::Write;
+        let _ = if *self < 0 {
+            write!(out, "({self})::int4")
+        } else {
+            write!(out, "{self}::int4")
+        };
+        Ok(())
+    }
+}
+
+impl Literal for bool {
+    const PG_TYPE: &'static str = "bool";
+
+    fn write_literal(&self, out: &mut String) -> Result<(), StoreError> {
+        out.push_str(if *self { "TRUE" } else { "FALSE" });
+        Ok(())
+    }
+}
+
+impl<T: Literal> Literal for Option<T> {
+    const PG_TYPE: &'static str = T::PG_TYPE;
+
+    fn write_literal(&self, out: &mut String) -> Result<(), StoreError> {
+        match self {
+            Some(v) => v.write_literal(out),
+            None => {
+                out.push_str("NULL::");
+                out.push_str(T::PG_TYPE);
+                Ok(())
+            }
         }
     }
-    out
 }
 
 #[cfg(test)]
 mod tests {
+    use super::{Batch, Literal};
+    use crate::store::Backend;
+
+    fn literal(v: impl Literal) -> String {
+        let mut out = String::new();
+        v.write_literal(&mut out).unwrap();
+        out
+    }
+
     #[test]
-    fn postgres_gets_numbered_placeholders_from_one_in_each_statement() {
+    fn text_is_an_escape_string_with_quotes_and_backslashes_doubled() {
+        assert_eq!(literal("plain"), "E'plain'::text");
         assert_eq!(
-            super::numbered("UPDATE t SET a = ?, b = ? WHERE id = ?"),
-            "UPDATE t SET a = $1, b = $2 WHERE id = $3"
+            literal(r"it's \'; DROP TABLE requests; --"),
+            r"E'it''s \\''; DROP TABLE requests; --'::text"
         );
+        assert_eq!(literal("é ✓ ?\n$1"), "E'é ✓ ?\n$1'::text");
+        assert!("a\0b".write_literal(&mut String::new()).is_err());
+    }
+
+    #[test]
+    fn numbers_and_nulls_keep_the_type_they_would_be_bound_as() {
+        assert_eq!(literal(42_i64), "42::int8");
+        assert_eq!(literal(i64::MIN), "(-9223372036854775808)::int8");
+        assert_eq!(literal(-3_i32), "(-3)::int4");
+        assert_eq!(literal(true), "TRUE");
+        assert_eq!(literal(None::<i64>), "NULL::int8");
+        assert_eq!(literal(None::<&str>), "NULL::text");
+        assert_eq!(literal(Some("x")), "E'x'::text");
+    }
+
+    #[test]
+    fn postgres_gets_one_query_with_the_values_in_place_of_the_placeholders() {
+        let mut b = Batch::new(Backend::Postgres);
+        b.push("UPDATE t SET a = ?, b = ? WHERE id = ?");
+        b.bind("?").unwrap();
+        b.bind(None::<i64>).unwrap();
+        b.bind(7_i64).unwrap();
+        b.push("SELECT 1");
+        assert!(b.bind(1_i64).is_err(), "a value with no placeholder left");
+        b.push("DELETE FROM t WHERE id = ?");
+        assert!(b.finish().is_err(), "a placeholder left without a value");
+        let mut b = Batch::new(Backend::Postgres);
+        b.push("UPDATE t SET a = ?, b = ? WHERE id = ?");
+        b.bind("?").unwrap();
+        b.bind(None::<i64>).unwrap();
+        b.bind(7_i64).unwrap();
+        b.push("SELECT 1");
+        let (sql, _) = b.finish().unwrap();
+        assert_eq!(
+            sql,
+            "UPDATE t SET a = E'?'::text, b = NULL::int8 WHERE id = 7::int8;\nSELECT 1"
+        );
+    }
+
+    #[test]
+    fn sqlite_gets_one_query_with_its_placeholders() {
+        let mut b = Batch::new(Backend::Sqlite);
+        assert!(b.bind(1_i64).is_err(), "a value before any statement");
+        b.push("UPDATE t SET a = ? WHERE id = ?");
+        b.bind("x").unwrap();
+        b.bind(7_i64).unwrap();
+        b.push("SELECT 1");
+        let (sql, _) = b.finish().unwrap();
+        assert_eq!(sql, "UPDATE t SET a = ? WHERE id = ?;\nSELECT 1");
     }
 }

@@ -4,7 +4,7 @@
 //! Filing a request is the one write every `/access` waits on. Instead of a transaction of a
 //! dozen statements per request, [`Store::file`] hands the request's rows to the filer, a task
 //! that writes every filing waiting at that moment in **one** transaction: one multi-row insert
-//! per table and one move of the audit chain's head (on PostgreSQL, per 16 filings), one commit
+//! per table and one move of the audit chain's head, one commit
 //! (one fsync). Each caller is answered only after that commit, so an acked request is as
 //! durable as before; a batch that fails is written again one filing at a time, so one bad
 //! filing fails alone. With one filing waiting the batch is that filing: nothing waits for
@@ -28,13 +28,6 @@ use crate::domain::{AccessRequest, RequestId, RequestState};
 
 /// At most this many filings share a transaction.
 const MAX_BATCH: usize = 128;
-
-/// On PostgreSQL, a transaction's filings are written this many at a time (one multi-row
-/// insert per table each), still in one commit. Chosen when sqlx 0.9.0 set no `TCP_NODELAY`
-/// (a statement bigger than one TCP segment waited ~40 ms for a delayed ACK: inserts of up to 64
-/// filings fell from ~1,900 to ~590 requests/s). sqlx 0.9.1 sets it again; inserts of up to 128
-/// then measured the same as 16 (docs/benchmarks.md), so 16 stayed.
-const FILINGS_PER_STATEMENT_POSTGRES: usize = 16;
 
 /// An audit event of a filing (about the filed request, at its time).
 #[derive(Debug, Clone, PartialEq)]
@@ -162,33 +155,19 @@ impl Store {
         Ok(v.pop().unwrap_or(Filed::Created))
     }
 
-    /// Writes filings in one transaction; one answer per filing, in order.
+    /// Writes filings in one transaction; one answer per filing, in order. The transaction's
+    /// `BEGIN` goes in the first batch and its `COMMIT` in the last, so filing a batch is two
+    /// round trips in all (to SQLite's thread or to PostgreSQL; through sqlx's own begin and
+    /// commit it was four). If it fails (or its caller is cancelled) midway, the transaction is
+    /// rolled back here (or by the writer's next holder; on PostgreSQL by closing the connection).
     async fn write_filings(&self, filings: &[&Filing]) -> Result<Vec<Filed>, StoreError> {
-        if self.backend == super::Backend::Sqlite {
-            return self.write_filings_by_hand(filings).await;
-        }
-        let mut tx = self.begin().await?;
-        let mut answers = Vec::with_capacity(filings.len());
-        for part in filings.chunks(FILINGS_PER_STATEMENT_POSTGRES) {
-            let (filed, enqueued) = stage_filings(tx.conn(), self.backend, part, None).await?;
-            answers.extend(filed);
-            if enqueued {
-                tx.mark_enqueued();
-            }
-        }
-        tx.commit().await?;
-        Ok(answers)
-    }
-
-    /// SQLite: the transaction's `BEGIN IMMEDIATE` goes in the first batch and its `COMMIT` in
-    /// the last, so filing a batch is two round trips to SQLite's thread in all (through sqlx's
-    /// own begin and commit it was four). If it fails (or its caller is cancelled) midway, the
-    /// transaction is rolled back here (or by the writer's next holder).
-    async fn write_filings_by_hand(&self, filings: &[&Filing]) -> Result<Vec<Filed>, StoreError> {
         let mut conn = self.write_conn().await?;
         conn.set_in_doubt(true);
-        let ends = Some(("BEGIN IMMEDIATE", "COMMIT"));
-        match stage_filings(&mut conn, self.backend, filings, ends).await {
+        let begin = match self.backend {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
+        };
+        match stage_filings(&mut conn, self.backend, filings, (begin, "COMMIT")).await {
             Ok((answers, enqueued)) => {
                 conn.set_in_doubt(false);
                 drop(conn);
@@ -208,11 +187,11 @@ impl Store {
 }
 
 /// Writes `filings`' rows on `conn`; one answer per filing, in order, and whether a job was
-/// enqueued. Inside the caller's transaction, or with `ends` (`BEGIN …`, `COMMIT`) its own,
-/// begun in the first batch and committed at the end of the second (after it, when duplicates'
-/// first requests must be read back before every answer is known).
+/// enqueued. In its own transaction, `ends` (`BEGIN …`, `COMMIT`): begun in the first batch and
+/// committed at the end of the second (after it, when duplicates' first requests must be read
+/// back before every answer is known).
 ///
-/// Two batches ([`Batch`]: on SQLite, two round trips to its thread): first the chain's head and
+/// Two batches ([`Batch`]: one round trip each): first the chain's head and
 /// the requests (each unless its idempotency key is taken), then, for the requests created, their
 /// decisions, audit events (and the head's move), approvers, the approvers' cards and the other
 /// jobs, with the first requests of any duplicates read back.
@@ -220,7 +199,7 @@ async fn stage_filings(
     conn: &mut AnyConnection,
     backend: Backend,
     filings: &[&Filing],
-    ends: Option<(&'static str, &'static str)>,
+    (begin, commit): (&'static str, &'static str),
 ) -> Result<(Vec<Filed>, bool), StoreError> {
     let rows: Vec<RequestRow<'_>> = filings
         .iter()
@@ -231,9 +210,7 @@ async fn stage_filings(
         })
         .collect();
     let mut first = Batch::new(backend);
-    if let Some((begin, _)) = ends {
-        first.push(begin);
-    }
+    first.push(begin);
     audit::push_read_head(&mut first);
     requests::push_insert_requests(&mut first, &rows)?;
     let got = first.fetch(conn).await?;
@@ -341,8 +318,7 @@ async fn stage_filings(
     }
     // Every answer is known now unless there are duplicates: then the commit waits for them.
     let enqueued = rest.enqueues();
-    let commit = ends.map(|(_, commit)| commit);
-    if let (Some(commit), true) = (commit, keys.is_empty()) {
+    if keys.is_empty() {
         rest.push(commit);
     }
     let mut firsts: HashMap<String, (String, String)> = HashMap::new();
@@ -370,7 +346,7 @@ async fn stage_filings(
             })
         })
         .collect::<Result<_, StoreError>>()?;
-    if let (Some(commit), false) = (commit, keys.is_empty()) {
+    if !keys.is_empty() {
         conn.execute(commit).await?;
     }
     Ok((answers, enqueued))

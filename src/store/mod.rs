@@ -26,11 +26,12 @@ pub mod teams;
 pub mod tickets;
 mod writer;
 
+use std::str::FromStr;
 use std::sync::{Arc, Once};
 use std::time::Duration;
 
-use sqlx::any::AnyPoolOptions;
-use sqlx::{Any, AnyConnection, Connection, Executor, SqlSafeStr};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{Any, AnyConnection, ConnectOptions, Connection, Executor, SqlSafeStr};
 use sqlx_core::transaction::TransactionManager;
 use tokio::sync::Notify;
 
@@ -150,10 +151,18 @@ impl Store {
                 (writer, reader)
             }
             Backend::Postgres => {
+                // A batch's values are written into its query (batch.rs): sqlx's statement logs
+                // (debug, and warn when slow) would carry people's reasons and names, so none.
+                let options = AnyConnectOptions::from_str(&opts.url)?
+                    .log_statements(log::LevelFilter::Off)
+                    .log_slow_statements(log::LevelFilter::Off, Duration::from_secs(1));
                 let pool = AnyPoolOptions::new()
                     .max_connections(opts.read_connections.max(2))
                     .acquire_timeout(Duration::from_secs(30))
-                    .connect(&opts.url)
+                    // No ping before each use: a round trip per acquire on the ack path. A
+                    // connection the server dropped fails its next query and is discarded.
+                    .test_before_acquire(false)
+                    .connect_with(options)
                     .await?;
                 (Writer::Pool(pool.clone()), Reader::Pool(pool))
             }
@@ -273,7 +282,7 @@ impl Tx {
     }
 
     /// An empty batch for this transaction's database: writes added to it (the modules'
-    /// `push_*`) go in one round trip on SQLite ([`Tx::run_with_audit`]).
+    /// `push_*`) go in one round trip ([`Tx::run_with_audit`]).
     pub(crate) fn batch(&self) -> batch::Batch {
         batch::Batch::new(self.backend)
     }

@@ -34,7 +34,10 @@ pub(crate) enum WriteConn {
         OwnedMappedMutexGuard<Option<AnyConnection>, AnyConnection>,
         Arc<AtomicBool>,
     ),
-    Pool(PoolConnection<Any>),
+    /// A pool's connection, and whether a transaction begun by hand may be open on it: then it
+    /// is closed when dropped instead of going back to the pool (PostgreSQL rolls back what a
+    /// closed connection left open).
+    Pool(PoolConnection<Any>, bool),
 }
 
 impl Writer {
@@ -60,7 +63,7 @@ impl Writer {
                 }
                 Ok(WriteConn::Single(conn, in_doubt.clone()))
             }
-            Writer::Pool(pool) => Ok(WriteConn::Pool(pool.acquire().await?)),
+            Writer::Pool(pool) => Ok(WriteConn::Pool(pool.acquire().await?, false)),
         }
     }
 
@@ -81,10 +84,19 @@ impl Writer {
 impl WriteConn {
     /// Marks (`true`) a transaction begun by hand with `BEGIN` in a statement, not through sqlx,
     /// until it is committed or rolled back (`false`): if its holder is cancelled or fails in
-    /// between, the next holder rolls it back first. No effect on a pool's connection.
+    /// between, the next holder rolls it back first (a pool's connection is closed instead).
     pub(crate) fn set_in_doubt(&mut self, open: bool) {
-        if let WriteConn::Single(_, in_doubt) = self {
-            in_doubt.store(open, Ordering::Release);
+        match self {
+            WriteConn::Single(_, in_doubt) => in_doubt.store(open, Ordering::Release),
+            WriteConn::Pool(_, in_doubt) => *in_doubt = open,
+        }
+    }
+}
+
+impl Drop for WriteConn {
+    fn drop(&mut self) {
+        if let WriteConn::Pool(conn, true) = self {
+            conn.close_on_drop();
         }
     }
 }
@@ -95,7 +107,7 @@ impl Deref for WriteConn {
     fn deref(&self) -> &AnyConnection {
         match self {
             WriteConn::Single(c, _) => c,
-            WriteConn::Pool(c) => c,
+            WriteConn::Pool(c, _) => c,
         }
     }
 }
@@ -104,7 +116,7 @@ impl DerefMut for WriteConn {
     fn deref_mut(&mut self) -> &mut AnyConnection {
         match self {
             WriteConn::Single(c, _) => c,
-            WriteConn::Pool(c) => c,
+            WriteConn::Pool(c, _) => c,
         }
     }
 }
