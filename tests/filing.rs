@@ -477,3 +477,67 @@ async fn text_that_looks_like_sql_is_stored_exactly_as_given() {
     );
     assert_eq!(count(&db, "SELECT COUNT(*) FROM requests").await, 1);
 }
+
+/// On SQLite the filer writes a batch in one round trip when it knows the chain's head from its
+/// own last commit. Another writer's append in between, or a duplicate, sends the batch the long
+/// way (the database refuses the guess): the chain stays whole and every answer is right.
+#[tokio::test]
+async fn a_head_moved_by_another_writer_or_a_duplicate_is_caught_and_the_chain_stays_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, db) = store(dir.path()).await;
+    let first = filing(1, Some("slack:k1".into()));
+    let first_id = first.request.id.clone();
+    assert_eq!(store.file(first).await.unwrap(), Filed::Created);
+    assert_eq!(
+        store
+            .file(filing(2, Some("slack:k2".into())))
+            .await
+            .unwrap(),
+        Filed::Created
+    );
+
+    // Another writer appends to the chain between two filings.
+    let mut tx = store.begin().await.unwrap();
+    tx.audit(
+        1_700_000_000_500,
+        grantry::store::audit::NewAuditEvent {
+            actor: "it@example.com",
+            action: "person.offboarded",
+            request_id: None,
+            grant_id: None,
+            detail: json!({}),
+        },
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        store
+            .file(filing(3, Some("slack:k3".into())))
+            .await
+            .unwrap(),
+        Filed::Created
+    );
+
+    // A second delivery of the first request, then a request with no key.
+    assert_eq!(
+        store
+            .file(filing(4, Some("slack:k1".into())))
+            .await
+            .unwrap(),
+        Filed::Duplicate {
+            id: first_id,
+            state: RequestState::PendingApproval
+        }
+    );
+    assert_eq!(store.file(filing(5, None)).await.unwrap(), Filed::Created);
+
+    assert!(matches!(
+        grantry::audit::verify(&store).await.unwrap(),
+        grantry::audit::Verdict::Whole { events: 9, .. }
+    ));
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM requests").await, 4);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM decisions").await, 4);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM approvals").await, 8);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM jobs").await, 12);
+}

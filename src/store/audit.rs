@@ -72,7 +72,7 @@ impl Tx {
             let mut read = self.batch();
             push_read_head(&mut read);
             let head = read_head(read.fetch(self.conn()).await?.first())?;
-            seq = push_append(&mut writes, head, events)?;
+            seq = push_append(&mut writes, head, events)?.0;
         }
         if writes.enqueues() {
             self.mark_enqueued();
@@ -99,13 +99,13 @@ pub(crate) fn read_head(row: Option<&AnyRow>) -> Result<(i64, String), StoreErro
     Ok((row.try_get(0)?, row.try_get(1)?))
 }
 
-/// Adds `events` after `head` (their rows, then the head's move) to `b`; returns the last seq.
-/// The chain is the same as appending them one by one.
+/// Adds `events` after `head` (their rows, then the head's move) to `b`; returns the new head
+/// (`head` itself when there are none). The chain is the same as appending them one by one.
 pub(crate) fn push_append(
     b: &mut Batch,
     head: (i64, String),
     events: &[(i64, &NewAuditEvent<'_>)],
-) -> Result<i64, StoreError> {
+) -> Result<(i64, String), StoreError> {
     let (mut seq, mut prev) = head;
     for chunk in events.chunks(ROWS_PER_INSERT) {
         b.push_values(
@@ -141,9 +141,9 @@ pub(crate) fn push_append(
     if !events.is_empty() {
         b.push("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1");
         b.bind(seq)?;
-        b.bind(prev)?;
+        b.bind(prev.as_str())?;
     }
-    Ok(seq)
+    Ok((seq, prev))
 }
 
 /// Rows per multi-row insert: well under SQLite's 32,766 bound parameters at 9 per row.

@@ -9,6 +9,12 @@
 //! durable as before; a batch that fails is written again one filing at a time, so one bad
 //! filing fails alone. With one filing waiting the batch is that filing: nothing waits for
 //! company.
+//!
+//! A batch is written in two round trips: the chain's head and the requests, then the rest
+//! with the commit. On SQLite, when the filer knows the head from its own last commit, it writes
+//! the batch as all new in one round trip, and the database checks the guess: an event's `seq`
+//! already taken (another writer appended) or a request not inserted (a duplicate key, so its
+//! decision's foreign key fails) fails the batch, which is rolled back and written the long way.
 
 use std::collections::{HashMap, HashSet};
 
@@ -158,19 +164,46 @@ impl Store {
     /// Writes filings in one transaction; one answer per filing, in order. The transaction's
     /// `BEGIN` goes in the first batch and its `COMMIT` in the last, so filing a batch is two
     /// round trips in all (to SQLite's thread or to PostgreSQL; through sqlx's own begin and
-    /// commit it was four). If it fails (or its caller is cancelled) midway, the transaction is
-    /// rolled back here (or by the writer's next holder; on PostgreSQL by closing the connection).
+    /// commit it was four), and on SQLite usually one ([`stage_all_new`]). If it fails (or its
+    /// caller is cancelled) midway, the transaction is rolled back here (or by the writer's next
+    /// holder; on PostgreSQL by closing the connection).
     async fn write_filings(&self, filings: &[&Filing]) -> Result<Vec<Filed>, StoreError> {
         let mut conn = self.write_conn().await?;
         conn.set_in_doubt(true);
-        let begin = match self.backend {
-            Backend::Sqlite => "BEGIN IMMEDIATE",
-            Backend::Postgres => "BEGIN",
+        let (begin, commit) = match self.backend {
+            Backend::Sqlite => ("BEGIN IMMEDIATE", "COMMIT"),
+            Backend::Postgres => ("BEGIN", "COMMIT"),
         };
-        match stage_filings(&mut conn, self.backend, filings, (begin, "COMMIT")).await {
-            Ok((answers, enqueued)) => {
+        // Taken, not read: it is put back only after a commit that leaves the head known.
+        let known_head = match self.backend {
+            Backend::Sqlite => self.take_filed_head(),
+            Backend::Postgres => None,
+        };
+        let mut staged = None;
+        if let Some(head) = known_head.filter(|_| keys_distinct(filings)) {
+            match stage_all_new(&mut conn, filings, head).await {
+                Ok(done) => staged = Some(Ok(done)),
+                // The head moved (another writer appended) or a request was a duplicate: undone,
+                // then written the long way. A rollback that fails ends here.
+                Err(e) => {
+                    if let Err(rollback) = conn.execute("ROLLBACK").await {
+                        tracing::debug!(error = %rollback, "rollback after a filing attempt");
+                        staged = Some(Err(e));
+                    }
+                }
+            }
+        }
+        let staged = match staged {
+            Some(done) => done,
+            None => stage_filings(&mut conn, self.backend, filings, (begin, commit)).await,
+        };
+        match staged {
+            Ok((answers, enqueued, head)) => {
                 conn.set_in_doubt(false);
                 drop(conn);
+                if self.backend == Backend::Sqlite {
+                    self.put_filed_head(head);
+                }
                 if enqueued {
                     self.jobs_ready.notify_waiters();
                 }
@@ -184,10 +217,71 @@ impl Store {
             }
         }
     }
+
+    fn take_filed_head(&self) -> Option<(i64, String)> {
+        self.filed_head
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+
+    fn put_filed_head(&self, head: (i64, String)) {
+        *self.filed_head.lock().unwrap_or_else(|e| e.into_inner()) = Some(head);
+    }
+}
+
+/// Whether no two filings share an idempotency key (else the second is a duplicate).
+fn keys_distinct(filings: &[&Filing]) -> bool {
+    let mut keys = HashSet::new();
+    filings
+        .iter()
+        .filter_map(|f| f.idempotency_key.as_deref())
+        .all(|k| keys.insert(k))
+}
+
+/// SQLite, when the chain's head is known from the filer's last commit: every filing written as
+/// new, in one batch (one round trip, `BEGIN IMMEDIATE` to `COMMIT`), with no read first. The
+/// guesses are checked by the database: if another writer appended since, the first event's
+/// `seq` (the primary key) is taken; if a request's idempotency key was taken, its row is not
+/// inserted and its decision's foreign key fails. Either error fails the batch, whose caller
+/// then rolls it back and writes it the long way ([`stage_filings`]). Returns what
+/// [`stage_filings`] returns.
+async fn stage_all_new(
+    conn: &mut AnyConnection,
+    filings: &[&Filing],
+    head: (i64, String),
+) -> Result<(Vec<Filed>, bool, (i64, String)), StoreError> {
+    let mut batch = Batch::new(Backend::Sqlite);
+    batch.push("BEGIN IMMEDIATE");
+    requests::push_insert_requests(&mut batch, &request_rows(filings))?;
+    let head = push_created(&mut batch, filings, head)?;
+    batch.push("COMMIT");
+    let enqueued = batch.enqueues();
+    let created = batch.fetch(conn).await?.len();
+    if created != filings.len() {
+        // Cannot happen with the writer's foreign keys on; committed, so said, not hidden.
+        return Err(StoreError::Corrupt(format!(
+            "{created} of {} filings created in a batch written as all new",
+            filings.len()
+        )));
+    }
+    Ok((vec![Filed::Created; filings.len()], enqueued, head))
+}
+
+fn request_rows<'a>(filings: &[&'a Filing]) -> Vec<RequestRow<'a>> {
+    filings
+        .iter()
+        .map(|f| RequestRow {
+            request: &f.request,
+            idempotency_key: f.idempotency_key.as_deref(),
+            reply_channel: f.reply_channel.as_deref(),
+        })
+        .collect()
 }
 
 /// Writes `filings`' rows on `conn`; one answer per filing, in order, and whether a job was
-/// enqueued. In its own transaction, `ends` (`BEGIN …`, `COMMIT`): begun in the first batch and
+/// enqueued, and the chain's head after them. In its own transaction, `ends` (`BEGIN …`,
+/// `COMMIT`): begun in the first batch and
 /// committed at the end of the second (after it, when duplicates' first requests must be read
 /// back before every answer is known).
 ///
@@ -200,15 +294,8 @@ async fn stage_filings(
     backend: Backend,
     filings: &[&Filing],
     (begin, commit): (&'static str, &'static str),
-) -> Result<(Vec<Filed>, bool), StoreError> {
-    let rows: Vec<RequestRow<'_>> = filings
-        .iter()
-        .map(|f| RequestRow {
-            request: &f.request,
-            idempotency_key: f.idempotency_key.as_deref(),
-            reply_channel: f.reply_channel.as_deref(),
-        })
-        .collect();
+) -> Result<(Vec<Filed>, bool, (i64, String)), StoreError> {
+    let rows = request_rows(filings);
     let mut first = Batch::new(backend);
     first.push(begin);
     audit::push_read_head(&mut first);
@@ -225,80 +312,7 @@ async fn stage_filings(
         .partition(|f| created.contains(f.request.id.as_str()));
 
     let mut rest = Batch::new(backend);
-    if !new.is_empty() {
-        let decisions: Vec<&DecisionRecord> = new.iter().map(|f| &f.decision).collect();
-        decisions::push_insert_decisions(&mut rest, &decisions)?;
-
-        let events: Vec<NewAuditEvent<'_>> = new
-            .iter()
-            .flat_map(|f| {
-                f.events.iter().map(|e| NewAuditEvent {
-                    actor: &e.actor,
-                    action: &e.action,
-                    request_id: Some(f.request.id.as_str()),
-                    grant_id: None,
-                    detail: e.detail.clone(),
-                })
-            })
-            .collect();
-        let times = new
-            .iter()
-            .flat_map(|f| f.events.iter().map(|_| f.request.created_at_ms));
-        let timed: Vec<(i64, &NewAuditEvent<'_>)> = times.zip(&events).collect();
-        audit::push_append(&mut rest, head, &timed)?;
-
-        let asked: Vec<NewApproval<'_>> = new
-            .iter()
-            .flat_map(|f| {
-                f.approvals.iter().map(move |a| NewApproval {
-                    request_id: &f.request.id,
-                    step: 0,
-                    email: &a.email,
-                    name: &a.name,
-                    platform: &f.request.platform,
-                    chat_user_id: a.chat_user_id.as_deref(),
-                    on_behalf_of: a.on_behalf_of.as_deref(),
-                })
-            })
-            .collect();
-        approvals::push_insert_approvals(&mut rest, &asked, "")?;
-
-        // The approvers' cards (ids from the rows just inserted), then the filings' own jobs.
-        let carded: Vec<(&str, i64, i64)> = new
-            .iter()
-            .filter(|f| !f.approvals.is_empty())
-            .map(|f| {
-                (
-                    f.request.id.as_str(),
-                    f.request.created_at_ms,
-                    f.max_attempts,
-                )
-            })
-            .collect();
-        jobs::push_enqueue_first_cards(&mut rest, &carded)?;
-        let own: Vec<(&Job, i64, i64)> = new
-            .iter()
-            .flat_map(|f| {
-                f.jobs
-                    .iter()
-                    .map(|j| (j, f.request.created_at_ms, f.max_attempts))
-            })
-            .collect();
-        jobs::push_enqueue_rows(&mut rest, &own)?;
-
-        for f in &new {
-            if let Some(t) = &f.ticket {
-                tickets::push_link_inbound_ticket(
-                    &mut rest,
-                    f.request.id.as_str(),
-                    &t.desk,
-                    &t.key,
-                    t.url.as_deref(),
-                    f.request.created_at_ms,
-                )?;
-            }
-        }
-    }
+    let head = push_created(&mut rest, &new, head)?;
 
     // Another delivery got there first (earlier, or earlier in this batch).
     let keys: Vec<&str> = dup
@@ -349,5 +363,91 @@ async fn stage_filings(
     if !keys.is_empty() {
         conn.execute(commit).await?;
     }
-    Ok((answers, enqueued))
+    Ok((answers, enqueued, head))
+}
+
+/// Adds what `new` filings (their requests created) write besides their requests to `b`: their
+/// decisions, audit events after `head` (and the head's move), approvers, the approvers' cards
+/// and the other jobs. Returns the chain's head after them.
+fn push_created(
+    b: &mut Batch,
+    new: &[&Filing],
+    head: (i64, String),
+) -> Result<(i64, String), StoreError> {
+    if new.is_empty() {
+        return Ok(head);
+    }
+    let decisions: Vec<&DecisionRecord> = new.iter().map(|f| &f.decision).collect();
+    decisions::push_insert_decisions(b, &decisions)?;
+
+    let events: Vec<NewAuditEvent<'_>> = new
+        .iter()
+        .flat_map(|f| {
+            f.events.iter().map(|e| NewAuditEvent {
+                actor: &e.actor,
+                action: &e.action,
+                request_id: Some(f.request.id.as_str()),
+                grant_id: None,
+                detail: e.detail.clone(),
+            })
+        })
+        .collect();
+    let times = new
+        .iter()
+        .flat_map(|f| f.events.iter().map(|_| f.request.created_at_ms));
+    let timed: Vec<(i64, &NewAuditEvent<'_>)> = times.zip(&events).collect();
+    let head = audit::push_append(b, head, &timed)?;
+
+    let asked: Vec<NewApproval<'_>> = new
+        .iter()
+        .flat_map(|f| {
+            f.approvals.iter().map(move |a| NewApproval {
+                request_id: &f.request.id,
+                step: 0,
+                email: &a.email,
+                name: &a.name,
+                platform: &f.request.platform,
+                chat_user_id: a.chat_user_id.as_deref(),
+                on_behalf_of: a.on_behalf_of.as_deref(),
+            })
+        })
+        .collect();
+    approvals::push_insert_approvals(b, &asked, "")?;
+
+    // The approvers' cards (ids from the rows just inserted), then the filings' own jobs.
+    let carded: Vec<(&str, i64, i64)> = new
+        .iter()
+        .filter(|f| !f.approvals.is_empty())
+        .map(|f| {
+            (
+                f.request.id.as_str(),
+                f.request.created_at_ms,
+                f.max_attempts,
+            )
+        })
+        .collect();
+    jobs::push_enqueue_first_cards(b, &carded)?;
+    let own: Vec<(&Job, i64, i64)> = new
+        .iter()
+        .flat_map(|f| {
+            f.jobs
+                .iter()
+                .map(|j| (j, f.request.created_at_ms, f.max_attempts))
+        })
+        .collect();
+    jobs::push_enqueue_rows(b, &own)?;
+
+    for f in new {
+        if let Some(t) = &f.ticket {
+            tickets::push_link_inbound_ticket(
+                b,
+                f.request.id.as_str(),
+                &t.desk,
+                &t.key,
+                t.url.as_deref(),
+                f.request.created_at_ms,
+            )?;
+        }
+    }
+    Ok(head)
 }

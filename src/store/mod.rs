@@ -87,6 +87,8 @@ pub struct Store {
     filer: Option<filing::Filer>,
     /// Intake's questions waiting to be read together ([`intake_facts`]).
     facts: Arc<intake_facts::FactsQueue>,
+    /// SQLite: the audit chain's head as the filer's last commit left it ([`filing`]).
+    filed_head: Arc<std::sync::Mutex<Option<(i64, String)>>>,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -174,6 +176,7 @@ impl Store {
             jobs_ready: Arc::new(Notify::new()),
             filer: None,
             facts: Arc::default(),
+            filed_head: Arc::default(),
         };
         store.filer = Some(filing::Filer::start(store.clone()));
         Ok(store)
