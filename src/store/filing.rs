@@ -11,10 +11,12 @@
 //! company.
 //!
 //! A batch is written in two round trips: the chain's head and the requests, then the rest
-//! with the commit. On SQLite, when the filer knows the head from its own last commit, it writes
-//! the batch as all new in one round trip, and the database checks the guess: an event's `seq`
+//! with the commit. When the filer knows the head from its own last commit, it writes the batch
+//! as all new in one round trip, and the database checks the guess: an event's `seq`
 //! already taken (another writer appended) or a request not inserted (a duplicate key, so its
 //! decision's foreign key fails) fails the batch, which is rolled back and written the long way.
+//! With several replicas on PostgreSQL a replica's kept head is often stale: such a batch costs
+//! one wasted round trip.
 
 use std::collections::{HashMap, HashSet};
 
@@ -164,7 +166,7 @@ impl Store {
     /// Writes filings in one transaction; one answer per filing, in order. The transaction's
     /// `BEGIN` goes in the first batch and its `COMMIT` in the last, so filing a batch is two
     /// round trips in all (to SQLite's thread or to PostgreSQL; through sqlx's own begin and
-    /// commit it was four), and on SQLite usually one ([`stage_all_new`]). If it fails (or its
+    /// commit it was four), and usually one ([`stage_all_new`]). If it fails (or its
     /// caller is cancelled) midway, the transaction is rolled back here (or by the writer's next
     /// holder; on PostgreSQL by closing the connection).
     async fn write_filings(&self, filings: &[&Filing]) -> Result<Vec<Filed>, StoreError> {
@@ -175,13 +177,10 @@ impl Store {
             Backend::Postgres => ("BEGIN", "COMMIT"),
         };
         // Taken, not read: it is put back only after a commit that leaves the head known.
-        let known_head = match self.backend {
-            Backend::Sqlite => self.take_filed_head(),
-            Backend::Postgres => None,
-        };
+        let known_head = self.take_filed_head();
         let mut staged = None;
         if let Some(head) = known_head.filter(|_| keys_distinct(filings)) {
-            match stage_all_new(&mut conn, filings, head).await {
+            match stage_all_new(&mut conn, self.backend, filings, head, (begin, commit)).await {
                 Ok(done) => staged = Some(Ok(done)),
                 // The head moved (another writer appended) or a request was a duplicate: undone,
                 // then written the long way. A rollback that fails ends here.
@@ -201,9 +200,7 @@ impl Store {
             Ok((answers, enqueued, head)) => {
                 conn.set_in_doubt(false);
                 drop(conn);
-                if self.backend == Backend::Sqlite {
-                    self.put_filed_head(head);
-                }
+                self.put_filed_head(head);
                 if enqueued {
                     self.jobs_ready.notify_waiters();
                 }
@@ -239,25 +236,32 @@ fn keys_distinct(filings: &[&Filing]) -> bool {
         .all(|k| keys.insert(k))
 }
 
-/// SQLite, when the chain's head is known from the filer's last commit: every filing written as
-/// new, in one batch (one round trip, `BEGIN IMMEDIATE` to `COMMIT`), with no read first. The
-/// guesses are checked by the database: if another writer appended since, the first event's
-/// `seq` (the primary key) is taken; if a request's idempotency key was taken, its row is not
-/// inserted and its decision's foreign key fails. Either error fails the batch, whose caller
-/// then rolls it back and writes it the long way ([`stage_filings`]). Returns what
+/// When the chain's head is known from the filer's last commit: every filing written as new, in
+/// one batch (one round trip, `BEGIN` to `COMMIT`), with no read first. The guesses are checked
+/// by the database: if another writer appended since, the first event's `seq` (the primary key)
+/// is taken (on PostgreSQL, once that writer commits); if a request's idempotency key was taken,
+/// its row is not inserted and its decision's foreign key fails. Either error fails the batch,
+/// whose caller then rolls it back and writes it the long way ([`stage_filings`]). Returns what
 /// [`stage_filings`] returns.
 async fn stage_all_new(
     conn: &mut AnyConnection,
+    backend: Backend,
     filings: &[&Filing],
     head: (i64, String),
+    (begin, commit): (&'static str, &'static str),
 ) -> Result<(Vec<Filed>, bool, (i64, String)), StoreError> {
-    let mut batch = Batch::new(Backend::Sqlite);
-    batch.push("BEGIN IMMEDIATE");
+    let mut batch = Batch::new(backend);
+    batch.push(begin);
+    // Read only to be locked, as every appender locks it first (PostgreSQL: `FOR UPDATE`): with
+    // the row locks taken in the same order, two replicas' batches cannot deadlock on each
+    // other's new idempotency keys.
+    audit::push_read_head(&mut batch);
     requests::push_insert_requests(&mut batch, &request_rows(filings))?;
     let head = push_created(&mut batch, filings, head)?;
-    batch.push("COMMIT");
+    batch.push(commit);
     let enqueued = batch.enqueues();
-    let created = batch.fetch(conn).await?.len();
+    // The head's row, then one per request created.
+    let created = batch.fetch(conn).await?.len().saturating_sub(1);
     if created != filings.len() {
         // Cannot happen with the writer's foreign keys on; committed, so said, not hidden.
         return Err(StoreError::Corrupt(format!(

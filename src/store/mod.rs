@@ -87,7 +87,7 @@ pub struct Store {
     filer: Option<filing::Filer>,
     /// Intake's questions waiting to be read together ([`intake_facts`]).
     facts: Arc<intake_facts::FactsQueue>,
-    /// SQLite: the audit chain's head as the filer's last commit left it ([`filing`]).
+    /// The audit chain's head as the filer's last commit left it ([`filing`]).
     filed_head: Arc<std::sync::Mutex<Option<(i64, String)>>>,
 }
 
