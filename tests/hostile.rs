@@ -120,3 +120,24 @@ async fn a_reason_cannot_ping_channels_fake_links_or_inject_headers() {
         "the text stays readable: {card}"
     );
 }
+
+#[tokio::test]
+async fn a_reason_with_a_control_character_is_refused_with_a_clear_answer_and_nothing_filed() {
+    let t = spawn_app().await;
+    for (n, reason) in ["incident\u{0}INC-42", "incident \u{1b}[31mINC-42"]
+        .iter()
+        .enumerate()
+    {
+        let (status, b) = t
+            .command(
+                "U111",
+                &format!("github platform-admins for 4h because {reason}"),
+                &format!("t-control-{n}"),
+            )
+            .await;
+        assert_eq!(status, 200);
+        let reply = b["text"].as_str().unwrap();
+        assert!(reply.contains("control character (U+00"), "{reply}");
+    }
+    assert_eq!(requests(&t).await, 0);
+}

@@ -220,6 +220,22 @@ async fn a_bad_submission_is_answered_inline_and_stores_nothing() {
             .contains("at least 8 characters"),
         "{v}"
     );
+    let nul = state(
+        Some("github"),
+        Some("platform-admins"),
+        Some("4h"),
+        "a long reason\u{0} with a NUL",
+        None,
+    );
+    let (_, b) = post(&t, &submission("U111", "V0", nul)).await;
+    let v: Value = serde_json::from_str(&b).unwrap();
+    assert!(
+        v["errors"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("control character (U+0000)"),
+        "{v}"
+    );
     let unknown = state(Some("nope"), None, Some("4h"), "a fine long reason", None);
     let (_, b) = post(&t, &submission("U111", "V2", unknown)).await;
     let v: Value = serde_json::from_str(&b).unwrap();

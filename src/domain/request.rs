@@ -151,3 +151,31 @@ mod tests {
         assert!(!Denied.can_move_to(Approved));
     }
 }
+
+/// Why a typed reason cannot be taken: it holds a control character (tabs and line breaks
+/// aside), which no reason needs and which PostgreSQL cannot store when it is a NUL. `None` when
+/// the reason is fine. The text is fit to show to the person who typed it.
+pub fn reason_problem(reason: &str) -> Option<String> {
+    let c = reason
+        .chars()
+        .find(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))?;
+    Some(format!(
+        "Your reason contains an invisible control character (U+{:04X}): type it again without it.",
+        c as u32
+    ))
+}
+
+#[cfg(test)]
+mod reason_tests {
+    use super::reason_problem;
+
+    #[test]
+    fn a_reason_with_a_control_character_is_refused_with_which_one() {
+        assert_eq!(reason_problem("incident INC-42\n\tsecond line\r\n"), None);
+        assert!(reason_problem("incident\0INC-42")
+            .unwrap()
+            .contains("U+0000"));
+        assert!(reason_problem("bell \u{7}").unwrap().contains("U+0007"));
+        assert!(reason_problem("esc \u{1b}[31m").unwrap().contains("U+001B"));
+    }
+}

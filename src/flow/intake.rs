@@ -268,6 +268,9 @@ pub async fn submit(app: &App, s: Submission) -> Result<IntakeReply, FlowError> 
             duration.map(|d| d.to_string()).unwrap_or_else(|| "permanent".into())
         )));
     }
+    if let Some(problem) = crate::domain::reason_problem(&reason) {
+        return Ok(IntakeReply::Invalid(problem));
+    }
 
     let subject = match s.subject_email.as_deref() {
         None => requester,

@@ -294,6 +294,9 @@ async fn submit_form(
             "Say why in at least {min} characters: what will you do with this access?"
         )));
     }
+    if let Some(problem) = crate::domain::reason_problem(&reason) {
+        return Ok(again(&problem));
+    }
     let ticket = Some(field("ticket")).filter(|t| !t.is_empty());
     let submission = Submission {
         platform: PLATFORM,

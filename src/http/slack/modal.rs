@@ -134,6 +134,8 @@ pub(super) async fn submit(app: &App, v: ViewSubmission) -> Result<Reply, HttpEr
             field::REASON,
             format!("Say why in at least {min} characters: what will you do with this access?"),
         );
+    } else if let Some(problem) = crate::domain::reason_problem(&reason) {
+        bad.insert(field::REASON, problem);
     }
     if !bad.is_empty() {
         return Ok(errors(bad));
