@@ -127,11 +127,23 @@ async fn screenshot(c: &Client, name: &str) {
     }
 }
 
+/// The CSV downloaded into `dir`, once Chromium has finished it: while downloading it keeps an
+/// empty file under the final name beside the `.crdownload` it writes (a CI run read that empty
+/// placeholder once).
 fn downloaded(dir: &Path) -> Option<PathBuf> {
-    std::fs::read_dir(dir)
+    let files: Vec<PathBuf> = std::fs::read_dir(dir)
         .ok()?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|e| e == "csv"))
+        .collect();
+    if files
+        .iter()
+        .any(|p| p.extension().is_some_and(|e| e == "crdownload"))
+    {
+        return None;
+    }
+    files.into_iter().find(|p| {
+        p.extension().is_some_and(|e| e == "csv") && p.metadata().is_ok_and(|m| m.len() > 0)
+    })
 }
 
 async fn seed(

@@ -211,13 +211,7 @@ impl Literal for i64 {
     const PG_TYPE: &'static str = "int8";
 
     fn write_literal(&self, out: &mut String) -> Result<(), StoreError> {
-        use std::fmt::Write;
-        // Parenthesised when negative: `-9223372036854775808::int8` would cast before negating.
-        let _ = if *self < 0 {
-            write!(out, "({self})::int8")
-        } else {
-            write!(out, "{self}::int8")
-        };
+        write_integer(out, *self, Self::PG_TYPE);
         Ok(())
     }
 }
@@ -226,14 +220,20 @@ impl Literal for i32 {
     const PG_TYPE: &'static str = "int4";
 
     fn write_literal(&self, out: &mut String) -> Result<(), StoreError> {
-        use std::fmt::Write;
-        let _ = if *self < 0 {
-            write!(out, "({self})::int4")
-        } else {
-            write!(out, "{self}::int4")
-        };
+        write_integer(out, i64::from(*self), Self::PG_TYPE);
         Ok(())
     }
+}
+
+/// An integer as a literal of `ty`, parenthesised when negative (`-9223372036854775808::int8`
+/// would cast before negating).
+fn write_integer(out: &mut String, n: i64, ty: &str) {
+    use std::fmt::Write;
+    let _ = if n < 0 {
+        write!(out, "({n})::{ty}")
+    } else {
+        write!(out, "{n}::{ty}")
+    };
 }
 
 impl Literal for bool {
