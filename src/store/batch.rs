@@ -293,24 +293,24 @@ mod tests {
         assert_eq!(literal(Some("x")), "E'x'::text");
     }
 
-    #[test]
-    fn postgres_gets_one_query_with_the_values_in_place_of_the_placeholders() {
+    /// An update with its three values, then a statement with none.
+    fn update_then_select() -> Batch {
         let mut b = Batch::new(Backend::Postgres);
         b.push("UPDATE t SET a = ?, b = ? WHERE id = ?");
         b.bind("?").unwrap();
         b.bind(None::<i64>).unwrap();
         b.bind(7_i64).unwrap();
         b.push("SELECT 1");
+        b
+    }
+
+    #[test]
+    fn postgres_gets_one_query_with_the_values_in_place_of_the_placeholders() {
+        let mut b = update_then_select();
         assert!(b.bind(1_i64).is_err(), "a value with no placeholder left");
         b.push("DELETE FROM t WHERE id = ?");
         assert!(b.finish().is_err(), "a placeholder left without a value");
-        let mut b = Batch::new(Backend::Postgres);
-        b.push("UPDATE t SET a = ?, b = ? WHERE id = ?");
-        b.bind("?").unwrap();
-        b.bind(None::<i64>).unwrap();
-        b.bind(7_i64).unwrap();
-        b.push("SELECT 1");
-        let (sql, _) = b.finish().unwrap();
+        let (sql, _) = update_then_select().finish().unwrap();
         assert_eq!(
             sql,
             "UPDATE t SET a = E'?'::text, b = NULL::int8 WHERE id = 7::int8;\nSELECT 1"

@@ -177,22 +177,20 @@ impl Store {
             Backend::Postgres => ("BEGIN", "COMMIT"),
         };
         // Taken, not read: it is put back only after a commit that leaves the head known.
-        let known_head = self.take_filed_head();
-        let mut staged = None;
-        if let Some(head) = known_head.filter(|_| keys_distinct(filings)) {
-            match stage_all_new(&mut conn, self.backend, filings, head, (begin, commit)).await {
-                Ok(done) => staged = Some(Ok(done)),
-                // The head moved (another writer appended) or a request was a duplicate: undone,
-                // then written the long way. A rollback that fails ends here.
-                Err(e) => {
-                    if let Err(rollback) = conn.execute("ROLLBACK").await {
-                        tracing::debug!(error = %rollback, "rollback after a filing attempt");
-                        staged = Some(Err(e));
-                    }
+        let guessed = match self.take_filed_head().filter(|_| keys_distinct(filings)) {
+            Some(head) => {
+                match stage_all_new(&mut conn, self.backend, filings, head, (begin, commit)).await {
+                    // A count that does not add up came after the commit: not written again.
+                    Err(e @ StoreError::Corrupt(_)) => Some(Err(e)),
+                    // The head moved (another writer appended) or a request was a duplicate:
+                    // undone, then written the long way. A rollback that fails ends here.
+                    Err(e) => conn.execute("ROLLBACK").await.err().map(|_| Err(e)),
+                    done => Some(done),
                 }
             }
-        }
-        let staged = match staged {
+            None => None,
+        };
+        let staged = match guessed {
             Some(done) => done,
             None => stage_filings(&mut conn, self.backend, filings, (begin, commit)).await,
         };
