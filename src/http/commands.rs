@@ -45,6 +45,9 @@ pub async fn run(
         }
         AccessCommand::DelegateOff => or_oops(requests::end_delegation(app, platform, user).await),
         AccessCommand::Revoke { id, reason } => {
+            if let Some(problem) = reason.as_deref().and_then(crate::domain::reason_problem) {
+                return problem;
+            }
             let Some(me) = app.directory.by_chat_id(platform, user) else {
                 return "I don't know who you are yet: ask IT to add you to the people file."
                     .into();

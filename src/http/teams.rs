@@ -189,6 +189,9 @@ async fn card_action(
                 },
                 _ => {
                     let reason = field("reason");
+                    if let Some(problem) = crate::domain::reason_problem(&reason) {
+                        return Ok(message_answer(&problem));
+                    }
                     Choice::Deny((!reason.is_empty()).then_some(reason))
                 }
             };

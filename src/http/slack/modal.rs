@@ -54,6 +54,9 @@ async fn submit_deny(app: &App, v: ViewSubmission) -> Result<Reply, HttpError> {
         let msg = "Say why, so the requester knows what to change.".to_string();
         return Ok(errors(BTreeMap::from([(field::REASON, msg)])));
     }
+    if let Some(problem) = reason.as_deref().and_then(crate::domain::reason_problem) {
+        return Ok(errors(BTreeMap::from([(field::REASON, problem)])));
+    }
     let click = Click {
         platform: "slack",
         clicker_chat_id: v.user_id,
