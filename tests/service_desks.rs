@@ -599,6 +599,22 @@ async fn a_ticket_filed_in_servicenow_becomes_a_request_and_its_outcome_is_writt
         .as_str()
         .unwrap()
         .contains("not in grantry's directory"));
+    // A key with a control character (a NUL, which PostgreSQL cannot store; a line break, which
+    // would reach the desk's API path and the chat): refused with which one.
+    for (bad, named) in [
+        ("9d38\u{0}5017", "U+0000"),
+        ("9d38\r\nX-Injected: 1", "U+000D"),
+    ] {
+        let mut hostile = payload.clone();
+        hostile["record"]["sys_id"] = json!(bad);
+        let (s, b) = post("Bearer inbound-secret-9a7e", hostile).await;
+        assert_eq!(s, 422, "{b}");
+        let error = b["error"].as_str().unwrap();
+        assert!(
+            error.contains(&format!("control character ({named})")),
+            "{b}"
+        );
+    }
     assert_eq!(t.fingerprint().await, before);
 
     let (s, b) = post("Bearer inbound-secret-9a7e", payload.clone()).await;

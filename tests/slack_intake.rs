@@ -236,6 +236,24 @@ async fn a_bad_submission_is_answered_inline_and_stores_nothing() {
             .contains("control character (U+0000)"),
         "{v}"
     );
+    // A ticket with a line break in it: an inline error on the ticket's field.
+    let mut bad_ticket = state(
+        Some("github"),
+        Some("platform-admins"),
+        Some("4h"),
+        "a fine long reason",
+        None,
+    );
+    bad_ticket["ticket"]["ticket"]["value"] = json!("INC-42\nX-Injected: 1");
+    let (_, b) = post(&t, &submission("U111", "V0", bad_ticket)).await;
+    let v: Value = serde_json::from_str(&b).unwrap();
+    assert!(
+        v["errors"]["ticket"]
+            .as_str()
+            .unwrap()
+            .contains("control character (U+000A)"),
+        "{v}"
+    );
     let unknown = state(Some("nope"), None, Some("4h"), "a fine long reason", None);
     let (_, b) = post(&t, &submission("U111", "V2", unknown)).await;
     let v: Value = serde_json::from_str(&b).unwrap();

@@ -14,4 +14,4 @@ pub use duration::AccessDuration;
 pub use grant::{GrantId, GrantState};
 pub use ids::RequestId;
 pub use person::{Person, PersonStatus};
-pub use request::{reason_problem, AccessRequest, RequestState};
+pub use request::{reason_problem, ticket_problem, AccessRequest, RequestState};

@@ -165,9 +165,19 @@ pub fn reason_problem(reason: &str) -> Option<String> {
     ))
 }
 
+/// Why a ticket reference (typed, or a service desk's key or link) cannot be taken: it holds a
+/// control character, a line break included. `None` when it is fine.
+pub fn ticket_problem(ticket: &str) -> Option<String> {
+    let c = ticket.chars().find(|c| c.is_control())?;
+    Some(format!(
+        "The ticket contains an invisible control character (U+{:04X}): give it again without it.",
+        c as u32
+    ))
+}
+
 #[cfg(test)]
 mod reason_tests {
-    use super::reason_problem;
+    use super::{reason_problem, ticket_problem};
 
     #[test]
     fn a_reason_with_a_control_character_is_refused_with_which_one() {
@@ -177,5 +187,18 @@ mod reason_tests {
             .contains("U+0000"));
         assert!(reason_problem("bell \u{7}").unwrap().contains("U+0007"));
         assert!(reason_problem("esc \u{1b}[31m").unwrap().contains("U+001B"));
+    }
+
+    #[test]
+    fn a_ticket_with_a_control_character_or_a_line_break_is_refused_with_which_one() {
+        assert_eq!(ticket_problem("IT-42"), None);
+        assert_eq!(
+            ticket_problem("https://acme.atlassian.net/browse/IT-42"),
+            None
+        );
+        assert!(ticket_problem("IT-42\0").unwrap().contains("U+0000"));
+        assert!(ticket_problem("IT-42\nX-Injected: 1")
+            .unwrap()
+            .contains("U+000A"));
     }
 }

@@ -271,6 +271,20 @@ pub async fn submit(app: &App, s: Submission) -> Result<IntakeReply, FlowError> 
     if let Some(problem) = crate::domain::reason_problem(&reason) {
         return Ok(IntakeReply::Invalid(problem));
     }
+    // A ticket as typed, or a desk's key and link: each is stored, shown and sent back to the desk.
+    let ticket_problem = {
+        let linked = s
+            .inbound_ticket
+            .iter()
+            .flat_map(|l| [Some(&l.key), l.url.as_ref()]);
+        s.ticket
+            .iter()
+            .chain(linked.flatten())
+            .find_map(|t| crate::domain::ticket_problem(t))
+    };
+    if let Some(problem) = ticket_problem {
+        return Ok(IntakeReply::Invalid(problem));
+    }
 
     let subject = match s.subject_email.as_deref() {
         None => requester,

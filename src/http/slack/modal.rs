@@ -140,6 +140,13 @@ pub(super) async fn submit(app: &App, v: ViewSubmission) -> Result<Reply, HttpEr
     } else if let Some(problem) = crate::domain::reason_problem(&reason) {
         bad.insert(field::REASON, problem);
     }
+    if let Some(problem) = v
+        .value(field::TICKET)
+        .as_deref()
+        .and_then(crate::domain::ticket_problem)
+    {
+        bad.insert(field::TICKET, problem);
+    }
     if !bad.is_empty() {
         return Ok(errors(bad));
     }
