@@ -38,13 +38,7 @@ async fn deny_asks_for_a_reason_and_the_requester_reads_it() {
     // So is a reason with a control character in it.
     let (_, body) = t.submit_deny("U333", &id, "stale\u{0}team").await;
     let v: Value = serde_json::from_str(&body).unwrap();
-    assert!(
-        v["errors"]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("control character (U+0000)"),
-        "{v}"
-    );
+    common::assert_inline_error(&v, "reason", "control character (U+0000)");
     assert_eq!(t.state_of(&id).await, "pending_approval");
     // Someone who is not an approver gets no form: refused and audited at the click.
     let opened = t.slack.calls_of("views.open").len();

@@ -206,20 +206,8 @@ async fn a_bad_submission_is_answered_inline_and_stores_nothing() {
     assert_eq!(s, 200);
     let v: Value = serde_json::from_str(&b).unwrap();
     assert_eq!(v["response_action"], "errors");
-    assert!(
-        v["errors"]["duration"]
-            .as_str()
-            .unwrap()
-            .contains("durations offered"),
-        "{v}"
-    );
-    assert!(
-        v["errors"]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("at least 8 characters"),
-        "{v}"
-    );
+    common::assert_inline_error(&v, "duration", "durations offered");
+    common::assert_inline_error(&v, "reason", "at least 8 characters");
     let nul = state(
         Some("github"),
         Some("platform-admins"),
@@ -229,13 +217,7 @@ async fn a_bad_submission_is_answered_inline_and_stores_nothing() {
     );
     let (_, b) = post(&t, &submission("U111", "V0", nul)).await;
     let v: Value = serde_json::from_str(&b).unwrap();
-    assert!(
-        v["errors"]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("control character (U+0000)"),
-        "{v}"
-    );
+    common::assert_inline_error(&v, "reason", "control character (U+0000)");
     // A ticket with a line break in it: an inline error on the ticket's field.
     let mut bad_ticket = state(
         Some("github"),
@@ -247,13 +229,7 @@ async fn a_bad_submission_is_answered_inline_and_stores_nothing() {
     bad_ticket["ticket"]["ticket"]["value"] = json!("INC-42\nX-Injected: 1");
     let (_, b) = post(&t, &submission("U111", "V0", bad_ticket)).await;
     let v: Value = serde_json::from_str(&b).unwrap();
-    assert!(
-        v["errors"]["ticket"]
-            .as_str()
-            .unwrap()
-            .contains("control character (U+000A)"),
-        "{v}"
-    );
+    common::assert_inline_error(&v, "ticket", "control character (U+000A)");
     let unknown = state(Some("nope"), None, Some("4h"), "a fine long reason", None);
     let (_, b) = post(&t, &submission("U111", "V2", unknown)).await;
     let v: Value = serde_json::from_str(&b).unwrap();
@@ -268,13 +244,7 @@ async fn a_bad_submission_is_answered_inline_and_stores_nothing() {
     );
     let (_, b) = post(&t, &submission("U111", "V3", not_mine)).await;
     let v: Value = serde_json::from_str(&b).unwrap();
-    assert!(
-        v["errors"]["subject"]
-            .as_str()
-            .unwrap()
-            .contains("not your report"),
-        "{v}"
-    );
+    common::assert_inline_error(&v, "subject", "not your report");
     assert_eq!(t.fingerprint().await, before);
 }
 

@@ -272,17 +272,16 @@ pub async fn submit(app: &App, s: Submission) -> Result<IntakeReply, FlowError> 
         return Ok(IntakeReply::Invalid(problem));
     }
     // A ticket as typed, or a desk's key and link: each is stored, shown and sent back to the desk.
-    let ticket_problem = {
-        let linked = s
-            .inbound_ticket
-            .iter()
-            .flat_map(|l| [Some(&l.key), l.url.as_ref()]);
-        s.ticket
-            .iter()
-            .chain(linked.flatten())
-            .find_map(|t| crate::domain::ticket_problem(t))
-    };
-    if let Some(problem) = ticket_problem {
+    let linked = s
+        .inbound_ticket
+        .iter()
+        .flat_map(|l| std::iter::once(&l.key).chain(&l.url));
+    if let Some(problem) = s
+        .ticket
+        .iter()
+        .chain(linked)
+        .find_map(|t| crate::domain::ticket_problem(t))
+    {
         return Ok(IntakeReply::Invalid(problem));
     }
 

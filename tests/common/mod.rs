@@ -22,6 +22,17 @@ use grantry::App;
 pub use scim::Scim;
 pub use slack::SlackStandIn;
 
+/// Asserts that a Slack view submission's answer (`response_action: errors`) shows an inline error
+/// on `field` that contains `text`.
+#[track_caller]
+pub fn assert_inline_error(answer: &serde_json::Value, field: &str, text: &str) {
+    let error = answer["errors"][field].as_str().unwrap_or_default();
+    assert!(
+        error.contains(text),
+        "no inline error on {field} containing {text:?}: {answer}"
+    );
+}
+
 pub const SIGNING_SECRET: &str = "test-signing-secret";
 pub const BOT_TOKEN: &str = "xoxb-test-token";
 
