@@ -156,21 +156,28 @@ mod tests {
 /// aside), which no reason needs and which PostgreSQL cannot store when it is a NUL. `None` when
 /// the reason is fine. The text is fit to show to the person who typed it.
 pub fn reason_problem(reason: &str) -> Option<String> {
-    let c = reason
-        .chars()
-        .find(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))?;
+    let c = control_character(reason, &['\t', '\n', '\r'])?;
     Some(format!(
-        "Your reason contains an invisible control character (U+{:04X}): type it again without it.",
-        c as u32
+        "Your reason contains {c}: type it again without it."
     ))
 }
 
 /// Why a ticket reference (typed, or a service desk's key or link) cannot be taken: it holds a
 /// control character, a line break included. `None` when it is fine.
 pub fn ticket_problem(ticket: &str) -> Option<String> {
-    let c = ticket.chars().find(|c| c.is_control())?;
+    let c = control_character(ticket, &[])?;
     Some(format!(
-        "The ticket contains an invisible control character (U+{:04X}): give it again without it.",
+        "The ticket contains {c}: give it again without it."
+    ))
+}
+
+/// The first control character in `text` other than `allowed`, named for the person who typed it.
+fn control_character(text: &str, allowed: &[char]) -> Option<String> {
+    let c = text
+        .chars()
+        .find(|c| c.is_control() && !allowed.contains(c))?;
+    Some(format!(
+        "an invisible control character (U+{:04X})",
         c as u32
     ))
 }
