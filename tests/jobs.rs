@@ -190,31 +190,54 @@ async fn metrics_show_requests_queue_decisions_and_outbound_calls() {
         (t.state_of(&id).await == "active").then_some(())
     })
     .await;
-    let body = t
-        .http()
-        .get(format!("{}/metrics", t.base_url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    for line in [
+    // The counters move as the jobs' calls come back, which may be after the request went
+    // active (a notice still on its way): read until every one is there.
+    let expected = [
         "grantry_requests{state=\"active\"} 1",
         "grantry_decision_latency_seconds_count 1",
         "grantry_decision_latency_seconds_bucket{le=\"+Inf\"} 1",
         "grantry_connector_calls_total{connector=\"scim\",operation=\"grant\",outcome=\"ok\"}",
         "grantry_slack_api_calls_total{method=\"chat.postMessage\",outcome=\"rate_limited\"}",
         "# TYPE grantry_job_queue_oldest_age_seconds gauge",
-    ] {
-        assert!(body.contains(line), "missing {line}:\n{body}");
-    }
+    ];
     // The 429 met whichever message went first (the approval card or a notice): its job retried.
-    assert!(
-        body.lines()
-            .any(|l| l.starts_with("grantry_job_runs_total{kind=\"")
+    let retried = |body: &str| {
+        body.lines().any(|l| {
+            l.starts_with("grantry_job_runs_total{kind=\"")
                 && l.contains("outcome=\"retry\"")
-                && (l.contains("post_approval_card") || l.contains("notify"))),
-        "no job retry counted:\n{body}"
-    );
+                && (l.contains("post_approval_card") || l.contains("notify"))
+        })
+    };
+    let last = std::sync::Mutex::new(String::new());
+    eventually_or_explain(
+        15,
+        "every metric, and a job retry counted",
+        || async {
+            let body = t
+                .http()
+                .get(format!("{}/metrics", t.base_url))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let done = expected.iter().all(|l| body.contains(l)) && retried(&body);
+            *last.lock().unwrap() = body;
+            done.then_some(())
+        },
+        || async {
+            let body = last.lock().unwrap().clone();
+            let missing: Vec<&str> = expected
+                .iter()
+                .copied()
+                .filter(|l| !body.contains(l))
+                .collect();
+            format!(
+                "\nmissing {missing:?}, retry counted: {}\n{body}",
+                retried(&body)
+            )
+        },
+    )
+    .await;
 }

@@ -1,6 +1,6 @@
 //! Approvals: who may decide a request, and where their card was posted.
 
-use sqlx::{FromRow, Row};
+use sqlx::FromRow;
 
 use super::batch::Batch;
 use super::{Store, StoreError, Tx};
@@ -68,7 +68,7 @@ impl Tx {
         b.fetch(self.conn())
             .await?
             .iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .map(|r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .collect()
     }
 

@@ -1,10 +1,9 @@
 //! The audit chain's storage: append inside a change's transaction, read in order.
 
 use serde_json::Value;
-use sqlx::any::AnyRow;
-use sqlx::{FromRow, Row};
+use sqlx::FromRow;
 
-use super::batch::Batch;
+use super::batch::{Batch, BatchRow};
 use super::{Backend, Store, StoreError, Tx};
 
 /// An event to append.
@@ -94,9 +93,9 @@ pub(crate) fn push_read_head(b: &mut Batch) {
 }
 
 /// The head from the row [`push_read_head`] returned.
-pub(crate) fn read_head(row: Option<&AnyRow>) -> Result<(i64, String), StoreError> {
+pub(crate) fn read_head(row: Option<&BatchRow>) -> Result<(i64, String), StoreError> {
     let row = row.ok_or_else(|| StoreError::Corrupt("the audit chain has no head".into()))?;
-    Ok((row.try_get(0)?, row.try_get(1)?))
+    Ok((row.get(0)?, row.get(1)?))
 }
 
 /// Adds `events` after `head` (their rows, then the head's move) to `b`; returns the new head

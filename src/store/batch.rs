@@ -1,6 +1,7 @@
-//! Statements sent together: one query of several statements, one round trip, on both
-//! databases. On SQLite the query's values are bound in order (its API takes several statements
-//! with parameters in one query: one round trip to sqlx's SQLite thread instead of one per
+//! Statements sent together: one round trip, on both databases. On SQLite each statement keeps
+//! its values; the batch goes to the writer's thread of our own as one message and comes back as
+//! one ([`super::direct`]), or, inside a sqlx transaction, as one query of several statements
+//! with its values bound in order (one round trip to sqlx's SQLite thread instead of one per
 //! statement, each a wake-up of that thread and of the caller's). PostgreSQL's extended protocol
 //! takes one statement with parameters per round trip, so there the values are written into the
 //! query as typed literals (`E'…'::text`, `42::int8`, `NULL::text`, see [`Literal`]) and the whole
@@ -9,19 +10,20 @@
 //! Statements are written with `?` placeholders (none of ours has a `?` anywhere else) and bound
 //! in order.
 
+use rusqlite::types::Value;
 use sqlx::any::{AnyArguments, AnyRow};
-use sqlx::{Any, AnyConnection, Arguments, Encode, Executor, Type};
+use sqlx::{Any, AnyConnection, Arguments, Decode, Executor, Row, Type};
 
 use super::{Backend, StoreError};
 
 /// Statements to run together, in order, inside the caller's transaction.
 pub(crate) struct Batch {
     backend: Backend,
-    /// Every statement, `;`-separated. SQLite: with its `?`s. PostgreSQL: with its values
-    /// written in, up to the statement added last's next `?`.
+    /// SQLite: every statement with its `?`s and its values.
+    statements: Vec<Statement>,
+    /// PostgreSQL: every statement, `;`-separated, with its values written in, up to the
+    /// statement added last's next `?`.
     sql: String,
-    /// SQLite: the values, in order.
-    args: AnyArguments,
     /// PostgreSQL: what is left of the statement added last after its values so far.
     pending: String,
     /// Whether a job is enqueued by it (its transaction then wakes the workers on commit).
@@ -32,8 +34,8 @@ impl Batch {
     pub(crate) fn new(backend: Backend) -> Self {
         Batch {
             backend,
+            statements: Vec::new(),
             sql: String::new(),
-            args: AnyArguments::default(),
             pending: String::new(),
             enqueues: false,
         }
@@ -61,36 +63,40 @@ impl Batch {
 
     /// Whether nothing was added.
     pub(crate) fn is_empty(&self) -> bool {
-        self.sql.is_empty() && self.pending.is_empty()
+        self.statements.is_empty() && self.sql.is_empty() && self.pending.is_empty()
     }
 
     /// Adds a statement written with `?` placeholders; bind its values next, in order.
     pub(crate) fn push(&mut self, sql: &str) {
-        self.flush_pending();
-        if !self.sql.is_empty() {
-            self.sql.push_str(";\n");
-        }
         match self.backend {
-            Backend::Sqlite => self.sql.push_str(sql),
-            Backend::Postgres => self.pending.push_str(sql),
+            Backend::Sqlite => self.statements.push(Statement {
+                sql: sql.to_string(),
+                values: Vec::new(),
+            }),
+            Backend::Postgres => {
+                self.flush_pending();
+                if !self.sql.is_empty() {
+                    self.sql.push_str(";\n");
+                }
+                self.pending.push_str(sql);
+            }
         }
     }
 
     /// Binds the next placeholder of the statement added last.
-    pub(crate) fn bind<'t, T>(&mut self, value: T) -> Result<(), StoreError>
-    where
-        T: Encode<'t, Any> + Type<Any> + Literal,
-    {
+    pub(crate) fn bind<T: Literal>(&mut self, value: T) -> Result<(), StoreError> {
         if self.is_empty() {
             return Err(StoreError::Corrupt(
                 "a value bound before any statement".into(),
             ));
         }
         match self.backend {
-            Backend::Sqlite => self
-                .args
-                .add(value)
-                .map_err(|e| StoreError::Database(sqlx::Error::Encode(e))),
+            Backend::Sqlite => {
+                if let Some(last) = self.statements.last_mut() {
+                    last.values.push(value.sqlite_value());
+                }
+                Ok(())
+            }
             Backend::Postgres => {
                 let Some(at) = self.pending.find('?') else {
                     return Err(StoreError::Corrupt(
@@ -111,19 +117,40 @@ impl Batch {
         self.pending.clear();
     }
 
-    /// The query, and SQLite's values for it.
+    /// SQLite: the statements with their values, for [`super::direct`].
+    pub(crate) fn statements(&self) -> &[Statement] {
+        &self.statements
+    }
+
+    /// The query for sqlx, and SQLite's values for it (bound in order).
     fn finish(mut self) -> Result<(String, AnyArguments), StoreError> {
-        if self.backend == Backend::Postgres && self.pending.contains('?') {
+        let mut args = AnyArguments::default();
+        if self.backend == Backend::Sqlite {
+            let sql: Vec<&str> = self.statements.iter().map(|s| s.sql.as_str()).collect();
+            let sql = sql.join(";\n");
+            for v in self.statements.into_iter().flat_map(|s| s.values) {
+                match v {
+                    Value::Null => args.add(None::<i64>),
+                    Value::Integer(n) => args.add(n),
+                    Value::Real(x) => args.add(x),
+                    Value::Text(t) => args.add(t),
+                    Value::Blob(b) => args.add(b),
+                }
+                .map_err(|e| StoreError::Database(sqlx::Error::Encode(e)))?;
+            }
+            return Ok((sql, args));
+        }
+        if self.pending.contains('?') {
             return Err(StoreError::Corrupt(
                 "a statement's placeholder was left without a value".into(),
             ));
         }
         self.flush_pending();
-        Ok((self.sql, self.args))
+        Ok((self.sql, args))
     }
 
-    /// Runs the statements; returns the rows they return, in order.
-    pub(crate) async fn fetch(self, conn: &mut AnyConnection) -> Result<Vec<AnyRow>, StoreError> {
+    /// Runs the statements on a sqlx connection; returns the rows they return, in order.
+    pub(crate) async fn fetch(self, conn: &mut AnyConnection) -> Result<Vec<BatchRow>, StoreError> {
         let backend = self.backend;
         let (sql, args) = self.finish()?;
         let rows = match backend {
@@ -134,7 +161,7 @@ impl Batch {
             }
             Backend::Postgres => conn.fetch_all(sqlx::AssertSqlSafe(sql)).await?,
         };
-        Ok(rows)
+        Ok(rows.into_iter().map(BatchRow::Any).collect())
     }
 
     /// Runs the statements, returning nothing.
@@ -155,7 +182,83 @@ impl Batch {
     }
 }
 
-/// A value a [`Batch`] can take, as PostgreSQL reads it written into a query: a literal of the
+/// One SQLite statement of a [`Batch`] and its values, in order.
+pub(crate) struct Statement {
+    pub(crate) sql: String,
+    pub(crate) values: Vec<Value>,
+}
+
+/// A row a [`Batch`] returned: from sqlx, or from [`super::direct`] as SQLite's values.
+pub(crate) enum BatchRow {
+    Any(AnyRow),
+    Sqlite(Vec<Value>),
+}
+
+impl BatchRow {
+    /// The value of column `i`.
+    pub(crate) fn get<T: Column>(&self, i: usize) -> Result<T, StoreError> {
+        match self {
+            BatchRow::Any(row) => Ok(row.try_get(i)?),
+            BatchRow::Sqlite(values) => {
+                let v = values.get(i).ok_or_else(|| {
+                    StoreError::Corrupt(format!("a batch's row has no column {i}"))
+                })?;
+                T::from_sqlite(v).ok_or_else(|| {
+                    StoreError::Corrupt(format!(
+                        "a batch's column {i} holds {:?}, not {}",
+                        v.data_type(),
+                        T::EXPECTED
+                    ))
+                })
+            }
+        }
+    }
+}
+
+/// A type a [`BatchRow`]'s column is read as.
+pub(crate) trait Column: Sized + for<'r> Decode<'r, Any> + Type<Any> {
+    /// What it is called in an error.
+    const EXPECTED: &'static str;
+
+    /// It from SQLite's value, if that is one.
+    fn from_sqlite(v: &Value) -> Option<Self>;
+}
+
+impl Column for String {
+    const EXPECTED: &'static str = "text";
+
+    fn from_sqlite(v: &Value) -> Option<Self> {
+        match v {
+            Value::Text(t) => Some(t.clone()),
+            _ => None,
+        }
+    }
+}
+
+impl Column for i64 {
+    const EXPECTED: &'static str = "an integer";
+
+    fn from_sqlite(v: &Value) -> Option<Self> {
+        match v {
+            Value::Integer(n) => Some(*n),
+            _ => None,
+        }
+    }
+}
+
+impl<T: Column> Column for Option<T> {
+    const EXPECTED: &'static str = T::EXPECTED;
+
+    fn from_sqlite(v: &Value) -> Option<Self> {
+        match v {
+            Value::Null => Some(None),
+            v => T::from_sqlite(v).map(Some),
+        }
+    }
+}
+
+/// A value a [`Batch`] can take. On SQLite, the value bound. On PostgreSQL, as it reads it
+/// written into a query: a literal of the
 /// type sqlx would have bound it as (text, int8, int4 or bool), so a statement means the same
 /// either way. Text is an escape string (`E'…'`: `'` and `\` doubled, nothing else special),
 /// which reads the same whatever `standard_conforming_strings` says; a NUL, which PostgreSQL's
@@ -166,6 +269,9 @@ pub(crate) trait Literal {
 
     /// Appends the literal to `out`.
     fn write_literal(&self, out: &mut String) -> Result<(), StoreError>;
+
+    /// The value SQLite is given (as sqlx would bind it: a bool as 0 or 1).
+    fn sqlite_value(&self) -> Value;
 }
 
 impl Literal for &str {
@@ -189,6 +295,10 @@ impl Literal for &str {
         out.push_str("'::text");
         Ok(())
     }
+
+    fn sqlite_value(&self) -> Value {
+        Value::Text(self.to_string())
+    }
 }
 
 impl Literal for String {
@@ -197,6 +307,10 @@ impl Literal for String {
     fn write_literal(&self, out: &mut String) -> Result<(), StoreError> {
         self.as_str().write_literal(out)
     }
+
+    fn sqlite_value(&self) -> Value {
+        Value::Text(self.clone())
+    }
 }
 
 impl Literal for &String {
@@ -204,6 +318,10 @@ impl Literal for &String {
 
     fn write_literal(&self, out: &mut String) -> Result<(), StoreError> {
         self.as_str().write_literal(out)
+    }
+
+    fn sqlite_value(&self) -> Value {
+        Value::Text(self.to_string())
     }
 }
 
@@ -214,6 +332,10 @@ impl Literal for i64 {
         write_integer(out, *self, Self::PG_TYPE);
         Ok(())
     }
+
+    fn sqlite_value(&self) -> Value {
+        Value::Integer(*self)
+    }
 }
 
 impl Literal for i32 {
@@ -222,6 +344,10 @@ impl Literal for i32 {
     fn write_literal(&self, out: &mut String) -> Result<(), StoreError> {
         write_integer(out, i64::from(*self), Self::PG_TYPE);
         Ok(())
+    }
+
+    fn sqlite_value(&self) -> Value {
+        Value::Integer(i64::from(*self))
     }
 }
 
@@ -243,6 +369,10 @@ impl Literal for bool {
         out.push_str(if *self { "TRUE" } else { "FALSE" });
         Ok(())
     }
+
+    fn sqlite_value(&self) -> Value {
+        Value::Integer(i64::from(*self))
+    }
 }
 
 impl<T: Literal> Literal for Option<T> {
@@ -257,6 +387,10 @@ impl<T: Literal> Literal for Option<T> {
                 Ok(())
             }
         }
+    }
+
+    fn sqlite_value(&self) -> Value {
+        self.as_ref().map_or(Value::Null, Literal::sqlite_value)
     }
 }
 

@@ -2,10 +2,12 @@
 //! [`super::intake_facts`].
 //!
 //! Filing a request is the one write every `/access` waits on. Instead of a transaction of a
-//! dozen statements per request, [`Store::file`] hands the request's rows to the filer, a task
-//! that writes every filing waiting at that moment in **one** transaction: one multi-row insert
-//! per table and one move of the audit chain's head, one commit
-//! (one fsync). Each caller is answered only after that commit, so an acked request is as
+//! dozen statements per request, [`Store::file`] hands the request's rows to the filer, which
+//! writes every filing waiting at that moment in **one** transaction: one multi-row insert
+//! per table and one move of the audit chain's head, one commit (one fsync). On SQLite the
+//! filer is a thread with a connection of its own ([`super::direct`]) that runs the
+//! statements itself, in the writer's turn; on PostgreSQL (and SQLite in memory) it is a task
+//! that runs them through the writer's connection. Each caller is answered only after that commit, so an acked request is as
 //! durable as before; a batch that fails is written again one filing at a time, so one bad
 //! filing fails alone. With one filing waiting the batch is that filing: nothing waits for
 //! company.
@@ -21,16 +23,17 @@
 use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
-use sqlx::{AnyConnection, Executor, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use super::approvals::{self, NewApproval};
 use super::audit::{self, NewAuditEvent};
-use super::batch::Batch;
+use super::batch::{Batch, BatchRow};
 use super::decisions::{self, DecisionRecord};
+use super::direct;
 use super::jobs::{self, Job};
 use super::requests::{self, RequestRow};
 use super::tickets;
+use super::writer::WriteConn;
 use super::{Backend, Store, StoreError};
 use crate::domain::{AccessRequest, RequestId, RequestState};
 
@@ -94,20 +97,47 @@ pub enum Filed {
 
 type Waiting = (Filing, oneshot::Sender<Result<Filed, StoreError>>);
 
-/// The handle [`Store`] keeps to its filer task.
+/// The handle [`Store`] keeps to its filer.
 #[derive(Clone)]
 pub(crate) struct Filer(mpsc::UnboundedSender<Waiting>);
 
 impl Filer {
-    /// Starts the filer task on the current runtime, writing through `store` (which has none).
-    pub(crate) fn start(store: Store) -> Self {
+    /// Starts the filer, writing in `store`'s turn (a store without a filer of its own). Given
+    /// SQLite's own connection for it ([`direct`]), the filer is a thread of its own that
+    /// runs the statements itself; otherwise a task on the current runtime that runs them
+    /// through the writer's connection.
+    pub(crate) fn start(
+        store: Store,
+        own: Option<rusqlite::Connection>,
+    ) -> Result<Self, StoreError> {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(store, rx));
-        Filer(tx)
+        match own {
+            None => {
+                tokio::spawn(run(store, rx, None));
+            }
+            Some(conn) => {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()
+                    .map_err(|e| StoreError::Corrupt(format!("cannot start the filer: {e}")))?;
+                let own = std::sync::Mutex::new(conn);
+                std::thread::Builder::new()
+                    .name("grantry-filer".into())
+                    .spawn(move || runtime.block_on(run(store, rx, Some(own))))
+                    .map_err(|e| StoreError::Corrupt(format!("cannot start the filer: {e}")))?;
+            }
+        }
+        Ok(Filer(tx))
     }
 }
 
-async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<Waiting>) {
+/// The filer: every filing waiting, in one transaction; ends when every sender is gone.
+async fn run(
+    store: Store,
+    mut rx: mpsc::UnboundedReceiver<Waiting>,
+    own: Option<std::sync::Mutex<rusqlite::Connection>>,
+) {
+    let own = own.as_ref();
     let mut batch: Vec<Waiting> = Vec::new();
     while let Some(first) = rx.recv().await {
         batch.push(first);
@@ -118,7 +148,7 @@ async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<Waiting>) {
             }
         }
         let filings: Vec<&Filing> = batch.iter().map(|(f, _)| f).collect();
-        match store.write_filings(&filings).await {
+        match store.write_filings(&filings, own).await {
             Ok(results) => {
                 for ((_, reply), r) in batch.drain(..).zip(results) {
                     let _ = reply.send(Ok(r));
@@ -133,7 +163,7 @@ async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<Waiting>) {
                 // One of them is at fault (or the database hiccuped): each alone, each its answer.
                 for (f, reply) in batch.drain(..) {
                     let r = store
-                        .write_filings(&[&f])
+                        .write_filings(&[&f], own)
                         .await
                         .map(|mut v| v.pop().unwrap_or(Filed::Created));
                     let _ = reply.send(r);
@@ -159,19 +189,29 @@ impl Store {
     }
 
     async fn file_alone(&self, filing: Filing) -> Result<Filed, StoreError> {
-        let mut v = self.write_filings(&[&filing]).await?;
+        let mut v = self.write_filings(&[&filing], None).await?;
         Ok(v.pop().unwrap_or(Filed::Created))
     }
 
-    /// Writes filings in one transaction; one answer per filing, in order. The transaction's
-    /// `BEGIN` goes in the first batch and its `COMMIT` in the last, so filing a batch is two
-    /// round trips in all (to SQLite's thread or to PostgreSQL; through sqlx's own begin and
-    /// commit it was four), and usually one ([`stage_all_new`]). If it fails (or its
-    /// caller is cancelled) midway, the transaction is rolled back here (or by the writer's next
-    /// holder; on PostgreSQL by closing the connection).
-    async fn write_filings(&self, filings: &[&Filing]) -> Result<Vec<Filed>, StoreError> {
-        let mut conn = self.write_conn().await?;
-        conn.set_in_doubt(true);
+    /// Writes filings in one transaction, in the writer's turn; one answer per filing, in
+    /// order. The statements run on `own` (the filer's SQLite connection) if given, else on the
+    /// writer's connection through sqlx. The transaction's `BEGIN` goes in the first batch and
+    /// its `COMMIT` in the last, so filing a batch is two round trips in all (to sqlx's SQLite
+    /// thread or to PostgreSQL; through sqlx's own begin and commit it was four), and usually
+    /// one ([`stage_all_new`]). If it fails (or its caller is cancelled) midway, the transaction
+    /// is rolled back here (or by the writer's next holder; on PostgreSQL by closing the
+    /// connection; on `own`, by the filer's next batch).
+    async fn write_filings(
+        &self,
+        filings: &[&Filing],
+        own: Option<&std::sync::Mutex<rusqlite::Connection>>,
+    ) -> Result<Vec<Filed>, StoreError> {
+        let mut writer = self.write_conn().await?;
+        let mut conn = match own {
+            Some(own) => Target::Own(own),
+            None => Target::Writer(&mut writer),
+        };
+        conn.begin_in_doubt()?;
         let (begin, commit) = match self.backend {
             Backend::Sqlite => ("BEGIN IMMEDIATE", "COMMIT"),
             Backend::Postgres => ("BEGIN", "COMMIT"),
@@ -184,7 +224,7 @@ impl Store {
                     Err(e @ StoreError::Corrupt(_)) => Some(Err(e)),
                     // The head moved (another writer appended) or a request was a duplicate:
                     // undone, then written the long way. A rollback that fails ends here.
-                    Err(e) => conn.execute("ROLLBACK").await.err().map(|_| Err(e)),
+                    Err(e) => conn.run_sql("ROLLBACK").await.err().map(|_| Err(e)),
                     done => Some(done),
                 }
             }
@@ -196,8 +236,9 @@ impl Store {
         };
         match staged {
             Ok((answers, enqueued, head)) => {
-                conn.set_in_doubt(false);
-                drop(conn);
+                conn.settled();
+                // The writer's turn ends before the waiting callers are answered.
+                drop(writer);
                 self.put_filed_head(head);
                 if enqueued {
                     self.jobs_ready.notify_waiters();
@@ -205,8 +246,8 @@ impl Store {
                 Ok(answers)
             }
             Err(e) => {
-                if conn.execute("ROLLBACK").await.is_ok() {
-                    conn.set_in_doubt(false);
+                if conn.run_sql("ROLLBACK").await.is_ok() {
+                    conn.settled();
                 }
                 Err(e)
             }
@@ -222,6 +263,61 @@ impl Store {
 
     fn put_filed_head(&self, head: (i64, String)) {
         *self.filed_head.lock().unwrap_or_else(|e| e.into_inner()) = Some(head);
+    }
+}
+
+/// Where a filing's statements run, in the writer's turn.
+enum Target<'a> {
+    /// The filer's own SQLite connection ([`direct`]): run where the filer is.
+    Own(&'a std::sync::Mutex<rusqlite::Connection>),
+    /// The writer's connection, through sqlx (PostgreSQL; SQLite in memory; a filing written
+    /// without the filer).
+    Writer(&'a mut WriteConn),
+}
+
+impl Target<'_> {
+    /// Marks a transaction about to be begun by hand ([`WriteConn::set_in_doubt`]). On the
+    /// filer's own connection there is no next holder to roll back one left open: an earlier
+    /// batch whose rollback failed is rolled back now.
+    fn begin_in_doubt(&mut self) -> Result<(), StoreError> {
+        match self {
+            Target::Own(own) => {
+                let conn = own.lock().unwrap_or_else(|e| e.into_inner());
+                if !conn.is_autocommit() {
+                    direct::execute(&conn, "ROLLBACK")?;
+                }
+            }
+            Target::Writer(w) => w.set_in_doubt(true),
+        }
+        Ok(())
+    }
+
+    /// The transaction ended (committed or rolled back).
+    fn settled(&mut self) {
+        if let Target::Writer(w) = self {
+            w.set_in_doubt(false);
+        }
+    }
+
+    /// Runs `batch`; returns its rows.
+    async fn run(&mut self, batch: Batch) -> Result<Vec<BatchRow>, StoreError> {
+        match self {
+            Target::Own(own) => direct::run(&own.lock().unwrap_or_else(|e| e.into_inner()), &batch),
+            Target::Writer(w) => batch.fetch(w).await,
+        }
+    }
+
+    /// Runs one statement with no values.
+    async fn run_sql(&mut self, sql: &'static str) -> Result<(), StoreError> {
+        match self {
+            Target::Own(own) => {
+                direct::execute(&own.lock().unwrap_or_else(|e| e.into_inner()), sql)
+            }
+            Target::Writer(w) => {
+                sqlx::Executor::execute(&mut ***w, sql).await?;
+                Ok(())
+            }
+        }
     }
 }
 
@@ -242,7 +338,7 @@ fn keys_distinct(filings: &[&Filing]) -> bool {
 /// whose caller then rolls it back and writes it the long way ([`stage_filings`]). Returns what
 /// [`stage_filings`] returns.
 async fn stage_all_new(
-    conn: &mut AnyConnection,
+    conn: &mut Target<'_>,
     backend: Backend,
     filings: &[&Filing],
     head: (i64, String),
@@ -259,7 +355,7 @@ async fn stage_all_new(
     batch.push(commit);
     let enqueued = batch.enqueues();
     // The head's row, then one per request created.
-    let created = batch.fetch(conn).await?.len().saturating_sub(1);
+    let created = conn.run(batch).await?.len().saturating_sub(1);
     if created != filings.len() {
         // Cannot happen with the writer's foreign keys on; committed, so said, not hidden.
         return Err(StoreError::Corrupt(format!(
@@ -292,7 +388,7 @@ fn request_rows<'a>(filings: &[&'a Filing]) -> Vec<RequestRow<'a>> {
 /// decisions, audit events (and the head's move), approvers, the approvers' cards and the other
 /// jobs, with the first requests of any duplicates read back.
 async fn stage_filings(
-    conn: &mut AnyConnection,
+    conn: &mut Target<'_>,
     backend: Backend,
     filings: &[&Filing],
     (begin, commit): (&'static str, &'static str),
@@ -302,12 +398,12 @@ async fn stage_filings(
     first.push(begin);
     audit::push_read_head(&mut first);
     requests::push_insert_requests(&mut first, &rows)?;
-    let got = first.fetch(conn).await?;
+    let got = conn.run(first).await?;
     let head = audit::read_head(got.first())?;
     let created: HashSet<String> = got
         .iter()
         .skip(1)
-        .map(|r| r.try_get::<String, _>(0))
+        .map(|r| r.get::<String>(0))
         .collect::<Result<_, _>>()?;
     let (new, dup): (Vec<&Filing>, Vec<&Filing>) = filings
         .iter()
@@ -339,8 +435,8 @@ async fn stage_filings(
     }
     let mut firsts: HashMap<String, (String, String)> = HashMap::new();
     if !rest.is_empty() {
-        for r in rest.fetch(conn).await? {
-            firsts.insert(r.try_get(0)?, (r.try_get(1)?, r.try_get(2)?));
+        for r in conn.run(rest).await? {
+            firsts.insert(r.get(0)?, (r.get(1)?, r.get(2)?));
         }
     }
     let answers = filings
@@ -363,7 +459,7 @@ async fn stage_filings(
         })
         .collect::<Result<_, StoreError>>()?;
     if !keys.is_empty() {
-        conn.execute(commit).await?;
+        conn.run_sql(commit).await?;
     }
     Ok((answers, enqueued, head))
 }

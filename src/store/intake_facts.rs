@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 
+use super::batch::Batch;
 use super::reader::Reader;
 use super::{Backend, Store, StoreError};
 
@@ -216,17 +217,36 @@ async fn read(
         marks(approvers.len()),
         marks(1)
     ));
-    let mut q =
-        sqlx::query_as::<_, (String, String, Option<String>, i64)>(sqlx::AssertSqlSafe(sql));
-    for v in people.iter().chain(&subjects).chain(&approvers) {
-        q = q.bind(v.to_string());
-    }
-    q = q.bind(since);
+    let values = people.iter().chain(&subjects).chain(&approvers);
+    let rows: Vec<(String, String, Option<String>, i64)> = match backend {
+        // SQLite: read on this thread where it can be (reader.rs).
+        Backend::Sqlite => {
+            let mut b = Batch::new(backend);
+            b.push(&sql);
+            for v in values {
+                b.bind(*v)?;
+            }
+            b.bind(since)?;
+            pool.run(b)
+                .await?
+                .iter()
+                .map(|r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .collect::<Result<_, StoreError>>()?
+        }
+        // PostgreSQL: a prepared statement, its values bound.
+        Backend::Postgres => {
+            let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+            for v in values {
+                q = q.bind(v.to_string());
+            }
+            q.bind(since).fetch_all(&mut *pool.take().await?).await?
+        }
+    };
 
     let mut offboarded: HashSet<String> = HashSet::new();
     let mut held: HashMap<String, Vec<(i64, String)>> = HashMap::new();
     let mut away: HashMap<String, (String, i64)> = HashMap::new();
-    for (k, a, b, n) in q.fetch_all(&mut *pool.take().await?).await? {
+    for (k, a, b, n) in rows {
         match (k.as_str(), b) {
             ("o", _) => {
                 offboarded.insert(a);

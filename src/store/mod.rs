@@ -12,6 +12,7 @@ pub(crate) mod batch;
 pub mod decisions;
 pub mod delegations;
 pub mod digest;
+mod direct;
 pub mod filing;
 pub mod fulfilments;
 pub mod grants;
@@ -48,6 +49,9 @@ pub use jobs::{Job, JobRecord};
 pub enum StoreError {
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// From the filer's SQLite connection ([`direct`]): SQLite's code and message.
+    #[error("database error: {0}")]
+    Sqlite(String),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("unsupported database url {0} (expected sqlite://… or postgres://…)")]
@@ -127,7 +131,7 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl(redact_url(&opts.url)));
         };
-        let (writer, reader) = match backend {
+        let (writer, reader, filer_conn) = match backend {
             Backend::Sqlite => {
                 let sync = match opts.synchronous.to_ascii_lowercase().as_str() {
                     "normal" => "NORMAL",
@@ -140,7 +144,20 @@ impl Store {
                 );
                 // One writer: SQLite has one anyway, and one connection orders every write.
                 let mut conn = AnyConnection::connect(&sqlite_url(&opts.url, "rwc")).await?;
-                conn.execute(sqlx::AssertSqlSafe(pragmas)).await?;
+                conn.execute(sqlx::AssertSqlSafe(pragmas.clone())).await?;
+                // The filer's own connection and intake's inline reader (direct.rs), on the file
+                // sqlx opened (SQLite names it; a database in memory has neither: sqlx serves).
+                let file: String =
+                    sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
+                        .fetch_one(&mut conn)
+                        .await?;
+                let (filer_conn, inline_reader) = match file.as_str() {
+                    "" => (None, None),
+                    path => (
+                        Some(direct::open(path, &pragmas)?),
+                        Some(direct::open_reader(path)?),
+                    ),
+                };
                 let writer = Writer::single(conn);
                 // Readers lent in turn, not pooled: a pool pings each connection given back.
                 let mut readers = Vec::new();
@@ -149,8 +166,8 @@ impl Store {
                     conn.execute("PRAGMA busy_timeout = 10000;").await?;
                     readers.push(conn);
                 }
-                let reader = Reader::own(readers);
-                (writer, reader)
+                let reader = Reader::own(readers, inline_reader);
+                (writer, reader, filer_conn)
             }
             Backend::Postgres => {
                 // A batch's values are written into its query (batch.rs): sqlx's statement logs
@@ -166,7 +183,7 @@ impl Store {
                     .test_before_acquire(false)
                     .connect_with(options)
                     .await?;
-                (Writer::Pool(pool.clone()), Reader::Pool(pool))
+                (Writer::Pool(pool.clone()), Reader::Pool(pool), None)
             }
         };
         let mut store = Self {
@@ -178,7 +195,7 @@ impl Store {
             facts: Arc::default(),
             filed_head: Arc::default(),
         };
-        store.filer = Some(filing::Filer::start(store.clone()));
+        store.filer = Some(filing::Filer::start(store.clone(), filer_conn)?);
         Ok(store)
     }
 

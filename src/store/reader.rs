@@ -2,7 +2,9 @@
 //! caller at a time and given back as is: sqlx's pool pings every connection given back to it (a
 //! round trip to that connection's SQLite thread, from a task spawned for it), one more hand-off
 //! after every read. A read-only SQLite connection has nothing to flush: no transaction is begun
-//! on it, and its statements are reset when next used.
+//! on it, and its statements are reset when next used. Beside them, a read-only connection of
+//! our own ([`super::direct`]) answers intake's short read on the caller's thread, with no
+//! hand-off at all.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
@@ -12,6 +14,8 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Connection};
 use tokio::sync::{Mutex, OwnedMappedMutexGuard, OwnedMutexGuard, OwnedSemaphorePermit, Semaphore};
 
+use super::batch::{Batch, BatchRow};
+use super::direct;
 use super::StoreError;
 
 /// How long a read waits for a connection before it fails (as the pool's acquire timeout did).
@@ -31,6 +35,9 @@ pub(crate) enum Reader {
 pub(crate) struct Lender {
     permits: Arc<Semaphore>,
     conns: Vec<Arc<Mutex<Option<AnyConnection>>>>,
+    /// The connection read on the caller's thread, if the database is a file (`None` once
+    /// closed). Held only while a read runs, never across an `await`.
+    inline: std::sync::Mutex<Option<rusqlite::Connection>>,
 }
 
 /// A reader connection lent to one caller until dropped.
@@ -45,9 +52,10 @@ pub(crate) enum ReadConn {
 }
 
 impl Reader {
-    /// SQLite's readers: these connections.
-    pub(crate) fn own(conns: Vec<AnyConnection>) -> Self {
+    /// SQLite's readers: these connections, and the one read on the caller's thread.
+    pub(crate) fn own(conns: Vec<AnyConnection>, inline: Option<rusqlite::Connection>) -> Self {
         Reader::Own(Arc::new(Lender {
+            inline: std::sync::Mutex::new(inline),
             permits: Arc::new(Semaphore::new(conns.len())),
             conns: conns
                 .into_iter()
@@ -90,6 +98,13 @@ impl Reader {
         match self {
             Reader::Own(lender) => {
                 lender.permits.close();
+                drop(
+                    lender
+                        .inline
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .take(),
+                );
                 for slot in &lender.conns {
                     let conn = slot.lock().await.take();
                     if let Some(conn) = conn {
@@ -99,6 +114,25 @@ impl Reader {
             }
             Reader::Pool(pool) => pool.close().await,
         }
+    }
+}
+
+impl Reader {
+    /// Runs a short read-only `batch` and returns its rows: on SQLite on the caller's thread
+    /// (microseconds from SQLite's page cache, less than a hand-off to a connection's thread
+    /// costs), unless there is no such connection or the database is busy; else on a
+    /// connection taken in turn.
+    pub(crate) async fn run(&self, batch: Batch) -> Result<Vec<BatchRow>, StoreError> {
+        if let Reader::Own(lender) = self {
+            let inline = lender.inline.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(done) = inline
+                .as_ref()
+                .and_then(|c| direct::run_unless_busy(c, &batch))
+            {
+                return done;
+            }
+        }
+        batch.fetch(&mut *self.take().await?).await
     }
 }
 
@@ -119,5 +153,63 @@ impl DerefMut for ReadConn {
             ReadConn::Own { conn, .. } => conn,
             ReadConn::Pool(c) => c,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use sqlx::{AnyConnection, Connection};
+
+    use super::super::batch::Batch;
+    use super::super::{direct, Backend};
+    use super::Reader;
+
+    #[tokio::test]
+    async fn a_busy_database_is_read_through_sqlx_which_waits_for_it() {
+        super::super::install_drivers();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        let setup = rusqlite::Connection::open(&path).unwrap();
+        setup
+            .execute_batch("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (7);")
+            .unwrap();
+        let url = format!("sqlite://{}?mode=ro", path.display());
+        let mut sqlx_conn = AnyConnection::connect(&url).await.unwrap();
+        sqlx::Executor::execute(&mut sqlx_conn, "PRAGMA busy_timeout = 10000;")
+            .await
+            .unwrap();
+        let inline = direct::open_reader(path.to_str().unwrap()).unwrap();
+        let reader = Reader::own(vec![sqlx_conn], Some(inline));
+        let read = || {
+            let mut b = Batch::new(Backend::Sqlite);
+            b.push("SELECT x FROM t");
+            b
+        };
+        assert_eq!(
+            reader.run(read()).await.unwrap()[0].get::<i64>(0).unwrap(),
+            7
+        );
+
+        // A writer's exclusive lock (in rollback-journal mode, where readers wait for writers;
+        // in WAL a reader is busy only rarely, e.g. while the WAL is recovered): the inline read
+        // gives way at once, sqlx's waits.
+        setup
+            .execute_batch("BEGIN EXCLUSIVE; UPDATE t SET x = 8;")
+            .unwrap();
+        let holder = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            setup.execute_batch("COMMIT").unwrap();
+        });
+        let started = Instant::now();
+        let rows = reader.run(read()).await.unwrap();
+        assert!(
+            started.elapsed() >= Duration::from_millis(250),
+            "it waited for the lock"
+        );
+        assert_eq!(rows[0].get::<i64>(0).unwrap(), 8);
+        holder.join().unwrap();
+        reader.close().await;
     }
 }

@@ -1,7 +1,7 @@
 //! Requests: insert (idempotent), read, and compare-and-set state moves.
 
 use sqlx::any::AnyRow;
-use sqlx::{FromRow, Row as _};
+use sqlx::FromRow;
 
 use std::collections::HashSet;
 
@@ -116,7 +116,7 @@ impl Tx {
         b.fetch(self.conn())
             .await?
             .iter()
-            .map(|r| Ok(r.try_get::<String, _>(0)?))
+            .map(|r| r.get::<String>(0))
             .collect()
     }
 
