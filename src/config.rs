@@ -89,6 +89,26 @@ pub struct ServerConfig {
     /// in hand get until then; jobs still running are then released to other replicas. Keep it
     /// below Kubernetes' `terminationGracePeriodSeconds`.
     pub shutdown_timeout_secs: u64,
+    /// Threads serving HTTP and running jobs (tokio's workers); 0 picks: one per core, less one
+    /// on SQLite (whose filer writes on a thread of its own), at least one. `TOKIO_WORKER_THREADS`
+    /// in the environment overrides the pick, not a number set here.
+    pub worker_threads: usize,
+}
+
+impl ServerConfig {
+    /// The number of worker threads to start, or `None` for tokio's own choice (one per core,
+    /// or `TOKIO_WORKER_THREADS`), given the database URL and the cores available.
+    pub fn workers(&self, database_url: &str, cores: usize) -> Option<usize> {
+        if self.worker_threads > 0 {
+            return Some(self.worker_threads);
+        }
+        if std::env::var_os("TOKIO_WORKER_THREADS").is_some() {
+            return None;
+        }
+        database_url
+            .starts_with("sqlite:")
+            .then(|| cores.saturating_sub(1).max(1))
+    }
 }
 
 impl Default for ServerConfig {
@@ -98,6 +118,7 @@ impl Default for ServerConfig {
             max_body_bytes: 256 * 1024,
             shutdown_drain_secs: 0,
             shutdown_timeout_secs: 20,
+            worker_threads: 0,
         }
     }
 }
@@ -812,6 +833,23 @@ fn apply_override(table: &mut toml::Table, var: &str, value: &str) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn worker_threads_leave_sqlites_filer_a_core_unless_set() {
+        assert!(std::env::var_os("TOKIO_WORKER_THREADS").is_none());
+        let mut server = ServerConfig::default();
+        assert_eq!(server.workers("sqlite://g.db", 2), Some(1));
+        assert_eq!(server.workers("sqlite://g.db", 8), Some(7));
+        assert_eq!(server.workers("sqlite://g.db", 1), Some(1));
+        assert_eq!(
+            server.workers("postgres://db/g", 2),
+            None,
+            "tokio's own: one per core"
+        );
+        server.worker_threads = 3;
+        assert_eq!(server.workers("sqlite://g.db", 2), Some(3));
+        assert_eq!(server.workers("postgres://db/g", 2), Some(3));
+    }
 
     #[test]
     fn env_overrides_nested_keys_with_types() {

@@ -279,11 +279,23 @@ async fn shutdown_signal() {
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> Result<()> {
+fn main() -> Result<()> {
     init_logging();
     let cli = Cli::parse();
     let config = Config::load(&cli.config)?;
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if let Some(n) = config.server.workers(&config.database.url, cores) {
+        runtime.worker_threads(n);
+    }
+    runtime
+        .build()
+        .context("starting the runtime")?
+        .block_on(run(cli, config))
+}
+
+async fn run(cli: Cli, config: Config) -> Result<()> {
     match cli.command {
         Command::Serve => {
             let listen = config.server.listen.clone();
