@@ -209,15 +209,7 @@ async fn every_request_is_provisioned_once_through_a_failing_scim_server_and_sla
         ids.iter().all(|id| told.contains(id)).then_some(())
     })
     .await;
-    let metrics = t
-        .http()
-        .get(format!("{}/metrics", t.base_url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = t.metrics().await;
     let sum = |prefix: &str, needle: &str| -> f64 {
         metrics
             .lines()

@@ -213,15 +213,7 @@ async fn metrics_show_requests_queue_decisions_and_outbound_calls() {
         15,
         "every metric, and a job retry counted",
         || async {
-            let body = t
-                .http()
-                .get(format!("{}/metrics", t.base_url))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let body = t.metrics().await;
             let done = expected.iter().all(|l| body.contains(l)) && retried(&body);
             *last.lock().unwrap() = body;
             done.then_some(())

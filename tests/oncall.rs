@@ -341,15 +341,7 @@ async fn when_pagerduty_stops_answering_the_snapshot_goes_stale_and_nobody_is_on
     on_call_level(&t, "alice@example.com", 1).await;
     // Refreshes now fail; three periods (3 s) later the last answer no longer counts.
     eventually(10, "a failed refresh counted", || async {
-        let m = t
-            .http()
-            .get(format!("{}/metrics", t.base_url))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let m = t.metrics().await;
         (m.contains(r#"grantry_oncall_refreshes_total{provider="pagerduty",outcome="transient"}"#)
             && m.contains("grantry_oncall_snapshot_age_seconds "))
         .then_some(())

@@ -344,6 +344,18 @@ impl TestApp {
         &self.http
     }
 
+    /// What `/metrics` shows now.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.base_url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Sends `/access <text>` as `user_id`; returns (status, JSON body).
     pub async fn command(
         &self,
