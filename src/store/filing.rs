@@ -21,6 +21,7 @@
 //! one wasted round trip.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
@@ -97,9 +98,15 @@ pub enum Filed {
 
 type Waiting = (Filing, oneshot::Sender<Result<Filed, StoreError>>);
 
+/// SQLite's own connection for filings ([`direct`]), `None` once the store is closed.
+type OwnConn = std::sync::Mutex<Option<rusqlite::Connection>>;
+
 /// The handle [`Store`] keeps to its filer.
 #[derive(Clone)]
-pub(crate) struct Filer(mpsc::UnboundedSender<Waiting>);
+pub(crate) struct Filer {
+    to_filer: mpsc::UnboundedSender<Waiting>,
+    own: Option<Arc<OwnConn>>,
+}
 
 impl Filer {
     /// Starts the filer, writing in `store`'s turn (a store without a filer of its own). Given
@@ -110,34 +117,38 @@ impl Filer {
         store: Store,
         own: Option<rusqlite::Connection>,
     ) -> Result<Self, StoreError> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        match own {
+        let (to_filer, rx) = mpsc::unbounded_channel();
+        let own = own.map(|conn| Arc::new(std::sync::Mutex::new(Some(conn))));
+        match own.clone() {
             None => {
                 tokio::spawn(run(store, rx, None));
             }
-            Some(conn) => {
+            Some(own) => {
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_time()
                     .build()
                     .map_err(|e| StoreError::Corrupt(format!("cannot start the filer: {e}")))?;
-                let own = std::sync::Mutex::new(conn);
                 std::thread::Builder::new()
                     .name("grantry-filer".into())
                     .spawn(move || runtime.block_on(run(store, rx, Some(own))))
                     .map_err(|e| StoreError::Corrupt(format!("cannot start the filer: {e}")))?;
             }
         }
-        Ok(Filer(tx))
+        Ok(Filer { to_filer, own })
+    }
+
+    /// Closes SQLite's own connection (after the writer's, so no batch is using it); later
+    /// filings fail with [`StoreError::Closed`].
+    pub(crate) fn close(&self) {
+        if let Some(own) = &self.own {
+            drop(own.lock().unwrap_or_else(|e| e.into_inner()).take());
+        }
     }
 }
 
 /// The filer: every filing waiting, in one transaction; ends when every sender is gone.
-async fn run(
-    store: Store,
-    mut rx: mpsc::UnboundedReceiver<Waiting>,
-    own: Option<std::sync::Mutex<rusqlite::Connection>>,
-) {
-    let own = own.as_ref();
+async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<Waiting>, own: Option<Arc<OwnConn>>) {
+    let own = own.as_deref();
     let mut batch: Vec<Waiting> = Vec::new();
     while let Some(first) = rx.recv().await {
         batch.push(first);
@@ -181,7 +192,7 @@ impl Store {
             return self.file_alone(filing).await;
         };
         let (reply, answer) = oneshot::channel();
-        if let Err(mpsc::error::SendError((filing, _))) = filer.0.send((filing, reply)) {
+        if let Err(mpsc::error::SendError((filing, _))) = filer.to_filer.send((filing, reply)) {
             // The filer is gone (its runtime ended): nothing was written, write it here.
             return self.file_alone(filing).await;
         }
@@ -204,7 +215,7 @@ impl Store {
     async fn write_filings(
         &self,
         filings: &[&Filing],
-        own: Option<&std::sync::Mutex<rusqlite::Connection>>,
+        own: Option<&OwnConn>,
     ) -> Result<Vec<Filed>, StoreError> {
         let mut writer = self.write_conn().await?;
         let mut conn = match own {
@@ -269,7 +280,7 @@ impl Store {
 /// Where a filing's statements run, in the writer's turn.
 enum Target<'a> {
     /// The filer's own SQLite connection ([`direct`]): run where the filer is.
-    Own(&'a std::sync::Mutex<rusqlite::Connection>),
+    Own(&'a OwnConn),
     /// The writer's connection, through sqlx (PostgreSQL; SQLite in memory; a filing written
     /// without the filer).
     Writer(&'a mut WriteConn),
@@ -281,12 +292,13 @@ impl Target<'_> {
     /// batch whose rollback failed is rolled back now.
     fn begin_in_doubt(&mut self) -> Result<(), StoreError> {
         match self {
-            Target::Own(own) => {
-                let conn = own.lock().unwrap_or_else(|e| e.into_inner());
-                if !conn.is_autocommit() {
-                    direct::execute(&conn, "ROLLBACK")?;
+            Target::Own(own) => with_own(own, |conn| {
+                if conn.is_autocommit() {
+                    Ok(())
+                } else {
+                    direct::execute(conn, "ROLLBACK")
                 }
-            }
+            })?,
             Target::Writer(w) => w.set_in_doubt(true),
         }
         Ok(())
@@ -302,7 +314,7 @@ impl Target<'_> {
     /// Runs `batch`; returns its rows.
     async fn run(&mut self, batch: Batch) -> Result<Vec<BatchRow>, StoreError> {
         match self {
-            Target::Own(own) => direct::run(&own.lock().unwrap_or_else(|e| e.into_inner()), &batch),
+            Target::Own(own) => with_own(own, |conn| direct::run(conn, &batch)),
             Target::Writer(w) => batch.fetch(w).await,
         }
     }
@@ -310,14 +322,23 @@ impl Target<'_> {
     /// Runs one statement with no values.
     async fn run_sql(&mut self, sql: &'static str) -> Result<(), StoreError> {
         match self {
-            Target::Own(own) => {
-                direct::execute(&own.lock().unwrap_or_else(|e| e.into_inner()), sql)
-            }
+            Target::Own(own) => with_own(own, |conn| direct::execute(conn, sql)),
             Target::Writer(w) => {
                 sqlx::Executor::execute(&mut ***w, sql).await?;
                 Ok(())
             }
         }
+    }
+}
+
+/// `f` on the filer's own connection, unless the store was closed.
+fn with_own<T>(
+    own: &OwnConn,
+    f: impl FnOnce(&rusqlite::Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    match own.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        Some(conn) => f(conn),
+        None => Err(StoreError::Closed),
     }
 }
 

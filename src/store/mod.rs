@@ -260,9 +260,12 @@ impl Store {
         &self.jobs_ready
     }
 
-    /// Closes the pools.
+    /// Closes every connection: sqlx's, and SQLite's own (the filer's, intake's reader).
     pub async fn close(&self) {
         self.writer.close().await;
+        if let Some(filer) = &self.filer {
+            filer.close();
+        }
         self.reader.close().await;
     }
 }
@@ -377,6 +380,27 @@ mod tests {
             super::values_sql(Sqlite, "INSERT INTO t (a, b) VALUES ", 2, 2, ""),
             "INSERT INTO t (a, b) VALUES (?,?),(?,?)"
         );
+    }
+
+    #[tokio::test]
+    async fn a_closed_store_leaves_no_connection_on_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        let store = super::Store::open(&super::StoreOptions {
+            url: format!("sqlite://{}", path.display()),
+            synchronous: "full".into(),
+            read_connections: 2,
+        })
+        .await
+        .unwrap();
+        assert!(store.ready().await.unwrap());
+        store.close().await;
+        // An exclusive lock on a WAL database is had only with every other connection gone.
+        let other = rusqlite::Connection::open(&path).unwrap();
+        other.busy_timeout(std::time::Duration::ZERO).unwrap();
+        other
+            .execute_batch("PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE; COMMIT;")
+            .unwrap();
     }
 
     #[test]
