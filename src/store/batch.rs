@@ -1,8 +1,8 @@
-//! Statements sent together: one round trip, on both databases. On SQLite each statement keeps
-//! its values; the batch goes to the writer's thread of our own as one message and comes back as
-//! one ([`super::direct`]), or, inside a sqlx transaction, as one query of several statements
-//! with its values bound in order (one round trip to sqlx's SQLite thread instead of one per
-//! statement, each a wake-up of that thread and of the caller's). PostgreSQL's extended protocol
+//! Statements sent together. On SQLite each statement keeps its values: on SQLite's own
+//! connections ([`super::direct`]) they run one after another where the caller is; through sqlx
+//! (inside a transaction) they go as one query of several statements with their values bound in
+//! order (one round trip to sqlx's SQLite thread instead of one per statement, each a wake-up of
+//! that thread and of the caller's). PostgreSQL's extended protocol
 //! takes one statement with parameters per round trip, so there the values are written into the
 //! query as typed literals (`E'…'::text`, `42::int8`, `NULL::text`, see [`Literal`]) and the whole
 //! batch goes as one simple query; a batch that fails midway fails whole, as its transaction does.

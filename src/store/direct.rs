@@ -25,6 +25,32 @@ const STATEMENT_CACHE: usize = 256;
 /// How long a statement waits for a lock another connection holds (as the sqlx connections).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// One of these connections, shared under a lock taken only inside a synchronous call (never
+/// across an `await`); `None` once the store is closed.
+pub(crate) struct Shared(std::sync::Mutex<Option<Connection>>);
+
+impl Shared {
+    pub(crate) fn new(conn: Connection) -> Self {
+        Shared(std::sync::Mutex::new(Some(conn)))
+    }
+
+    /// `f` on the connection; [`StoreError::Closed`] once it is closed.
+    pub(crate) fn with<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        match self.0.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            Some(conn) => f(conn),
+            None => Err(StoreError::Closed),
+        }
+    }
+
+    /// Closes the connection (once no call is using it).
+    pub(crate) fn close(&self) {
+        drop(self.0.lock().unwrap_or_else(|e| e.into_inner()).take());
+    }
+}
+
 /// Opens the database file `path` (which exists: sqlx's writer opened it) read-write, with
 /// `pragmas` (the writer's `synchronous` and the rest).
 pub(crate) fn open(path: &str, pragmas: &str) -> Result<Connection, StoreError> {

@@ -98,14 +98,11 @@ pub enum Filed {
 
 type Waiting = (Filing, oneshot::Sender<Result<Filed, StoreError>>);
 
-/// SQLite's own connection for filings ([`direct`]), `None` once the store is closed.
-type OwnConn = std::sync::Mutex<Option<rusqlite::Connection>>;
-
 /// The handle [`Store`] keeps to its filer.
 #[derive(Clone)]
 pub(crate) struct Filer {
     to_filer: mpsc::UnboundedSender<Waiting>,
-    own: Option<Arc<OwnConn>>,
+    own: Option<Arc<direct::Shared>>,
 }
 
 impl Filer {
@@ -118,20 +115,21 @@ impl Filer {
         own: Option<rusqlite::Connection>,
     ) -> Result<Self, StoreError> {
         let (to_filer, rx) = mpsc::unbounded_channel();
-        let own = own.map(|conn| Arc::new(std::sync::Mutex::new(Some(conn))));
+        let own = own.map(|conn| Arc::new(direct::Shared::new(conn)));
         match own.clone() {
             None => {
                 tokio::spawn(run(store, rx, None));
             }
             Some(own) => {
+                let cannot = |e: std::io::Error| StoreError::Start(format!("the filer: {e}"));
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_time()
                     .build()
-                    .map_err(|e| StoreError::Corrupt(format!("cannot start the filer: {e}")))?;
+                    .map_err(cannot)?;
                 std::thread::Builder::new()
                     .name("grantry-filer".into())
                     .spawn(move || runtime.block_on(run(store, rx, Some(own))))
-                    .map_err(|e| StoreError::Corrupt(format!("cannot start the filer: {e}")))?;
+                    .map_err(cannot)?;
             }
         }
         Ok(Filer { to_filer, own })
@@ -141,13 +139,17 @@ impl Filer {
     /// filings fail with [`StoreError::Closed`].
     pub(crate) fn close(&self) {
         if let Some(own) = &self.own {
-            drop(own.lock().unwrap_or_else(|e| e.into_inner()).take());
+            own.close();
         }
     }
 }
 
 /// The filer: every filing waiting, in one transaction; ends when every sender is gone.
-async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<Waiting>, own: Option<Arc<OwnConn>>) {
+async fn run(
+    store: Store,
+    mut rx: mpsc::UnboundedReceiver<Waiting>,
+    own: Option<Arc<direct::Shared>>,
+) {
     let own = own.as_deref();
     let mut batch: Vec<Waiting> = Vec::new();
     while let Some(first) = rx.recv().await {
@@ -215,7 +217,7 @@ impl Store {
     async fn write_filings(
         &self,
         filings: &[&Filing],
-        own: Option<&OwnConn>,
+        own: Option<&direct::Shared>,
     ) -> Result<Vec<Filed>, StoreError> {
         let mut writer = self.write_conn().await?;
         let mut conn = match own {
@@ -280,7 +282,7 @@ impl Store {
 /// Where a filing's statements run, in the writer's turn.
 enum Target<'a> {
     /// The filer's own SQLite connection ([`direct`]): run where the filer is.
-    Own(&'a OwnConn),
+    Own(&'a direct::Shared),
     /// The writer's connection, through sqlx (PostgreSQL; SQLite in memory; a filing written
     /// without the filer).
     Writer(&'a mut WriteConn),
@@ -292,7 +294,7 @@ impl Target<'_> {
     /// batch whose rollback failed is rolled back now.
     fn begin_in_doubt(&mut self) -> Result<(), StoreError> {
         match self {
-            Target::Own(own) => with_own(own, |conn| {
+            Target::Own(own) => own.with(|conn| {
                 if conn.is_autocommit() {
                     Ok(())
                 } else {
@@ -314,7 +316,7 @@ impl Target<'_> {
     /// Runs `batch`; returns its rows.
     async fn run(&mut self, batch: Batch) -> Result<Vec<BatchRow>, StoreError> {
         match self {
-            Target::Own(own) => with_own(own, |conn| direct::run(conn, &batch)),
+            Target::Own(own) => own.with(|conn| direct::run(conn, &batch)),
             Target::Writer(w) => batch.fetch(w).await,
         }
     }
@@ -322,23 +324,12 @@ impl Target<'_> {
     /// Runs one statement with no values.
     async fn run_sql(&mut self, sql: &'static str) -> Result<(), StoreError> {
         match self {
-            Target::Own(own) => with_own(own, |conn| direct::execute(conn, sql)),
+            Target::Own(own) => own.with(|conn| direct::execute(conn, sql)),
             Target::Writer(w) => {
                 sqlx::Executor::execute(&mut ***w, sql).await?;
                 Ok(())
             }
         }
-    }
-}
-
-/// `f` on the filer's own connection, unless the store was closed.
-fn with_own<T>(
-    own: &OwnConn,
-    f: impl FnOnce(&rusqlite::Connection) -> Result<T, StoreError>,
-) -> Result<T, StoreError> {
-    match own.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
-        Some(conn) => f(conn),
-        None => Err(StoreError::Closed),
     }
 }
 

@@ -58,6 +58,9 @@ pub enum StoreError {
     UnsupportedUrl(String),
     #[error("stored data is not valid: {0}")]
     Corrupt(String),
+    /// A thread of the store's could not be started.
+    #[error("cannot start {0}")]
+    Start(String),
     #[error("the store is shutting down")]
     Closed,
 }

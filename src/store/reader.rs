@@ -35,9 +35,8 @@ pub(crate) enum Reader {
 pub(crate) struct Lender {
     permits: Arc<Semaphore>,
     conns: Vec<Arc<Mutex<Option<AnyConnection>>>>,
-    /// The connection read on the caller's thread, if the database is a file (`None` once
-    /// closed). Held only while a read runs, never across an `await`.
-    inline: std::sync::Mutex<Option<rusqlite::Connection>>,
+    /// The connection read on the caller's thread, if the database is a file.
+    inline: Option<direct::Shared>,
 }
 
 /// A reader connection lent to one caller until dropped.
@@ -55,7 +54,7 @@ impl Reader {
     /// SQLite's readers: these connections, and the one read on the caller's thread.
     pub(crate) fn own(conns: Vec<AnyConnection>, inline: Option<rusqlite::Connection>) -> Self {
         Reader::Own(Arc::new(Lender {
-            inline: std::sync::Mutex::new(inline),
+            inline: inline.map(direct::Shared::new),
             permits: Arc::new(Semaphore::new(conns.len())),
             conns: conns
                 .into_iter()
@@ -98,13 +97,9 @@ impl Reader {
         match self {
             Reader::Own(lender) => {
                 lender.permits.close();
-                drop(
-                    lender
-                        .inline
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .take(),
-                );
+                if let Some(inline) = &lender.inline {
+                    inline.close();
+                }
                 for slot in &lender.conns {
                     let conn = slot.lock().await.take();
                     if let Some(conn) = conn {
@@ -124,12 +119,10 @@ impl Reader {
     /// connection taken in turn.
     pub(crate) async fn run(&self, batch: Batch) -> Result<Vec<BatchRow>, StoreError> {
         if let Reader::Own(lender) = self {
-            let inline = lender.inline.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(done) = inline
-                .as_ref()
-                .and_then(|c| direct::run_unless_busy(c, &batch))
-            {
-                return done;
+            if let Some(inline) = &lender.inline {
+                if let Some(done) = inline.with(|c| Ok(direct::run_unless_busy(c, &batch)))? {
+                    return done;
+                }
             }
         }
         batch.fetch(&mut *self.take().await?).await
