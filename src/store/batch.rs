@@ -270,8 +270,9 @@ pub(crate) trait Literal {
     /// Appends the literal to `out`.
     fn write_literal(&self, out: &mut String) -> Result<(), StoreError>;
 
-    /// The value SQLite is given (as sqlx would bind it: a bool as 0 or 1).
-    fn sqlite_value(&self) -> Value;
+    /// The value SQLite is given (as sqlx would bind it: a bool as 0 or 1); an owned string is
+    /// moved, not copied.
+    fn sqlite_value(self) -> Value;
 }
 
 impl Literal for &str {
@@ -296,7 +297,7 @@ impl Literal for &str {
         Ok(())
     }
 
-    fn sqlite_value(&self) -> Value {
+    fn sqlite_value(self) -> Value {
         Value::Text(self.to_string())
     }
 }
@@ -308,8 +309,8 @@ impl Literal for String {
         self.as_str().write_literal(out)
     }
 
-    fn sqlite_value(&self) -> Value {
-        Value::Text(self.clone())
+    fn sqlite_value(self) -> Value {
+        Value::Text(self)
     }
 }
 
@@ -320,7 +321,7 @@ impl Literal for &String {
         self.as_str().write_literal(out)
     }
 
-    fn sqlite_value(&self) -> Value {
+    fn sqlite_value(self) -> Value {
         Value::Text(self.to_string())
     }
 }
@@ -333,8 +334,8 @@ impl Literal for i64 {
         Ok(())
     }
 
-    fn sqlite_value(&self) -> Value {
-        Value::Integer(*self)
+    fn sqlite_value(self) -> Value {
+        Value::Integer(self)
     }
 }
 
@@ -346,8 +347,8 @@ impl Literal for i32 {
         Ok(())
     }
 
-    fn sqlite_value(&self) -> Value {
-        Value::Integer(i64::from(*self))
+    fn sqlite_value(self) -> Value {
+        Value::Integer(i64::from(self))
     }
 }
 
@@ -370,8 +371,8 @@ impl Literal for bool {
         Ok(())
     }
 
-    fn sqlite_value(&self) -> Value {
-        Value::Integer(i64::from(*self))
+    fn sqlite_value(self) -> Value {
+        Value::Integer(i64::from(self))
     }
 }
 
@@ -389,8 +390,8 @@ impl<T: Literal> Literal for Option<T> {
         }
     }
 
-    fn sqlite_value(&self) -> Value {
-        self.as_ref().map_or(Value::Null, Literal::sqlite_value)
+    fn sqlite_value(self) -> Value {
+        self.map_or(Value::Null, Literal::sqlite_value)
     }
 }
 

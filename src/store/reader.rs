@@ -110,9 +110,7 @@ impl Reader {
             Reader::Pool(pool) => pool.close().await,
         }
     }
-}
 
-impl Reader {
     /// Runs a short read-only `batch` and returns its rows: on SQLite on the caller's thread
     /// (microseconds from SQLite's page cache, less than a hand-off to a connection's thread
     /// costs), unless there is no such connection or the database is busy; else on a
