@@ -541,3 +541,52 @@ async fn a_head_moved_by_another_writer_or_a_duplicate_is_caught_and_the_chain_s
     assert_eq!(count(&db, "SELECT COUNT(*) FROM approvals").await, 8);
     assert_eq!(count(&db, "SELECT COUNT(*) FROM jobs").await, 12);
 }
+
+/// PostgreSQL only (on SQLite there is no such connection): the filer files on a connection of
+/// its own (store/pg_direct.rs, `application_name` grantry-filer), and when the server ends it
+/// the next filing opens another. At most the filing in flight as it ended fails (unacked, so
+/// nothing accepted is lost); the chain stays whole.
+#[tokio::test]
+async fn postgres_files_on_its_own_connection_and_opens_another_when_the_server_ends_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, db) = store(dir.path()).await;
+    if !db.is_postgres() {
+        return;
+    }
+    let filers = "SELECT COUNT(*) FROM pg_stat_activity \
+                  WHERE datname = current_database() AND application_name = 'grantry-filer'";
+    assert_eq!(store.file(filing(1, None)).await.unwrap(), Filed::Created);
+    assert_eq!(count(&db, filers).await, 1, "the filer's own connection");
+
+    count(
+        &db,
+        "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE datname = current_database() AND application_name = 'grantry-filer'",
+    )
+    .await;
+    common::eventually(10, "the filer's connection to end", || async {
+        (count(&db, filers).await == 0).then_some(())
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+
+    let mut failed = 0;
+    let mut created = 1;
+    for n in 2..6 {
+        match store.file(filing(n, None)).await {
+            Ok(Filed::Created) => created += 1,
+            Ok(other) => panic!("{other:?}"),
+            Err(_) => failed += 1,
+        }
+    }
+    assert!(
+        failed <= 1,
+        "{failed} filings failed after the connection ended"
+    );
+    assert_eq!(count(&db, filers).await, 1, "a new connection of its own");
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM requests").await, created);
+    assert!(matches!(
+        grantry::audit::verify(&store).await.unwrap(),
+        grantry::audit::Verdict::Whole { .. }
+    ));
+}

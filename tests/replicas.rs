@@ -156,10 +156,36 @@ async fn two_replicas_on_one_postgres_give_one_outcome_per_request_and_per_expir
         ("GRANTRY__CONNECTORS__SCIM__TIMEOUT_SECS", "30".to_string()),
         ("GRANTRY__DATABASE__READ_CONNECTIONS", "8".to_string()),
     ];
+    // The first replica files through its pipelined connection (store/pg_direct.rs); the
+    // second's URL carries a parameter only sqlx reads, so it files through sqlx's pool: the two
+    // ways share the audit chain's head.
+    let separator = if db.url.contains('?') { '&' } else { '?' };
+    let env_b: Vec<(&str, String)> = env
+        .iter()
+        .cloned()
+        .chain([(
+            "GRANTRY__DATABASE__URL",
+            format!("{}{separator}statement-cache-capacity=100", db.url),
+        )])
+        .collect();
     // Both start at once on an empty database, as a new Deployment does: migrations run once.
-    let (a, b) = tokio::join!(Grantry::start(&config, &env), Grantry::start(&config, &env));
+    let (a, b) = tokio::join!(
+        Grantry::start(&config, &env),
+        Grantry::start(&config, &env_b)
+    );
     let replicas = [a.base_url.clone(), b.base_url.clone()];
     let http = reqwest::Client::new();
+    let filers: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM pg_stat_activity \
+         WHERE datname = current_database() AND application_name = 'grantry-filer'",
+    )
+    .fetch_one(&mut sqlx::PgConnection::connect(&db.url).await.unwrap())
+    .await
+    .unwrap();
+    assert_eq!(
+        filers, 1,
+        "the first replica's filer has its own connection, the second's none"
+    );
     let store = open_store(&db.url).await;
     let mut pg = sqlx::PgConnection::connect(&db.url).await.unwrap();
 

@@ -1,11 +1,13 @@
-//! Statements sent together. On SQLite each statement keeps its values: on SQLite's own
-//! connections ([`super::direct`]) they run one after another where the caller is; through sqlx
-//! (inside a transaction) they go as one query of several statements with their values bound in
-//! order (one round trip to sqlx's SQLite thread instead of one per statement, each a wake-up of
-//! that thread and of the caller's). PostgreSQL's extended protocol
-//! takes one statement with parameters per round trip, so there the values are written into the
-//! query as typed literals (`E'…'::text`, `42::int8`, `NULL::text`, see [`Literal`]) and the whole
-//! batch goes as one simple query; a batch that fails midway fails whole, as its transaction does.
+//! Statements sent together, each with its values. On SQLite's own connections
+//! ([`super::direct`]) they run one after another where the caller is; through sqlx (inside a
+//! transaction) they go as one query of several statements with their values bound in order (one
+//! round trip to sqlx's SQLite thread instead of one per statement, each a wake-up of that thread
+//! and of the caller's). On PostgreSQL's filer connection ([`super::pg_direct`]) each statement
+//! is prepared once and the batch is sent as one pipeline of its executions. Through sqlx, whose
+//! extended protocol takes one statement with parameters per round trip, the values are written
+//! into the query as typed literals (`E'…'::text`, `42::int8`, `NULL::text`, see [`PgParam`]) and
+//! the whole batch goes as one simple query; a batch that fails midway fails whole, as its
+//! transaction does.
 //!
 //! Statements are written with `?` placeholders (none of ours has a `?` anywhere else) and bound
 //! in order.
@@ -21,11 +23,8 @@ pub(crate) struct Batch {
     backend: Backend,
     /// SQLite: every statement with its `?`s and its values.
     statements: Vec<Statement>,
-    /// PostgreSQL: every statement, `;`-separated, with its values written in, up to the
-    /// statement added last's next `?`.
-    sql: String,
-    /// PostgreSQL: what is left of the statement added last after its values so far.
-    pending: String,
+    /// PostgreSQL: every statement with its `?`s and its typed values.
+    pg: Vec<PgStatement>,
     /// Whether a job is enqueued by it (its transaction then wakes the workers on commit).
     enqueues: bool,
 }
@@ -35,8 +34,7 @@ impl Batch {
         Batch {
             backend,
             statements: Vec::new(),
-            sql: String::new(),
-            pending: String::new(),
+            pg: Vec::new(),
             enqueues: false,
         }
     }
@@ -63,7 +61,7 @@ impl Batch {
 
     /// Whether nothing was added.
     pub(crate) fn is_empty(&self) -> bool {
-        self.statements.is_empty() && self.sql.is_empty() && self.pending.is_empty()
+        self.statements.is_empty() && self.pg.is_empty()
     }
 
     /// Adds a statement written with `?` placeholders; bind its values next, in order.
@@ -73,13 +71,11 @@ impl Batch {
                 sql: sql.to_string(),
                 values: Vec::new(),
             }),
-            Backend::Postgres => {
-                self.flush_pending();
-                if !self.sql.is_empty() {
-                    self.sql.push_str(";\n");
-                }
-                self.pending.push_str(sql);
-            }
+            Backend::Postgres => self.pg.push(PgStatement {
+                sql: sql.to_string(),
+                placeholders: sql.matches('?').count(),
+                params: Vec::new(),
+            }),
         }
     }
 
@@ -98,23 +94,19 @@ impl Batch {
                 Ok(())
             }
             Backend::Postgres => {
-                let Some(at) = self.pending.find('?') else {
+                let Some(last) = self
+                    .pg
+                    .last_mut()
+                    .filter(|s| s.params.len() < s.placeholders)
+                else {
                     return Err(StoreError::Corrupt(
                         "more values bound than the statement has placeholders".into(),
                     ));
                 };
-                self.sql.push_str(&self.pending[..at]);
-                value.write_literal(&mut self.sql)?;
-                self.pending.drain(..=at);
+                last.params.push(value.pg_param()?);
                 Ok(())
             }
         }
-    }
-
-    /// PostgreSQL: the statement added last's text after its last value, into the query.
-    fn flush_pending(&mut self) {
-        self.sql.push_str(&self.pending);
-        self.pending.clear();
     }
 
     /// SQLite: the statements with their values, for [`super::direct`].
@@ -122,8 +114,19 @@ impl Batch {
         &self.statements
     }
 
+    /// PostgreSQL: the statements with their values, for [`super::pg_direct`]; an error if a
+    /// placeholder was left without a value.
+    pub(crate) fn pg_statements(&self) -> Result<&[PgStatement], StoreError> {
+        if self.pg.iter().any(|s| s.params.len() != s.placeholders) {
+            return Err(StoreError::Corrupt(
+                "a statement's placeholder was left without a value".into(),
+            ));
+        }
+        Ok(&self.pg)
+    }
+
     /// The query for sqlx, and SQLite's values for it (bound in order).
-    fn finish(mut self) -> Result<(String, AnyArguments), StoreError> {
+    fn finish(self) -> Result<(String, AnyArguments), StoreError> {
         let mut args = AnyArguments::default();
         if self.backend == Backend::Sqlite {
             let sql: Vec<&str> = self.statements.iter().map(|s| s.sql.as_str()).collect();
@@ -140,13 +143,14 @@ impl Batch {
             }
             return Ok((sql, args));
         }
-        if self.pending.contains('?') {
-            return Err(StoreError::Corrupt(
-                "a statement's placeholder was left without a value".into(),
-            ));
+        let mut sql = String::new();
+        for (n, statement) in self.pg_statements()?.iter().enumerate() {
+            if n > 0 {
+                sql.push_str(";\n");
+            }
+            statement.write_with_literals(&mut sql);
         }
-        self.flush_pending();
-        Ok((self.sql, args))
+        Ok((sql, args))
     }
 
     /// Runs the statements on a sqlx connection; returns the rows they return, in order.
@@ -188,10 +192,54 @@ pub(crate) struct Statement {
     pub(crate) values: Vec<Value>,
 }
 
-/// A row a [`Batch`] returned: from sqlx, or from [`super::direct`] as SQLite's values.
+/// One PostgreSQL statement of a [`Batch`] and its values, in order.
+pub(crate) struct PgStatement {
+    /// With `?` placeholders.
+    sql: String,
+    placeholders: usize,
+    params: Vec<PgParam>,
+}
+
+impl PgStatement {
+    /// Its values, in order.
+    pub(crate) fn params(&self) -> &[PgParam] {
+        &self.params
+    }
+
+    /// The statement to prepare: each `?` as a parameter cast to its value's type (`$1::text`),
+    /// so the same statement with other values (or `NULL`s) is the same text.
+    pub(crate) fn prepared_sql(&self) -> String {
+        let mut out = String::with_capacity(self.sql.len() + 12 * self.params.len());
+        self.render(&mut out, |out, n, p| {
+            use std::fmt::Write;
+            let _ = write!(out, "${n}::{}", p.type_name());
+        });
+        out
+    }
+
+    /// Appends the statement with its values written in as literals.
+    fn write_with_literals(&self, out: &mut String) {
+        self.render(out, |out, _, p| p.write_literal(out));
+    }
+
+    /// Appends the text to `out` with the `n`th `?` (from 1) replaced by what `value` writes
+    /// for it.
+    fn render(&self, out: &mut String, mut value: impl FnMut(&mut String, usize, &PgParam)) {
+        let mut parts = self.sql.split('?');
+        out.push_str(parts.next().unwrap_or_default());
+        for (n, (part, p)) in parts.zip(&self.params).enumerate() {
+            value(out, n + 1, p);
+            out.push_str(part);
+        }
+    }
+}
+
+/// A row a [`Batch`] returned: from sqlx, from [`super::direct`] as SQLite's values, or from
+/// [`super::pg_direct`].
 pub(crate) enum BatchRow {
     Any(AnyRow),
     Sqlite(Vec<Value>),
+    Pg(tokio_postgres::Row),
 }
 
 impl BatchRow {
@@ -211,12 +259,17 @@ impl BatchRow {
                     ))
                 })
             }
+            BatchRow::Pg(row) => row.try_get(i).map_err(|e| {
+                StoreError::Corrupt(format!("a batch's column {i} is not {}: {e}", T::EXPECTED))
+            }),
         }
     }
 }
 
 /// A type a [`BatchRow`]'s column is read as.
-pub(crate) trait Column: Sized + for<'r> Decode<'r, Any> + Type<Any> {
+pub(crate) trait Column:
+    Sized + for<'r> Decode<'r, Any> + Type<Any> + for<'r> tokio_postgres::types::FromSql<'r>
+{
     /// What it is called in an error.
     const EXPECTED: &'static str;
 
@@ -257,44 +310,111 @@ impl<T: Column> Column for Option<T> {
     }
 }
 
-/// A value a [`Batch`] can take. On SQLite, the value bound. On PostgreSQL, as it reads it
-/// written into a query: a literal of the
+/// A value a [`Batch`] can take: on SQLite the value bound; on PostgreSQL a [`PgParam`] of the
 /// type sqlx would have bound it as (text, int8, int4 or bool), so a statement means the same
-/// either way. Text is an escape string (`E'…'`: `'` and `\` doubled, nothing else special),
-/// which reads the same whatever `standard_conforming_strings` says; a NUL, which PostgreSQL's
-/// text cannot hold (bound, it is refused too), is refused here.
+/// whichever way it is sent.
 pub(crate) trait Literal {
-    /// The PostgreSQL type it is bound as, for a `NULL` of it.
-    const PG_TYPE: &'static str;
+    /// A `NULL` of the type it is bound as on PostgreSQL.
+    const PG_NULL: PgParam;
 
-    /// Appends the literal to `out`.
-    fn write_literal(&self, out: &mut String) -> Result<(), StoreError>;
+    /// The value PostgreSQL is given; text holding a NUL, which PostgreSQL's text cannot hold,
+    /// is refused.
+    fn pg_param(self) -> Result<PgParam, StoreError>;
 
     /// The value SQLite is given (as sqlx would bind it: a bool as 0 or 1); an owned string is
     /// moved, not copied.
     fn sqlite_value(self) -> Value;
 }
 
-impl Literal for &str {
-    const PG_TYPE: &'static str = "text";
+/// A PostgreSQL value with its type. Written into a query ([`PgParam::write_literal`]) it is a
+/// literal of that type: text an escape string (`E'…'`: `'` and `\` doubled, nothing else
+/// special), which reads the same whatever `standard_conforming_strings` says.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum PgParam {
+    Text(Option<String>),
+    Int8(Option<i64>),
+    Int4(Option<i32>),
+    Bool(Option<bool>),
+}
 
-    fn write_literal(&self, out: &mut String) -> Result<(), StoreError> {
-        if self.contains('\0') {
-            return Err(StoreError::Database(sqlx::Error::Encode(
-                "a text value holds a NUL character, which PostgreSQL cannot store".into(),
-            )));
+impl PgParam {
+    /// Its type's name, as a cast writes it.
+    pub(crate) fn type_name(&self) -> &'static str {
+        match self {
+            PgParam::Text(_) => "text",
+            PgParam::Int8(_) => "int8",
+            PgParam::Int4(_) => "int4",
+            PgParam::Bool(_) => "bool",
         }
-        out.reserve(self.len() + 10);
-        out.push_str("E'");
-        for c in self.chars() {
-            match c {
-                '\'' => out.push_str("''"),
-                '\\' => out.push_str("\\\\"),
-                c => out.push(c),
+    }
+
+    /// Appends it as a typed literal (`E'…'::text`, `42::int8`, `NULL::text`, `TRUE`).
+    fn write_literal(&self, out: &mut String) {
+        match self {
+            PgParam::Text(None)
+            | PgParam::Int8(None)
+            | PgParam::Int4(None)
+            | PgParam::Bool(None) => {
+                out.push_str("NULL::");
+                out.push_str(self.type_name());
             }
+            PgParam::Text(Some(t)) => {
+                out.reserve(t.len() + 10);
+                out.push_str("E'");
+                for c in t.chars() {
+                    match c {
+                        '\'' => out.push_str("''"),
+                        '\\' => out.push_str("\\\\"),
+                        c => out.push(c),
+                    }
+                }
+                out.push_str("'::text");
+            }
+            PgParam::Int8(Some(n)) => write_integer(out, *n, "int8"),
+            PgParam::Int4(Some(n)) => write_integer(out, i64::from(*n), "int4"),
+            PgParam::Bool(Some(b)) => out.push_str(if *b { "TRUE" } else { "FALSE" }),
         }
-        out.push_str("'::text");
-        Ok(())
+    }
+}
+
+impl tokio_postgres::types::ToSql for PgParam {
+    fn to_sql(
+        &self,
+        ty: &tokio_postgres::types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self {
+            PgParam::Text(v) => v.to_sql_checked(ty, out),
+            PgParam::Int8(v) => v.to_sql_checked(ty, out),
+            PgParam::Int4(v) => v.to_sql_checked(ty, out),
+            PgParam::Bool(v) => v.to_sql_checked(ty, out),
+        }
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        <String as tokio_postgres::types::ToSql>::accepts(ty)
+            || <i64 as tokio_postgres::types::ToSql>::accepts(ty)
+            || <i32 as tokio_postgres::types::ToSql>::accepts(ty)
+            || <bool as tokio_postgres::types::ToSql>::accepts(ty)
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
+
+fn text_param(t: String) -> Result<PgParam, StoreError> {
+    if t.contains('\0') {
+        return Err(StoreError::Database(sqlx::Error::Encode(
+            "a text value holds a NUL character, which PostgreSQL cannot store".into(),
+        )));
+    }
+    Ok(PgParam::Text(Some(t)))
+}
+
+impl Literal for &str {
+    const PG_NULL: PgParam = PgParam::Text(None);
+
+    fn pg_param(self) -> Result<PgParam, StoreError> {
+        text_param(self.to_string())
     }
 
     fn sqlite_value(self) -> Value {
@@ -303,10 +423,10 @@ impl Literal for &str {
 }
 
 impl Literal for String {
-    const PG_TYPE: &'static str = "text";
+    const PG_NULL: PgParam = PgParam::Text(None);
 
-    fn write_literal(&self, out: &mut String) -> Result<(), StoreError> {
-        self.as_str().write_literal(out)
+    fn pg_param(self) -> Result<PgParam, StoreError> {
+        text_param(self)
     }
 
     fn sqlite_value(self) -> Value {
@@ -315,10 +435,10 @@ impl Literal for String {
 }
 
 impl Literal for &String {
-    const PG_TYPE: &'static str = "text";
+    const PG_NULL: PgParam = PgParam::Text(None);
 
-    fn write_literal(&self, out: &mut String) -> Result<(), StoreError> {
-        self.as_str().write_literal(out)
+    fn pg_param(self) -> Result<PgParam, StoreError> {
+        text_param(self.clone())
     }
 
     fn sqlite_value(self) -> Value {
@@ -327,11 +447,10 @@ impl Literal for &String {
 }
 
 impl Literal for i64 {
-    const PG_TYPE: &'static str = "int8";
+    const PG_NULL: PgParam = PgParam::Int8(None);
 
-    fn write_literal(&self, out: &mut String) -> Result<(), StoreError> {
-        write_integer(out, *self, Self::PG_TYPE);
-        Ok(())
+    fn pg_param(self) -> Result<PgParam, StoreError> {
+        Ok(PgParam::Int8(Some(self)))
     }
 
     fn sqlite_value(self) -> Value {
@@ -340,11 +459,10 @@ impl Literal for i64 {
 }
 
 impl Literal for i32 {
-    const PG_TYPE: &'static str = "int4";
+    const PG_NULL: PgParam = PgParam::Int4(None);
 
-    fn write_literal(&self, out: &mut String) -> Result<(), StoreError> {
-        write_integer(out, i64::from(*self), Self::PG_TYPE);
-        Ok(())
+    fn pg_param(self) -> Result<PgParam, StoreError> {
+        Ok(PgParam::Int4(Some(self)))
     }
 
     fn sqlite_value(self) -> Value {
@@ -364,11 +482,10 @@ fn write_integer(out: &mut String, n: i64, ty: &str) {
 }
 
 impl Literal for bool {
-    const PG_TYPE: &'static str = "bool";
+    const PG_NULL: PgParam = PgParam::Bool(None);
 
-    fn write_literal(&self, out: &mut String) -> Result<(), StoreError> {
-        out.push_str(if *self { "TRUE" } else { "FALSE" });
-        Ok(())
+    fn pg_param(self) -> Result<PgParam, StoreError> {
+        Ok(PgParam::Bool(Some(self)))
     }
 
     fn sqlite_value(self) -> Value {
@@ -377,16 +494,12 @@ impl Literal for bool {
 }
 
 impl<T: Literal> Literal for Option<T> {
-    const PG_TYPE: &'static str = T::PG_TYPE;
+    const PG_NULL: PgParam = T::PG_NULL;
 
-    fn write_literal(&self, out: &mut String) -> Result<(), StoreError> {
+    fn pg_param(self) -> Result<PgParam, StoreError> {
         match self {
-            Some(v) => v.write_literal(out),
-            None => {
-                out.push_str("NULL::");
-                out.push_str(T::PG_TYPE);
-                Ok(())
-            }
+            Some(v) => v.pg_param(),
+            None => Ok(T::PG_NULL),
         }
     }
 
@@ -397,12 +510,12 @@ impl<T: Literal> Literal for Option<T> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Batch, Literal};
+    use super::{Batch, Literal, PgParam};
     use crate::store::Backend;
 
     fn literal(v: impl Literal) -> String {
         let mut out = String::new();
-        v.write_literal(&mut out).unwrap();
+        v.pg_param().unwrap().write_literal(&mut out);
         out
     }
 
@@ -414,7 +527,7 @@ mod tests {
             r"E'it''s \\''; DROP TABLE requests; --'::text"
         );
         assert_eq!(literal("é ✓ ?\n$1"), "E'é ✓ ?\n$1'::text");
-        assert!("a\0b".write_literal(&mut String::new()).is_err());
+        assert!("a\0b".pg_param().is_err());
     }
 
     #[test]
@@ -449,6 +562,32 @@ mod tests {
         assert_eq!(
             sql,
             "UPDATE t SET a = E'?'::text, b = NULL::int8 WHERE id = 7::int8;\nSELECT 1"
+        );
+    }
+
+    #[test]
+    fn postgres_prepares_each_placeholder_as_a_parameter_of_its_values_type() {
+        let b = update_then_select();
+        let statements = b.pg_statements().unwrap();
+        assert_eq!(
+            statements[0].prepared_sql(),
+            "UPDATE t SET a = $1::text, b = $2::int8 WHERE id = $3::int8"
+        );
+        assert_eq!(
+            statements[0].params(),
+            &[
+                PgParam::Text(Some("?".into())),
+                PgParam::Int8(None),
+                PgParam::Int8(Some(7))
+            ]
+        );
+        assert_eq!(statements[1].prepared_sql(), "SELECT 1");
+        let mut b = Batch::new(Backend::Postgres);
+        b.push("SELECT ? + ?");
+        b.bind(1_i32).unwrap();
+        assert!(
+            b.pg_statements().is_err(),
+            "a placeholder left without a value"
         );
     }
 

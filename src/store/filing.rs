@@ -6,11 +6,12 @@
 //! writes every filing waiting at that moment in **one** transaction: one multi-row insert
 //! per table and one move of the audit chain's head, one commit (one fsync). On SQLite the
 //! filer is a thread with a connection of its own ([`super::direct`]) that runs the
-//! statements itself, in the writer's turn; on PostgreSQL (and SQLite in memory) it is a task
-//! that runs them through the writer's connection. Each caller is answered only after that commit, so an acked request is as
-//! durable as before; a batch that fails is written again one filing at a time, so one bad
-//! filing fails alone. With one filing waiting the batch is that filing: nothing waits for
-//! company.
+//! statements itself, in the writer's turn; on PostgreSQL it is a task that sends each batch
+//! as one pipeline on a connection of its own ([`super::pg_direct`]), or through the writer's
+//! connection where it has none (and on SQLite in memory). Each caller is answered only after
+//! that commit, so an acked request is as durable as before; a batch that fails is written
+//! again one filing at a time, so one bad filing fails alone. With one filing waiting the batch
+//! is that filing: nothing waits for company.
 //!
 //! A batch is written in two round trips: the chain's head and the requests, then the rest
 //! with the commit. When the filer knows the head from its own last commit, it writes the batch
@@ -32,6 +33,7 @@ use super::batch::{Batch, BatchRow};
 use super::decisions::{self, DecisionRecord};
 use super::direct;
 use super::jobs::{self, Job};
+use super::pg_direct::PgOwn;
 use super::requests::{self, RequestRow};
 use super::tickets;
 use super::writer::WriteConn;
@@ -98,29 +100,47 @@ pub enum Filed {
 
 type Waiting = (Filing, oneshot::Sender<Result<Filed, StoreError>>);
 
+/// A connection of the filer's own, to open it with.
+pub(crate) enum OwnConnection {
+    /// SQLite's, on which it runs the statements itself ([`direct`]).
+    Sqlite(rusqlite::Connection),
+    /// PostgreSQL's, on which it sends a batch as one pipeline ([`super::pg_direct`]).
+    Postgres(Box<PgOwn>),
+}
+
+/// The filer's connection of its own, shared with the handle that closes it.
+#[derive(Clone)]
+enum Own {
+    Sqlite(Arc<direct::Shared>),
+    Postgres(Arc<PgOwn>),
+}
+
 /// The handle [`Store`] keeps to its filer.
 #[derive(Clone)]
 pub(crate) struct Filer {
     to_filer: mpsc::UnboundedSender<Waiting>,
-    own: Option<Arc<direct::Shared>>,
+    own: Option<Own>,
 }
 
 impl Filer {
     /// Starts the filer, writing in `store`'s turn (a store without a filer of its own). Given
     /// SQLite's own connection for it ([`direct`]), the filer is a thread of its own that
     /// runs the statements itself; otherwise a task on the current runtime that runs them
-    /// through the writer's connection.
-    pub(crate) fn start(
-        store: Store,
-        own: Option<rusqlite::Connection>,
-    ) -> Result<Self, StoreError> {
+    /// on PostgreSQL's own connection, if given, or through the writer's connection.
+    pub(crate) fn start(store: Store, own: Option<OwnConnection>) -> Result<Self, StoreError> {
         let (to_filer, rx) = mpsc::unbounded_channel();
-        let own = own.map(|conn| Arc::new(direct::Shared::new(conn)));
+        let own = own.map(|own| match own {
+            OwnConnection::Sqlite(conn) => Own::Sqlite(Arc::new(direct::Shared::new(conn))),
+            OwnConnection::Postgres(pg) => Own::Postgres(Arc::from(pg)),
+        });
         match own.clone() {
             None => {
                 tokio::spawn(run(store, rx, None));
             }
-            Some(own) => {
+            Some(pg @ Own::Postgres(_)) => {
+                tokio::spawn(run(store, rx, Some(pg)));
+            }
+            Some(own @ Own::Sqlite(_)) => {
                 let cannot = |e: std::io::Error| StoreError::Start(format!("the filer: {e}"));
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_time()
@@ -136,21 +156,19 @@ impl Filer {
     }
 
     /// Closes SQLite's own connection (after the writer's, so no batch is using it); later
-    /// filings fail with [`StoreError::Closed`].
+    /// filings fail with [`StoreError::Closed`]. PostgreSQL's likewise.
     pub(crate) fn close(&self) {
-        if let Some(own) = &self.own {
-            own.close();
+        match &self.own {
+            Some(Own::Sqlite(own)) => own.close(),
+            Some(Own::Postgres(own)) => own.close(),
+            None => {}
         }
     }
 }
 
 /// The filer: every filing waiting, in one transaction; ends when every sender is gone.
-async fn run(
-    store: Store,
-    mut rx: mpsc::UnboundedReceiver<Waiting>,
-    own: Option<Arc<direct::Shared>>,
-) {
-    let own = own.as_deref();
+async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<Waiting>, own: Option<Own>) {
+    let own = own.as_ref();
     let mut batch: Vec<Waiting> = Vec::new();
     while let Some(first) = rx.recv().await {
         batch.push(first);
@@ -207,8 +225,10 @@ impl Store {
     }
 
     /// Writes filings in one transaction, in the writer's turn; one answer per filing, in
-    /// order. The statements run on `own` (the filer's SQLite connection) if given, else on the
-    /// writer's connection through sqlx. The transaction's `BEGIN` goes in the first batch and
+    /// order. The statements run on `own` (the filer's connection) if given, else on the
+    /// writer's connection through sqlx. On SQLite's own connection they run in the writer's
+    /// turn; PostgreSQL's own connection needs none (its row locks order the writers, as on
+    /// the pool's connections). The transaction's `BEGIN` goes in the first batch and
     /// its `COMMIT` in the last, so filing a batch is two round trips in all (to sqlx's SQLite
     /// thread or to PostgreSQL; through sqlx's own begin and commit it was four), and usually
     /// one ([`stage_all_new`]). If it fails (or its caller is cancelled) midway, the transaction
@@ -217,14 +237,19 @@ impl Store {
     async fn write_filings(
         &self,
         filings: &[&Filing],
-        own: Option<&direct::Shared>,
+        own: Option<&Own>,
     ) -> Result<Vec<Filed>, StoreError> {
-        let mut writer = self.write_conn().await?;
+        // The writer's turn, held until the commit (none on PostgreSQL's own connection).
+        let mut writer = None;
         let mut conn = match own {
-            Some(own) => Target::Own(own),
-            None => Target::Writer(&mut writer),
+            Some(Own::Postgres(own)) => Target::Postgres(own),
+            Some(Own::Sqlite(own)) => {
+                writer = Some(self.write_conn().await?);
+                Target::Own(own)
+            }
+            None => Target::Writer(writer.insert(self.write_conn().await?)),
         };
-        conn.begin_in_doubt()?;
+        conn.begin_in_doubt().await?;
         let (begin, commit) = match self.backend {
             Backend::Sqlite => ("BEGIN IMMEDIATE", "COMMIT"),
             Backend::Postgres => ("BEGIN", "COMMIT"),
@@ -283,8 +308,10 @@ impl Store {
 enum Target<'a> {
     /// The filer's own SQLite connection ([`direct`]): run where the filer is.
     Own(&'a direct::Shared),
-    /// The writer's connection, through sqlx (PostgreSQL; SQLite in memory; a filing written
-    /// without the filer).
+    /// The filer's own PostgreSQL connection ([`super::pg_direct`]): one pipeline a batch.
+    Postgres(&'a PgOwn),
+    /// The writer's connection, through sqlx (PostgreSQL where the filer has no connection of
+    /// its own; SQLite in memory; a filing written without the filer).
     Writer(&'a mut WriteConn),
 }
 
@@ -292,7 +319,7 @@ impl Target<'_> {
     /// Marks a transaction about to be begun by hand ([`WriteConn::set_in_doubt`]). On the
     /// filer's own connection there is no next holder to roll back one left open: an earlier
     /// batch whose rollback failed is rolled back now.
-    fn begin_in_doubt(&mut self) -> Result<(), StoreError> {
+    async fn begin_in_doubt(&mut self) -> Result<(), StoreError> {
         match self {
             Target::Own(own) => own.with(|conn| {
                 if conn.is_autocommit() {
@@ -301,6 +328,7 @@ impl Target<'_> {
                     direct::execute(conn, "ROLLBACK")
                 }
             })?,
+            Target::Postgres(own) => own.begin_in_doubt().await?,
             Target::Writer(w) => w.set_in_doubt(true),
         }
         Ok(())
@@ -308,8 +336,10 @@ impl Target<'_> {
 
     /// The transaction ended (committed or rolled back).
     fn settled(&mut self) {
-        if let Target::Writer(w) = self {
-            w.set_in_doubt(false);
+        match self {
+            Target::Writer(w) => w.set_in_doubt(false),
+            Target::Postgres(own) => own.settled(),
+            Target::Own(_) => {}
         }
     }
 
@@ -317,6 +347,7 @@ impl Target<'_> {
     async fn run(&mut self, batch: Batch) -> Result<Vec<BatchRow>, StoreError> {
         match self {
             Target::Own(own) => own.with(|conn| direct::run(conn, &batch)),
+            Target::Postgres(own) => own.run(&batch).await,
             Target::Writer(w) => batch.fetch(w).await,
         }
     }
@@ -325,6 +356,7 @@ impl Target<'_> {
     async fn run_sql(&mut self, sql: &'static str) -> Result<(), StoreError> {
         match self {
             Target::Own(own) => own.with(|conn| direct::execute(conn, sql)),
+            Target::Postgres(own) => own.execute(sql).await,
             Target::Writer(w) => {
                 sqlx::Executor::execute(&mut ***w, sql).await?;
                 Ok(())

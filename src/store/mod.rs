@@ -19,6 +19,8 @@ pub mod grants;
 pub mod intake_facts;
 pub mod jobs;
 pub mod ledger;
+mod pg_direct;
+mod pg_tls;
 mod reader;
 pub mod requests;
 pub mod reviews;
@@ -52,6 +54,9 @@ pub enum StoreError {
     /// From the filer's SQLite connection ([`direct`]): SQLite's code and message.
     #[error("database error: {0}")]
     Sqlite(String),
+    /// From the filer's PostgreSQL connection ([`pg_direct`]): PostgreSQL's code and message.
+    #[error("database error: {0}")]
+    Postgres(String),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("unsupported database url {0} (expected sqlite://… or postgres://…)")]
@@ -157,7 +162,7 @@ impl Store {
                 let (filer_conn, inline_reader) = match file.as_str() {
                     "" => (None, None),
                     path => (
-                        Some(direct::open(path, &pragmas)?),
+                        Some(filing::OwnConnection::Sqlite(direct::open(path, &pragmas)?)),
                         Some(direct::open_reader(path)?),
                     ),
                 };
@@ -186,7 +191,19 @@ impl Store {
                     .test_before_acquire(false)
                     .connect_with(options)
                     .await?;
-                (Writer::Pool(pool.clone()), Reader::Pool(pool), None)
+                // The filer's pipelined connection where it may have one; one that cannot
+                // connect leaves the filer on the pool.
+                let own = match pg_direct::PgOwn::for_url(&opts.url) {
+                    Some(own) => match own.connect().await {
+                        Ok(()) => Some(filing::OwnConnection::Postgres(Box::new(own))),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "PostgreSQL: the filer's pipelined connection could not open; filings go through the pool");
+                            None
+                        }
+                    },
+                    None => None,
+                };
+                (Writer::Pool(pool.clone()), Reader::Pool(pool), own)
             }
         };
         let mut store = Self {

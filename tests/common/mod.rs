@@ -117,12 +117,17 @@ impl TestDb {
             .execute(&mut c)
             .await
             .unwrap();
-        let base = admin
+        // The admin URL's parameters (`?sslmode=disable`) carry over to the test's database.
+        let (path, query) = match admin.split_once('?') {
+            Some((path, query)) => (path, format!("?{query}")),
+            None => (admin, String::new()),
+        };
+        let base = path
             .rsplit_once('/')
             .map(|(b, _)| b.to_string())
-            .unwrap_or(admin.to_string());
+            .unwrap_or(path.to_string());
         TestDb {
-            url: format!("{base}/{name}"),
+            url: format!("{base}/{name}{query}"),
             pg: Some((admin.to_string(), name)),
         }
     }

@@ -1,0 +1,325 @@
+//! PostgreSQL's filer connection (tokio-postgres), on which a filing [`Batch`] is sent as one
+//! pipeline of prepared statements ([`super::filing`]).
+//!
+//! Through sqlx a batch goes as one simple query with its values written in as literals
+//! ([`super::batch`]), so PostgreSQL parses and plans each of its statements every time: about
+//! a third of its time for a one-filing batch (docs/benchmarks.md). Here each statement is
+//! prepared once per connection (its text has typed parameters, `$1::text`, so other values
+//! and `NULL`s reuse it) and a batch's executions go out together, `BEGIN` to `COMMIT`, in one
+//! round trip. tokio-postgres logs a statement's parameters at debug level; the binary sets
+//! `tokio_postgres=info` after `RUST_LOG`'s directives (`main.rs`).
+//!
+//! The connection is opened at start and again, at the next batch, after it has ended (the
+//! server restarted, the network dropped it), until the store closes it. It takes the URL's
+//! `sslmode` as sqlx's pool does for `disable`, `prefer` and `require` ([`super::pg_tls`]); a
+//! URL tokio-postgres cannot read (`verify-full`, `sslrootcert`, sqlx's own parameters) leaves
+//! the filer writing through the pool.
+
+use std::collections::HashMap;
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
+use std::time::Duration;
+
+use futures_util::future::{join_all, maybe_done, MaybeDone};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_postgres::config::{Host, SslMode};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Config, Connection, NoTls, Statement};
+
+use super::batch::{Batch, BatchRow};
+use super::pg_tls::MakeRustls;
+use super::StoreError;
+
+/// Prepared statements kept per connection (a filing's dozen, times the multi-row inserts'
+/// sizes in use); past it they are all dropped and prepared again as used.
+const STATEMENT_CACHE: usize = 1024;
+
+/// How long opening the connection may take, unless the URL says (`connect_timeout`).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The filer's connection: opened when needed, with the statements prepared on it.
+pub(crate) struct PgOwn {
+    config: Config,
+    /// `None` where no TLS is asked for (`sslmode=disable`) or possible (a Unix socket).
+    tls: Option<MakeRustls>,
+    open: Mutex<Option<Open>>,
+    /// A transaction was begun by hand and not yet known to be over.
+    in_doubt: AtomicBool,
+    /// The store closed it: later batches fail with [`StoreError::Closed`].
+    closed: AtomicBool,
+}
+
+struct Open {
+    client: Arc<Client>,
+    statements: HashMap<String, Statement>,
+}
+
+impl PgOwn {
+    /// For `url`, if tokio-postgres can read it; `None` otherwise (sqlx's own parameters,
+    /// `verify-full`), so the filer writes through sqlx.
+    pub(crate) fn for_url(url: &str) -> Option<Self> {
+        let mut config = match Config::from_str(url) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::info!(
+                    reason = %e,
+                    "PostgreSQL: filings go through the pool (the URL is not one the pipelined connection reads)"
+                );
+                return None;
+            }
+        };
+        let unix_only = !config.get_hosts().is_empty()
+            && config
+                .get_hosts()
+                .iter()
+                .all(|h| matches!(h, Host::Unix(_)));
+        let tls = if config.get_ssl_mode() == SslMode::Disable || unix_only {
+            None
+        } else {
+            match MakeRustls::unverified() {
+                Ok(tls) => Some(tls),
+                Err(e) => {
+                    tracing::warn!(error = %e, "PostgreSQL: filings go through the pool (no TLS for the pipelined connection)");
+                    return None;
+                }
+            }
+        };
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("grantry-filer");
+        }
+        Some(PgOwn {
+            config,
+            tls,
+            open: Mutex::new(None),
+            in_doubt: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// Opens the connection now (at start, so a URL that cannot connect is known early).
+    pub(crate) async fn connect(&self) -> Result<(), StoreError> {
+        self.client().await.map(drop)
+    }
+
+    /// Closes the connection for good: later batches fail with [`StoreError::Closed`].
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+        drop(self.lock().take());
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Open>> {
+        self.open.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The open client, opening it if there is none or it has closed.
+    async fn client(&self) -> Result<Arc<Client>, StoreError> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(StoreError::Closed);
+        }
+        if let Some(open) = self.lock().as_ref().filter(|o| !o.client.is_closed()) {
+            return Ok(open.client.clone());
+        }
+        let client = match &self.tls {
+            Some(tls) => {
+                let (client, connection) =
+                    self.config.connect(tls.clone()).await.map_err(pg_error)?;
+                drive(connection);
+                client
+            }
+            None => {
+                let (client, connection) = self.config.connect(NoTls).await.map_err(pg_error)?;
+                drive(connection);
+                client
+            }
+        };
+        let client = Arc::new(client);
+        *self.lock() = Some(Open {
+            client: client.clone(),
+            statements: HashMap::new(),
+        });
+        self.in_doubt.store(false, Ordering::Relaxed);
+        Ok(client)
+    }
+
+    /// Marks a transaction about to be begun by hand; one left open by an earlier batch whose
+    /// rollback failed is rolled back first.
+    pub(crate) async fn begin_in_doubt(&self) -> Result<(), StoreError> {
+        if self.in_doubt.swap(true, Ordering::Relaxed) {
+            self.execute("ROLLBACK").await?;
+        }
+        Ok(())
+    }
+
+    /// The transaction ended (committed or rolled back).
+    pub(crate) fn settled(&self) {
+        self.in_doubt.store(false, Ordering::Relaxed);
+    }
+
+    /// Runs one statement with no values (`ROLLBACK`, `COMMIT`).
+    pub(crate) async fn execute(&self, sql: &str) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client.batch_execute(sql).await.map_err(pg_error)
+    }
+
+    /// Runs `batch`'s statements as one pipeline; returns the rows they return, in order. A
+    /// statement that fails fails the batch with its error (those after it fail too, in the
+    /// aborted transaction, and a `COMMIT` among them rolls it back).
+    pub(crate) async fn run(&self, batch: &Batch) -> Result<Vec<BatchRow>, StoreError> {
+        let client = self.client().await?;
+        let statements = batch.pg_statements()?;
+        let texts: Vec<String> = statements.iter().map(|s| s.prepared_sql()).collect();
+        let prepared = self.prepare(&client, &texts).await?;
+        let params: Vec<Vec<&(dyn ToSql + Sync)>> = statements
+            .iter()
+            .map(|s| {
+                s.params()
+                    .iter()
+                    .map(|p| p as &(dyn ToSql + Sync))
+                    .collect()
+            })
+            .collect();
+        // Each execution is queued to the connection at its first poll, so they are polled in
+        // order: all are written out before any answer is read, and in the batch's order.
+        let answers = in_order(
+            prepared
+                .iter()
+                .zip(&params)
+                .map(|(statement, params)| client.query(statement, params)),
+        )
+        .await;
+        if answers.len() != prepared.len() {
+            return Err(StoreError::Corrupt(
+                "a statement of a batch went unanswered".into(),
+            ));
+        }
+        let mut rows = Vec::new();
+        for answer in answers {
+            rows.extend(answer.map_err(pg_error)?.into_iter().map(BatchRow::Pg));
+        }
+        Ok(rows)
+    }
+
+    /// Each of `texts` prepared on `client`: from the cache, the rest prepared together.
+    async fn prepare(
+        &self,
+        client: &Arc<Client>,
+        texts: &[String],
+    ) -> Result<Vec<Statement>, StoreError> {
+        let missing: Vec<&String> = {
+            let mut open = self.lock();
+            let cached = open
+                .as_mut()
+                .filter(|o| Arc::ptr_eq(&o.client, client))
+                .map(|o| {
+                    if o.statements.len() > STATEMENT_CACHE {
+                        o.statements.clear();
+                    }
+                    &o.statements
+                });
+            let mut missing: Vec<&String> = texts
+                .iter()
+                .filter(|t| cached.is_none_or(|c| !c.contains_key(*t)))
+                .collect();
+            missing.sort();
+            missing.dedup();
+            missing
+        };
+        let new = join_all(missing.iter().map(|t| client.prepare(t))).await;
+        let mut open = self.lock();
+        let Some(open) = open.as_mut().filter(|o| Arc::ptr_eq(&o.client, client)) else {
+            return Err(StoreError::Closed);
+        };
+        for (text, statement) in missing.into_iter().zip(new) {
+            open.statements
+                .insert(text.clone(), statement.map_err(pg_error)?);
+        }
+        texts
+            .iter()
+            .map(|t| {
+                open.statements
+                    .get(t)
+                    .cloned()
+                    .ok_or_else(|| StoreError::Corrupt("a statement prepared was not kept".into()))
+            })
+            .collect()
+    }
+}
+
+/// Every future's output, in order, each first polled in order (what `join_all` does too, but
+/// as a detail of how it is written: past 30 futures it takes another way).
+async fn in_order<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    let mut futures: Vec<Pin<Box<MaybeDone<F>>>> = futures
+        .into_iter()
+        .map(|f| Box::pin(maybe_done(f)))
+        .collect();
+    poll_fn(|cx| {
+        let mut done = true;
+        for f in &mut futures {
+            done &= f.as_mut().poll(cx).is_ready();
+        }
+        if done {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
+    futures
+        .iter_mut()
+        .filter_map(|f| f.as_mut().take_output())
+        .collect()
+}
+
+/// Runs `connection` (it reads and writes the socket for its client) until it ends.
+fn drive<S, T>(connection: Connection<S, T>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::warn!(error = %pg_error(e), "PostgreSQL: the filer's connection ended");
+        }
+    });
+}
+
+/// PostgreSQL's error as the store's: its code and message, never a bound value (the detail
+/// that can quote a key is left out).
+fn pg_error(e: tokio_postgres::Error) -> StoreError {
+    match e.as_db_error() {
+        Some(db) => StoreError::Postgres(format!("{}: {}", db.code().code(), db.message())),
+        None => StoreError::Postgres(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use super::in_order;
+
+    #[tokio::test]
+    async fn in_order_first_polls_each_in_order_and_answers_in_order() {
+        // More than join_all's 30, finishing in reverse order.
+        let first_polled = Arc::new(Mutex::new(Vec::new()));
+        let futures = (0..40_u64).map(|i| {
+            let first_polled = first_polled.clone();
+            async move {
+                first_polled.lock().unwrap().push(i);
+                tokio::time::sleep(Duration::from_millis(40 - i)).await;
+                i
+            }
+        });
+        let all: Vec<u64> = (0..40).collect();
+        assert_eq!(in_order(futures).await, all);
+        assert_eq!(*first_polled.lock().unwrap(), all);
+    }
+}
