@@ -8,6 +8,7 @@ use futures_util::future::join_all;
 use grantry::domain::{AccessDuration, AccessRequest, RequestId, RequestState};
 use grantry::store::decisions::DecisionRecord;
 use grantry::store::filing::{Filed, Filing, FilingApproval, FilingEvent};
+use grantry::store::rulings::{Ruled, Ruling};
 use grantry::store::{Job, Store, StoreOptions};
 use serde_json::json;
 
@@ -585,6 +586,160 @@ async fn postgres_files_on_its_own_connection_and_opens_another_when_the_server_
     );
     assert_eq!(count(&db, filers).await, 1, "a new connection of its own");
     assert_eq!(count(&db, "SELECT COUNT(*) FROM requests").await, created);
+    assert!(matches!(
+        grantry::audit::verify(&store).await.unwrap(),
+        grantry::audit::Verdict::Whole { .. }
+    ));
+}
+
+/// An approver's ruling as the filer writes it: `owner1`'s Approve on request `n`.
+fn ruling(id: &RequestId, approval_id: i64, n: i64) -> Ruling {
+    Ruling {
+        request_id: id.clone(),
+        approval_id,
+        to: RequestState::Provisioning,
+        outcome: "approved",
+        shorter: None,
+        decision: DecisionRecord {
+            request_id: id.to_string(),
+            kind: "approver".into(),
+            outcome: "approved".into(),
+            actor: "owner1@example.com".into(),
+            policy_ids: "[]".into(),
+            reasons: "[]".into(),
+            at: 1_700_000_100_000 + n,
+        },
+        events: vec![
+            FilingEvent {
+                actor: "owner1@example.com".into(),
+                action: "request.approved".into(),
+                detail: json!({"n": n}),
+            },
+            FilingEvent {
+                actor: "system".into(),
+                action: "request.provisioning".into(),
+                detail: json!({"n": n}),
+            },
+        ],
+        jobs: vec![Job::Provision {
+            request_id: id.to_string(),
+        }],
+        at_ms: 1_700_000_100_000 + n,
+        max_attempts: 5,
+    }
+}
+
+/// Rulings on 40 requests at once, each given twice (a double click), with filings between:
+/// each request is decided once, by its first ruling; the second loses and writes nothing; the
+/// other approver's slot is closed; the chain stays whole. A ruling whose slot is no longer
+/// pending loses too.
+#[tokio::test]
+async fn concurrent_rulings_each_decide_their_own_request_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, db) = store(dir.path()).await;
+    let filings: Vec<Filing> = (0..40).map(|n| filing(n, None)).collect();
+    let ids: Vec<RequestId> = filings.iter().map(|f| f.request.id.clone()).collect();
+    for r in join_all(filings.into_iter().map(|f| store.file(f))).await {
+        assert_eq!(r.unwrap(), Filed::Created);
+    }
+    let mut rulings = Vec::new();
+    for (n, id) in ids.iter().enumerate() {
+        let (req, slot) = store
+            .read_for_click(id, "slack", "UO1")
+            .await
+            .unwrap()
+            .expect("the request is there");
+        assert_eq!(req.state, RequestState::PendingApproval);
+        let slot = slot.expect("owner1's slot is pending");
+        assert_eq!(slot.approver_email, "owner1@example.com");
+        rulings.push(ruling(id, slot.id, n as i64));
+        rulings.push(ruling(id, slot.id, n as i64));
+    }
+    assert!(
+        store
+            .read_for_click(&ids[0], "slack", "UNOBODY")
+            .await
+            .unwrap()
+            .is_some_and(|(_, slot)| slot.is_none()),
+        "no slot for someone who is not an approver"
+    );
+    let more: Vec<Filing> = (40..60).map(|n| filing(n, None)).collect();
+    let (ruled, filed) = tokio::join!(
+        join_all(rulings.into_iter().map(|v| store.file_ruling(v))),
+        join_all(more.into_iter().map(|f| store.file(f))),
+    );
+    assert!(filed.into_iter().all(|r| r.unwrap() == Filed::Created));
+    let ruled: Vec<Ruled> = ruled.into_iter().map(Result::unwrap).collect();
+    for pair in ruled.chunks(2) {
+        assert_eq!(
+            pair.iter().filter(|r| **r == Ruled::Written).count(),
+            1,
+            "{pair:?}"
+        );
+    }
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM requests WHERE state = 'provisioning'"
+        )
+        .await,
+        40
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM decisions WHERE kind = 'approver'"
+        )
+        .await,
+        40
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM approvals WHERE state = 'approved'"
+        )
+        .await,
+        40
+    );
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM approvals WHERE state = 'closed'").await,
+        40
+    );
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM jobs WHERE kind = 'provision'").await,
+        40
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM audit_events WHERE action = 'request.approved'"
+        )
+        .await,
+        40
+    );
+
+    // The slot was closed since the read (another approver decided, a delegation): lost.
+    let late = filing(99, None);
+    let id = late.request.id.clone();
+    store.file(late).await.unwrap();
+    let (_, slot) = store
+        .read_for_click(&id, "slack", "UO1")
+        .await
+        .unwrap()
+        .unwrap();
+    let slot = slot.unwrap();
+    let mut tx = store.begin().await.unwrap();
+    tx.close_approvals(&id, slot.id, "closed", 1).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        store.file_ruling(ruling(&id, slot.id, 99)).await.unwrap(),
+        Ruled::Lost
+    );
+    assert_eq!(
+        store.request(&id).await.unwrap().unwrap().state,
+        RequestState::PendingApproval,
+        "nothing written"
+    );
     assert!(matches!(
         grantry::audit::verify(&store).await.unwrap(),
         grantry::audit::Verdict::Whole { .. }

@@ -9,6 +9,8 @@ use crate::domain::{AccessDuration, AccessRequest, RequestId, RequestState};
 use crate::store::approvals::ApprovalRecord;
 use crate::store::audit::NewAuditEvent;
 use crate::store::decisions::DecisionRecord;
+use crate::store::filing::FilingEvent;
+use crate::store::rulings::{Ruled, Ruling};
 use crate::store::{self, Job, Tx};
 use crate::App;
 
@@ -68,9 +70,6 @@ fn refused(id: Option<&RequestId>, why: &'static str, text: String) -> Gate {
 
 /// The checks every click passes, read inside the deciding transaction.
 async fn gate(app: &App, tx: &mut Tx, click: &Click) -> Result<Gate, FlowError> {
-    let clicker = app
-        .directory
-        .by_chat_id(click.platform, &click.clicker_chat_id);
     let Some(id) = RequestId::parse(&click.request_id) else {
         let text = "That button does not belong to a grantry request.".to_string();
         return Ok(refused(None, "unknown_request", text));
@@ -83,14 +82,8 @@ async fn gate(app: &App, tx: &mut Tx, click: &Click) -> Result<Gate, FlowError> 
             format!("There is no request {id}."),
         ));
     };
-    let is_self = req.requester_chat_id == click.clicker_chat_id && req.platform == click.platform
-        || clicker.is_some_and(|p| {
-            p.email.eq_ignore_ascii_case(&req.requester_email)
-                || p.email.eq_ignore_ascii_case(&req.subject_email)
-        });
-    if is_self {
-        let text = format!("You cannot decide your own request {id}: another approver must.");
-        return Ok(refused(Some(&id), "self_approval", text));
+    if let Some(refusal) = refuse_own(app, click, &req) {
+        return Ok(refusal);
     }
     let pending = tx
         .pending_approval_for_chat_user(&id, click.platform, &click.clicker_chat_id)
@@ -112,31 +105,63 @@ async fn gate(app: &App, tx: &mut Tx, click: &Click) -> Result<Gate, FlowError> 
         );
         return Ok(refused(Some(&id), "not_an_approver", text));
     };
+    if let Some(refusal) = refuse_slot(app, click, &req, &approval) {
+        return Ok(refusal);
+    }
+    Ok(Gate::Allowed {
+        req: Box::new(req),
+        approval,
+    })
+}
+
+/// The refusal of a click on the clicker's own request (as requester or subject), if it is one.
+fn refuse_own(app: &App, click: &Click, req: &AccessRequest) -> Option<Gate> {
+    let clicker = app
+        .directory
+        .by_chat_id(click.platform, &click.clicker_chat_id);
+    let own = req.requester_chat_id == click.clicker_chat_id && req.platform == click.platform
+        || clicker.is_some_and(|p| {
+            p.email.eq_ignore_ascii_case(&req.requester_email)
+                || p.email.eq_ignore_ascii_case(&req.subject_email)
+        });
+    let id = &req.id;
+    own.then(|| {
+        let text = format!("You cannot decide your own request {id}: another approver must.");
+        refused(Some(id), "self_approval", text)
+    })
+}
+
+/// The refusal of a click by the holder of a pending slot, if any: an approver no longer active,
+/// a request no longer waiting, an approval the `approve` policies forbid.
+fn refuse_slot(
+    app: &App,
+    click: &Click,
+    req: &AccessRequest,
+    approval: &ApprovalRecord,
+) -> Option<Gate> {
+    let id = &req.id;
     if app
         .directory
         .by_email(&approval.approver_email)
         .is_some_and(|p| !p.is_active())
     {
         let text = format!("You can no longer approve requests, so {id} is unchanged.");
-        return Ok(refused(Some(&id), "approver_inactive", text));
+        return Some(refused(Some(id), "approver_inactive", text));
     }
     if req.state != RequestState::PendingApproval {
         let text = format!("{id} is already {}: nothing changed.", req.state.describe());
-        return Ok(refused(Some(&id), "already_decided", text));
+        return Some(refused(Some(id), "already_decided", text));
     }
     if !matches!(click.choice, Choice::Deny(_)) {
-        if let Err(d) = may_approve(app, &req, &approval.approver_email) {
+        if let Err(d) = may_approve(app, req, &approval.approver_email) {
             let text = format!(
                 "You may not approve {id}: {}. It waits for its other approvers.",
                 d.explain()
             );
-            return Ok(refused(Some(&id), "policy_forbids_approval", text));
+            return Some(refused(Some(id), "policy_forbids_approval", text));
         }
     }
-    Ok(Gate::Allowed {
-        req: Box::new(req),
-        approval,
-    })
+    None
 }
 
 /// The Cedar `approve` check for one approver of `req` (people missing from the directory are
@@ -195,10 +220,55 @@ pub async fn precheck(app: &App, click: &Click) -> Result<Option<String>, FlowEr
     }
 }
 
-/// Applies a click.
+/// Applies a click: at once where it can be ([`decide_at_once`]), else in a transaction of its
+/// own.
 pub async fn decide(app: &App, click: Click) -> Result<DecideReply, FlowError> {
+    if let Some(reply) = decide_at_once(app, &click).await? {
+        return Ok(reply);
+    }
+    decide_in_turn(app, click).await
+}
+
+/// A click that completes its request's route (its only or last step, one approval needed),
+/// checked on a read of the request and the clicker's slot and written by the filer with other
+/// clicks ([`store::rulings`]): one commit for all of them. `None`, nothing written, when the
+/// click must go the long way ([`decide_in_turn`]): anything it would refuse (refused and
+/// audited there), a step that is not the route's last or needs more approvals, or a request
+/// or slot that changed since the read (the filer's compare-and-set lost).
+async fn decide_at_once(app: &App, click: &Click) -> Result<Option<DecideReply>, FlowError> {
+    let Some(id) = RequestId::parse(&click.request_id) else {
+        return Ok(None);
+    };
+    let read = app
+        .store
+        .read_for_click(&id, click.platform, &click.clicker_chat_id)
+        .await?;
+    let Some((req, Some(approval))) = read else {
+        return Ok(None);
+    };
+    let completes = {
+        let steps = route_steps(app, &req);
+        let k = approval.step as usize;
+        k + 1 >= steps.len() && steps.get(k).is_none_or(|s| s.need <= 1)
+    };
+    if !completes
+        || refuse_own(app, click, &req).is_some()
+        || refuse_slot(app, click, &req, &approval).is_some()
+        || matches!(click.choice, Choice::ApproveFor(d) if !may_shorten(app, &req, d))
+    {
+        return Ok(None);
+    }
+    let (ruling, reply) = ruling(app, &req, &approval, click);
+    Ok(match app.store.file_ruling(ruling).await? {
+        Ruled::Written => Some(reply),
+        Ruled::Lost => None,
+    })
+}
+
+/// Applies a click in a transaction of its own: the gate's reads, the compare-and-set, then its
+/// writes, one after the other.
+async fn decide_in_turn(app: &App, click: Click) -> Result<DecideReply, FlowError> {
     let now = app.now_ms();
-    let max_attempts = app.config.jobs.max_attempts;
     let mut tx = app.store.begin().await?;
     let (req, approval) = match gate(app, &mut tx, &click).await? {
         Gate::Allowed { req, approval } => (req, approval),
@@ -210,13 +280,7 @@ pub async fn decide(app: &App, click: Click) -> Result<DecideReply, FlowError> {
     let id = req.id.clone();
     let actor = approval.approver_email.clone();
     if let Choice::ApproveFor(d) = &click.choice {
-        let allowed = req.duration.is_some_and(|asked| *d < asked)
-            && app
-                .catalog
-                .app(&req.app)
-                .and_then(|a| a.entitlement(&req.entitlement))
-                .is_some_and(|e| e.duration_choices().contains(&Some(*d)));
-        if !allowed {
+        if !may_shorten(app, &req, *d) {
             let text =
                 format!("{d} is not a shorter duration {id} can be approved for: nothing changed.");
             return refuse(app, tx, &click, &actor, Some(&id), "bad_duration", text).await;
@@ -228,17 +292,10 @@ pub async fn decide(app: &App, click: Click) -> Result<DecideReply, FlowError> {
             return Ok(reply);
         }
     }
-    // An approval goes straight on to provisioning: the request is never seen `approved` by
-    // anyone else (both steps are in this transaction, and both are audited).
-    let (to, outcome, action) = match click.choice {
-        Choice::Approve | Choice::ApproveFor(_) => {
-            (RequestState::Provisioning, "approved", "request.approved")
-        }
-        Choice::Deny(_) => (RequestState::Rejected, "rejected", "request.rejected"),
-    };
+    let (ruling, reply) = ruling(app, &req, &approval, &click);
     // The compare-and-set: a double click, a retry or another approver's click lose here.
     if !tx
-        .move_request(&id, RequestState::PendingApproval, to, now)
+        .move_request(&id, RequestState::PendingApproval, ruling.to, ruling.at_ms)
         .await?
     {
         // Another click (on this replica or another) decided first: say what it decided.
@@ -246,18 +303,61 @@ pub async fn decide(app: &App, click: Click) -> Result<DecideReply, FlowError> {
         let text = format!("{id} is already {}: nothing changed.", state.describe());
         return refuse(app, tx, &click, &actor, Some(&id), "already_decided", text).await;
     }
+    // What follows the compare-and-set is written together (one round trip), with
+    // the audit events, after the chain's head is read.
+    let mut writes = tx.batch();
+    store::rulings::push_writes(&mut writes, &[&ruling])?;
+    let events = ruling.audit_events();
+    let timed: Vec<(i64, &NewAuditEvent<'_>)> = events.iter().map(|e| (ruling.at_ms, e)).collect();
+    tx.run_with_audit(writes, &timed).await?;
+    tx.commit().await?;
+    Ok(reply)
+}
+
+/// The steps of `req`'s route (the catalog's, else the app's owners).
+fn route_steps(app: &App, req: &AccessRequest) -> Vec<crate::domain::Step> {
+    app.catalog
+        .app(&req.app)
+        .and_then(|a| a.entitlement(&req.entitlement))
+        .map(|e| e.steps.clone())
+        .unwrap_or_else(|| vec![crate::domain::Step::owners()])
+}
+
+/// Whether `req` may be approved for `d`: shorter than asked, and one of the entitlement's
+/// durations.
+fn may_shorten(app: &App, req: &AccessRequest, d: AccessDuration) -> bool {
+    req.duration.is_some_and(|asked| d < asked)
+        && app
+            .catalog
+            .app(&req.app)
+            .and_then(|a| a.entitlement(&req.entitlement))
+            .is_some_and(|e| e.duration_choices().contains(&Some(d)))
+}
+
+/// What the click decides, written after its compare-and-set (an approval goes straight on to
+/// provisioning: the request is never seen `approved` by anyone else, and both moves are
+/// audited), and what the clicker is told.
+fn ruling(
+    app: &App,
+    req: &AccessRequest,
+    approval: &ApprovalRecord,
+    click: &Click,
+) -> (Ruling, DecideReply) {
+    let now = app.now_ms();
+    let id = &req.id;
+    let actor = &approval.approver_email;
+    let (to, outcome, action) = match click.choice {
+        Choice::Approve | Choice::ApproveFor(_) => {
+            (RequestState::Provisioning, "approved", "request.approved")
+        }
+        Choice::Deny(_) => (RequestState::Rejected, "rejected", "request.rejected"),
+    };
     let reason = match &click.choice {
         Choice::Deny(Some(r)) => Some(r.clone()),
         _ => None,
     };
-    // What follows the compare-and-set is written together (one round trip), with
-    // the audit events, after the chain's head is read.
-    let mut writes = tx.batch();
     let shorter = match click.choice {
-        Choice::ApproveFor(d) => {
-            store::requests::push_set_request_duration(&mut writes, &id, d, now)?;
-            Some(d)
-        }
+        Choice::ApproveFor(d) => Some(d),
         _ => None,
     };
     let decision = DecisionRecord {
@@ -269,8 +369,6 @@ pub async fn decide(app: &App, click: Click) -> Result<DecideReply, FlowError> {
         reasons: json!(reason.iter().collect::<Vec<_>>()).to_string(),
         at: now,
     };
-    store::decisions::push_insert_decisions(&mut writes, &[&decision])?;
-    store::approvals::push_close_approvals(&mut writes, &id, approval.id, outcome, now)?;
     let detail = json!({
         "approval_id": approval.id, "step": approval.step, "platform": click.platform,
         "chat_user": click.clicker_chat_id, "reason": reason,
@@ -278,11 +376,9 @@ pub async fn decide(app: &App, click: Click) -> Result<DecideReply, FlowError> {
         "approved_for": shorter.map(|d| d.to_string()),
         "asked_for": req.duration.map(|d| d.to_string()),
     });
-    let mut events = vec![NewAuditEvent {
-        actor: &actor,
-        action,
-        request_id: Some(id.as_str()),
-        grant_id: None,
+    let mut events = vec![FilingEvent {
+        actor: actor.clone(),
+        action: action.into(),
         detail,
     }];
     let mut jobs = vec![Job::UpdateApprovalCards {
@@ -290,11 +386,9 @@ pub async fn decide(app: &App, click: Click) -> Result<DecideReply, FlowError> {
     }];
     let reply = match click.choice {
         Choice::Approve | Choice::ApproveFor(_) => {
-            events.push(NewAuditEvent {
-                actor: "system",
-                action: "request.provisioning",
-                request_id: Some(id.as_str()),
-                grant_id: None,
+            events.push(FilingEvent {
+                actor: "system".into(),
+                action: "request.provisioning".into(),
                 detail: json!({"app": req.app, "entitlement": req.entitlement}),
             });
             jobs.push(Job::Provision {
@@ -322,13 +416,19 @@ pub async fn decide(app: &App, click: Click) -> Result<DecideReply, FlowError> {
             DecideReply::Denied(id.clone())
         }
     };
-    // One head move for the events, one insert for the jobs: this runs on the ack path.
-    let rows: Vec<(&Job, i64, i64)> = jobs.iter().map(|j| (j, now, max_attempts)).collect();
-    store::jobs::push_enqueue_rows(&mut writes, &rows)?;
-    let timed: Vec<(i64, &NewAuditEvent<'_>)> = events.iter().map(|e| (now, e)).collect();
-    tx.run_with_audit(writes, &timed).await?;
-    tx.commit().await?;
-    Ok(reply)
+    let ruling = Ruling {
+        request_id: id.clone(),
+        approval_id: approval.id,
+        to,
+        outcome,
+        shorter,
+        decision,
+        events,
+        jobs,
+        at_ms: now,
+        max_attempts: app.config.jobs.max_attempts,
+    };
+    (ruling, reply)
 }
 
 /// An approval in a multi-step or N-of-M route. Records it; when it completes a step that is not
@@ -343,10 +443,7 @@ async fn approve_step(
     now: i64,
 ) -> Result<Option<DecideReply>, FlowError> {
     let catalog_app = app.catalog.app(&req.app);
-    let steps = catalog_app
-        .and_then(|a| a.entitlement(&req.entitlement))
-        .map(|e| e.steps.clone())
-        .unwrap_or_else(|| vec![crate::domain::Step::owners()]);
+    let steps = route_steps(app, req);
     let k = approval.step as usize;
     let need = steps.get(k).map(|s| s.need).unwrap_or(1) as i64;
     let last = k + 1 >= steps.len();

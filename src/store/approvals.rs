@@ -2,7 +2,7 @@
 
 use sqlx::FromRow;
 
-use super::batch::Batch;
+use super::batch::{Batch, BatchRow};
 use super::{Store, StoreError, Tx};
 use crate::domain::RequestId;
 
@@ -39,7 +39,7 @@ pub struct NewApproval<'a> {
     pub on_behalf_of: Option<&'a str>,
 }
 
-const COLUMNS: &str =
+pub(super) const COLUMNS: &str =
     "id, request_id, step, approver_email, approver_name, platform, chat_user_id, \
      channel_id, message_ts, state, decided_at, on_behalf_of";
 
@@ -266,4 +266,53 @@ pub(crate) fn push_close_approvals(
     b.push("UPDATE approvals SET state = 'closed' WHERE request_id = ? AND id != ? AND state = 'pending'");
     b.bind(request_id.as_str())?;
     b.bind(decided_id)
+}
+
+/// An approval read from `row`'s columns `at..at + 12`, in [`COLUMNS`]' order.
+pub(super) fn from_batch_row(row: &BatchRow, at: usize) -> Result<ApprovalRecord, StoreError> {
+    Ok(ApprovalRecord {
+        id: row.get(at)?,
+        request_id: row.get(at + 1)?,
+        step: row.get(at + 2)?,
+        approver_email: row.get(at + 3)?,
+        approver_name: row.get(at + 4)?,
+        platform: row.get(at + 5)?,
+        chat_user_id: row.get(at + 6)?,
+        channel_id: row.get(at + 7)?,
+        message_ts: row.get(at + 8)?,
+        state: row.get(at + 9)?,
+        decided_at: row.get(at + 10)?,
+        on_behalf_of: row.get(at + 11)?,
+    })
+}
+
+/// Adds the update of one approval to its outcome to `b`.
+pub(crate) fn push_decide_approval(
+    b: &mut Batch,
+    id: i64,
+    outcome: &str,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    b.push("UPDATE approvals SET state = ?, decided_at = ? WHERE id = ?");
+    b.bind(outcome)?;
+    b.bind(now_ms)?;
+    b.bind(id)
+}
+
+/// Adds the closing of every pending approval of these requests to `b` (one statement per
+/// 1,000 requests).
+pub(crate) fn push_close_pending_approvals(
+    b: &mut Batch,
+    requests: &[&RequestId],
+) -> Result<(), StoreError> {
+    for chunk in requests.chunks(1_000) {
+        b.push(&format!(
+            "UPDATE approvals SET state = 'closed' WHERE state = 'pending' AND request_id IN ({})",
+            vec!["?"; chunk.len()].join(", ")
+        ));
+        for id in chunk {
+            b.bind(id.as_str())?;
+        }
+    }
+    Ok(())
 }

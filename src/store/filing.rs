@@ -35,6 +35,7 @@ use super::direct;
 use super::jobs::{self, Job};
 use super::pg_direct::PgOwn;
 use super::requests::{self, RequestRow};
+use super::rulings::{self, Ruled, Ruling};
 use super::tickets;
 use super::writer::WriteConn;
 use super::{Backend, Store, StoreError};
@@ -98,7 +99,16 @@ pub enum Filed {
     },
 }
 
-type Waiting = (Filing, oneshot::Sender<Result<Filed, StoreError>>);
+/// Where a caller waits for its answer.
+type Reply<A> = oneshot::Sender<Result<A, StoreError>>;
+
+/// What the filer writes: a new request, or an approver's ruling ([`super::rulings`]). Moved
+/// once, into the filer's queue: boxing the larger would cost an allocation per filing.
+#[allow(clippy::large_enum_variant)]
+enum Work {
+    File(Filing, Reply<Filed>),
+    Rule(Ruling, Reply<Ruled>),
+}
 
 /// A connection of the filer's own, to open it with.
 pub(crate) enum OwnConnection {
@@ -110,7 +120,7 @@ pub(crate) enum OwnConnection {
 
 /// The filer's connection of its own, shared with the handle that closes it.
 #[derive(Clone)]
-enum Own {
+pub(super) enum Own {
     Sqlite(Arc<direct::Shared>),
     Postgres(Arc<PgOwn>),
 }
@@ -118,7 +128,7 @@ enum Own {
 /// The handle [`Store`] keeps to its filer.
 #[derive(Clone)]
 pub(crate) struct Filer {
-    to_filer: mpsc::UnboundedSender<Waiting>,
+    to_filer: mpsc::UnboundedSender<Work>,
     own: Option<Own>,
 }
 
@@ -155,6 +165,16 @@ impl Filer {
         Ok(Filer { to_filer, own })
     }
 
+    /// Has the filer write `ruling` with its next batch; returns after the commit. Fails with
+    /// [`StoreError::Closed`], nothing written, if the filer is gone (its runtime ended).
+    pub(crate) async fn rule(&self, ruling: Ruling) -> Result<Ruled, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.to_filer
+            .send(Work::Rule(ruling, reply))
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
     /// Closes SQLite's own connection (after the writer's, so no batch is using it); later
     /// filings fail with [`StoreError::Closed`]. PostgreSQL's likewise.
     pub(crate) fn close(&self) {
@@ -166,41 +186,97 @@ impl Filer {
     }
 }
 
-/// The filer: every filing waiting, in one transaction; ends when every sender is gone.
-async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<Waiting>, own: Option<Own>) {
+/// The filer: every filing waiting, in one transaction, then every ruling waiting, in
+/// another; ends when every sender is gone.
+async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<Work>, own: Option<Own>) {
     let own = own.as_ref();
-    let mut batch: Vec<Waiting> = Vec::new();
+    let mut filings = Vec::new();
+    let mut rulings = Vec::new();
     while let Some(first) = rx.recv().await {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
+        let mut next = Some(first);
+        while let Some(work) = next.take() {
+            match work {
+                Work::File(f, reply) => filings.push((f, reply)),
+                Work::Rule(v, reply) => rulings.push((v, reply)),
+            }
+            if filings.len() + rulings.len() < MAX_BATCH {
+                next = rx.try_recv().ok();
             }
         }
-        let filings: Vec<&Filing> = batch.iter().map(|(f, _)| f).collect();
-        match store.write_filings(&filings, own).await {
-            Ok(results) => {
-                for ((_, reply), r) in batch.drain(..).zip(results) {
-                    let _ = reply.send(Ok(r));
-                }
-            }
-            Err(e) if batch.len() == 1 => {
-                if let Some((_, reply)) = batch.pop() {
-                    let _ = reply.send(Err(e));
-                }
-            }
-            Err(_) => {
-                // One of them is at fault (or the database hiccuped): each alone, each its answer.
-                for (f, reply) in batch.drain(..) {
-                    let r = store
-                        .write_filings(&[&f], own)
-                        .await
-                        .map(|mut v| v.pop().unwrap_or(Filed::Created));
-                    let _ = reply.send(r);
-                }
+        answer_all(&store, own, &mut filings).await;
+        answer_all(&store, own, &mut rulings).await;
+    }
+}
+
+/// Writes `batch` together and answers each; if that fails, writes each alone (one of them is
+/// at fault, or the database hiccuped), each its own answer.
+async fn answer_all<W: Written>(
+    store: &Store,
+    own: Option<&Own>,
+    batch: &mut Vec<(W, Reply<W::Answer>)>,
+) {
+    if batch.is_empty() {
+        return;
+    }
+    let items: Vec<&W> = batch.iter().map(|(w, _)| w).collect();
+    let together = W::write(store, &items, own).await;
+    match together {
+        Ok(answers) => {
+            for ((_, reply), a) in batch.drain(..).zip(answers) {
+                let _ = reply.send(Ok(a));
             }
         }
+        Err(e) if batch.len() == 1 => {
+            if let Some((_, reply)) = batch.pop() {
+                let _ = reply.send(Err(e));
+            }
+        }
+        Err(_) => {
+            for (w, reply) in batch.drain(..) {
+                let alone = W::write(store, &[&w], own).await.and_then(|mut v| {
+                    v.pop()
+                        .ok_or_else(|| StoreError::Corrupt("a write went unanswered".into()))
+                });
+                let _ = reply.send(alone);
+            }
+        }
+    }
+}
+
+/// What the filer writes in batches.
+trait Written: Sized {
+    /// What a caller is answered.
+    type Answer;
+
+    /// Writes `items` in one transaction; one answer each, in order.
+    fn write<'a>(
+        store: &'a Store,
+        items: &'a [&'a Self],
+        own: Option<&'a Own>,
+    ) -> impl std::future::Future<Output = Result<Vec<Self::Answer>, StoreError>> + Send + 'a;
+}
+
+impl Written for Filing {
+    type Answer = Filed;
+
+    fn write<'a>(
+        store: &'a Store,
+        items: &'a [&'a Self],
+        own: Option<&'a Own>,
+    ) -> impl std::future::Future<Output = Result<Vec<Filed>, StoreError>> + Send + 'a {
+        store.write_filings(items, own)
+    }
+}
+
+impl Written for Ruling {
+    type Answer = Ruled;
+
+    fn write<'a>(
+        store: &'a Store,
+        items: &'a [&'a Self],
+        own: Option<&'a Own>,
+    ) -> impl std::future::Future<Output = Result<Vec<Ruled>, StoreError>> + Send + 'a {
+        store.write_rulings(items, own)
     }
 }
 
@@ -212,7 +288,9 @@ impl Store {
             return self.file_alone(filing).await;
         };
         let (reply, answer) = oneshot::channel();
-        if let Err(mpsc::error::SendError((filing, _))) = filer.to_filer.send((filing, reply)) {
+        if let Err(mpsc::error::SendError(Work::File(filing, _))) =
+            filer.to_filer.send(Work::File(filing, reply))
+        {
             // The filer is gone (its runtime ended): nothing was written, write it here.
             return self.file_alone(filing).await;
         }
@@ -224,21 +302,74 @@ impl Store {
         Ok(v.pop().unwrap_or(Filed::Created))
     }
 
-    /// Writes filings in one transaction, in the writer's turn; one answer per filing, in
-    /// order. The statements run on `own` (the filer's connection) if given, else on the
-    /// writer's connection through sqlx. On SQLite's own connection they run in the writer's
-    /// turn; PostgreSQL's own connection needs none (its row locks order the writers, as on
-    /// the pool's connections). The transaction's `BEGIN` goes in the first batch and
-    /// its `COMMIT` in the last, so filing a batch is two round trips in all (to sqlx's SQLite
-    /// thread or to PostgreSQL; through sqlx's own begin and commit it was four), and usually
-    /// one ([`stage_all_new`]). If it fails (or its caller is cancelled) midway, the transaction
-    /// is rolled back here (or by the writer's next holder; on PostgreSQL by closing the
-    /// connection; on `own`, by the filer's next batch).
+    /// Writes filings in one transaction ([`Store::in_transaction`]); one answer per filing, in
+    /// order. The transaction's `BEGIN` goes in the first batch and its `COMMIT` in the last,
+    /// so filing a batch is two round trips in all (to sqlx's SQLite thread or to PostgreSQL;
+    /// through sqlx's own begin and commit it was four), and usually one ([`stage_all_new`]).
     async fn write_filings(
         &self,
         filings: &[&Filing],
         own: Option<&Own>,
     ) -> Result<Vec<Filed>, StoreError> {
+        let (backend, ends) = (self.backend, self.ends());
+        // Taken, not read: it is put back only after a commit that leaves the head known.
+        let head = self.take_filed_head().filter(|_| keys_distinct(filings));
+        self.in_transaction(own, async |conn| {
+            let guessed = match head {
+                Some(head) => match stage_all_new(conn, backend, filings, head, ends).await {
+                    // A count that does not add up came after the commit: not written again.
+                    Err(e @ StoreError::Corrupt(_)) => Some(Err(e)),
+                    // The head moved (another writer appended) or a request was a duplicate:
+                    // undone, then written the long way. A rollback that fails ends here.
+                    Err(e) => conn.run_sql("ROLLBACK").await.err().map(|_| Err(e)),
+                    done => Some(done),
+                },
+                None => None,
+            };
+            match guessed {
+                Some(done) => done,
+                None => stage_filings(conn, backend, filings, ends).await,
+            }
+        })
+        .await
+    }
+
+    /// Writes rulings in one transaction ([`rulings`]), as [`Store::write_filings`] does.
+    pub(super) async fn write_rulings(
+        &self,
+        rulings: &[&Ruling],
+        own: Option<&Own>,
+    ) -> Result<Vec<Ruled>, StoreError> {
+        let (backend, ends) = (self.backend, self.ends());
+        // The head moves: the one kept is wrong from now on, until the commit says what it is.
+        self.take_filed_head();
+        self.in_transaction(own, async |conn| {
+            rulings::stage(conn, backend, rulings, ends).await
+        })
+        .await
+    }
+
+    /// A transaction's `BEGIN` and `COMMIT`.
+    fn ends(&self) -> (&'static str, &'static str) {
+        match self.backend {
+            Backend::Sqlite => ("BEGIN IMMEDIATE", "COMMIT"),
+            Backend::Postgres => ("BEGIN", "COMMIT"),
+        }
+    }
+
+    /// Runs `stage` (which begins the transaction and commits it) on `own` (the filer's
+    /// connection) if given, else on the writer's connection through sqlx; on SQLite in the
+    /// writer's turn (PostgreSQL's own connection needs none: its row locks order the writers,
+    /// as on the pool's connections). After the commit the writer's turn ends, the chain's head
+    /// `stage` returns is kept for the next batch, and the workers are woken if a job was
+    /// enqueued; then the answers are returned. If `stage` fails (or its caller is cancelled)
+    /// midway, the transaction is rolled back here (or by the writer's next holder; on
+    /// PostgreSQL by closing the connection; on `own`, by the filer's next batch).
+    async fn in_transaction<A>(
+        &self,
+        own: Option<&Own>,
+        stage: impl AsyncFnOnce(&mut Target<'_>) -> Result<(Vec<A>, bool, (i64, String)), StoreError>,
+    ) -> Result<Vec<A>, StoreError> {
         // The writer's turn, held until the commit (none on PostgreSQL's own connection).
         let mut writer = None;
         let mut conn = match own {
@@ -250,29 +381,7 @@ impl Store {
             None => Target::Writer(writer.insert(self.write_conn().await?)),
         };
         conn.begin_in_doubt().await?;
-        let (begin, commit) = match self.backend {
-            Backend::Sqlite => ("BEGIN IMMEDIATE", "COMMIT"),
-            Backend::Postgres => ("BEGIN", "COMMIT"),
-        };
-        // Taken, not read: it is put back only after a commit that leaves the head known.
-        let guessed = match self.take_filed_head().filter(|_| keys_distinct(filings)) {
-            Some(head) => {
-                match stage_all_new(&mut conn, self.backend, filings, head, (begin, commit)).await {
-                    // A count that does not add up came after the commit: not written again.
-                    Err(e @ StoreError::Corrupt(_)) => Some(Err(e)),
-                    // The head moved (another writer appended) or a request was a duplicate:
-                    // undone, then written the long way. A rollback that fails ends here.
-                    Err(e) => conn.run_sql("ROLLBACK").await.err().map(|_| Err(e)),
-                    done => Some(done),
-                }
-            }
-            None => None,
-        };
-        let staged = match guessed {
-            Some(done) => done,
-            None => stage_filings(&mut conn, self.backend, filings, (begin, commit)).await,
-        };
-        match staged {
+        match stage(&mut conn).await {
             Ok((answers, enqueued, head)) => {
                 conn.settled();
                 // The writer's turn ends before the waiting callers are answered.
@@ -305,7 +414,7 @@ impl Store {
 }
 
 /// Where a filing's statements run, in the writer's turn.
-enum Target<'a> {
+pub(super) enum Target<'a> {
     /// The filer's own SQLite connection ([`direct`]): run where the filer is.
     Own(&'a direct::Shared),
     /// The filer's own PostgreSQL connection ([`super::pg_direct`]): one pipeline a batch.
@@ -344,7 +453,7 @@ impl Target<'_> {
     }
 
     /// Runs `batch`; returns its rows.
-    async fn run(&mut self, batch: Batch) -> Result<Vec<BatchRow>, StoreError> {
+    pub(super) async fn run(&mut self, batch: Batch) -> Result<Vec<BatchRow>, StoreError> {
         match self {
             Target::Own(own) => own.with(|conn| direct::run(conn, &batch)),
             Target::Postgres(own) => own.run(&batch).await,

@@ -24,6 +24,7 @@ mod pg_tls;
 mod reader;
 pub mod requests;
 pub mod reviews;
+pub mod rulings;
 pub mod schedule;
 pub mod teams;
 pub mod tickets;

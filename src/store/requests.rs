@@ -5,7 +5,7 @@ use sqlx::FromRow;
 
 use std::collections::HashSet;
 
-use super::batch::Batch;
+use super::batch::{Batch, BatchRow};
 use super::{Store, StoreError, Tx};
 use crate::domain::{AccessDuration, AccessRequest, RequestId, RequestState};
 
@@ -418,4 +418,56 @@ pub(crate) fn push_set_request_duration(
     b.bind(duration.minutes() as i64)?;
     b.bind(now_ms)?;
     b.bind(id.as_str())
+}
+
+/// A request read from `row`'s columns `at..at + 14`, in [`COLUMNS`]' order.
+pub(super) fn from_batch_row(row: &BatchRow, at: usize) -> Result<AccessRequest, StoreError> {
+    Row {
+        id: row.get(at)?,
+        platform: row.get(at + 1)?,
+        requester_chat_id: row.get(at + 2)?,
+        requester_email: row.get(at + 3)?,
+        subject_email: row.get(at + 4)?,
+        app: row.get(at + 5)?,
+        entitlement: row.get(at + 6)?,
+        duration_minutes: row.get(at + 7)?,
+        reason: row.get(at + 8)?,
+        ticket: row.get(at + 9)?,
+        extends_grant: row.get(at + 10)?,
+        state: row.get(at + 11)?,
+        created_at: row.get(at + 12)?,
+        updated_at: row.get(at + 13)?,
+    }
+    .try_into()
+}
+
+/// Adds [`Tx::move_request`]'s compare-and-set from `pending_approval` to `to` to `b`, holding
+/// only while approval `approval_id` of the request is still pending too; the request's id is
+/// returned when it moved.
+pub(crate) fn push_move_if_slot_pending(
+    b: &mut Batch,
+    id: &RequestId,
+    approval_id: i64,
+    to: RequestState,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    debug_assert!(RequestState::PendingApproval.can_move_to(to), "{to:?}");
+    b.push(
+        "UPDATE requests SET state = ?, updated_at = ? WHERE id = ? AND state = ? \
+         AND EXISTS (SELECT 1 FROM approvals WHERE id = ? AND request_id = ? AND state = 'pending') \
+         RETURNING id",
+    );
+    b.bind(to.as_str())?;
+    b.bind(now_ms)?;
+    b.bind(id.as_str())?;
+    b.bind(RequestState::PendingApproval.as_str())?;
+    b.bind(approval_id)?;
+    b.bind(id.as_str())
+}
+
+/// Adds a lock of request `id`'s row until the commit to `b` (PostgreSQL; `FOR UPDATE` is not
+/// SQLite's): one row, whether or not the request exists.
+pub(crate) fn push_lock_request(b: &mut Batch, id: &str) -> Result<(), StoreError> {
+    b.push("SELECT COUNT(*) FROM (SELECT id FROM requests WHERE id = ? FOR UPDATE) locked");
+    b.bind(id)
 }
