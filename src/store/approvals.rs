@@ -259,10 +259,7 @@ pub(crate) fn push_close_approvals(
     outcome: &str,
     now_ms: i64,
 ) -> Result<(), StoreError> {
-    b.push("UPDATE approvals SET state = ?, decided_at = ? WHERE id = ?");
-    b.bind(outcome)?;
-    b.bind(now_ms)?;
-    b.bind(decided_id)?;
+    push_decide_approval(b, decided_id, outcome, now_ms)?;
     b.push("UPDATE approvals SET state = 'closed' WHERE request_id = ? AND id != ? AND state = 'pending'");
     b.bind(request_id.as_str())?;
     b.bind(decided_id)
