@@ -740,6 +740,48 @@ async fn concurrent_rulings_each_decide_their_own_request_once() {
         RequestState::PendingApproval,
         "nothing written"
     );
+
+    // Two approvers' rulings on one request at once, the first's slot closed since its read:
+    // the second decides it, the first loses (in one batch or in two).
+    let two = filing(100, None);
+    let id = two.request.id.clone();
+    store.file(two).await.unwrap();
+    let slot_of = |email: &str| {
+        format!("SELECT id FROM approvals WHERE request_id = '{id}' AND approver_email = '{email}'")
+    };
+    let first = count(&db, &slot_of("owner1@example.com")).await;
+    let second = count(&db, &slot_of("owner2@example.com")).await;
+    let mut c = any(&db).await;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE approvals SET state = 'closed' WHERE id = {first}"
+    )))
+    .execute(&mut c)
+    .await
+    .unwrap();
+    let (a, b) = tokio::join!(
+        store.file_ruling(ruling(&id, first, 100)),
+        store.file_ruling(ruling(&id, second, 101)),
+    );
+    assert_eq!((a.unwrap(), b.unwrap()), (Ruled::Lost, Ruled::Written));
+    assert_eq!(
+        count(
+            &db,
+            &format!("SELECT COUNT(*) FROM approvals WHERE id = {second} AND state = 'approved'")
+        )
+        .await,
+        1,
+        "the slot that decided it"
+    );
+    assert_eq!(
+        count(
+            &db,
+            &format!(
+                "SELECT COUNT(*) FROM decisions WHERE request_id = '{id}' AND kind = 'approver'"
+            )
+        )
+        .await,
+        1
+    );
     assert!(matches!(
         grantry::audit::verify(&store).await.unwrap(),
         grantry::audit::Verdict::Whole { .. }

@@ -442,8 +442,8 @@ pub(super) fn from_batch_row(row: &BatchRow, at: usize) -> Result<AccessRequest,
 }
 
 /// Adds [`Tx::move_request`]'s compare-and-set from `pending_approval` to `to` to `b`, holding
-/// only while approval `approval_id` of the request is still pending too; the request's id is
-/// returned when it moved.
+/// only while approval `approval_id` of the request is still pending too; the request's id and
+/// `approval_id` are returned when it moved.
 pub(crate) fn push_move_if_slot_pending(
     b: &mut Batch,
     id: &RequestId,
@@ -455,14 +455,15 @@ pub(crate) fn push_move_if_slot_pending(
     b.push(
         "UPDATE requests SET state = ?, updated_at = ? WHERE id = ? AND state = ? \
          AND EXISTS (SELECT 1 FROM approvals WHERE id = ? AND request_id = ? AND state = 'pending') \
-         RETURNING id",
+         RETURNING id, ?",
     );
     b.bind(to.as_str())?;
     b.bind(now_ms)?;
     b.bind(id.as_str())?;
     b.bind(RequestState::PendingApproval.as_str())?;
     b.bind(approval_id)?;
-    b.bind(id.as_str())
+    b.bind(id.as_str())?;
+    b.bind(approval_id)
 }
 
 /// Adds a lock of request `id`'s row until the commit to `b` (PostgreSQL; `FOR UPDATE` is not

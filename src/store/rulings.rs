@@ -186,19 +186,19 @@ pub(super) async fn stage(
     }
     audit::push_read_head(&mut first);
     let got = conn.run(first).await?;
-    // One row per lock, one per request moved, then the head.
+    // One row per lock, one per request moved (with the slot that moved it), then the head.
     let head = audit::read_head(got.last())?;
-    let moved: HashSet<String> = got[locks.min(got.len())..got.len().saturating_sub(1)]
+    let moved: HashSet<(String, i64)> = got[locks.min(got.len())..got.len().saturating_sub(1)]
         .iter()
-        .map(|r| r.get::<String>(0))
-        .collect::<Result<_, _>>()?;
-    // A request moves once: its first ruling in the batch moved it, any other lost.
+        .map(|r| Ok((r.get::<String>(0)?, r.get::<i64>(1)?)))
+        .collect::<Result<_, StoreError>>()?;
+    // A request moves once, by the first ruling of its slot in the batch; any other lost.
     let mut taken = HashSet::new();
     let ruled: Vec<Ruled> = rulings
         .iter()
         .map(|v| {
             let id = v.request_id.as_str();
-            if moved.contains(id) && taken.insert(id) {
+            if moved.contains(&(id.to_string(), v.approval_id)) && taken.insert(id) {
                 Ruled::Written
             } else {
                 Ruled::Lost
