@@ -27,8 +27,9 @@ use std::time::Duration;
 use futures_util::future::{join_all, maybe_done, MaybeDone};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_postgres::config::{Host, SslMode};
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, Config, Connection, NoTls, Statement};
+use tokio_postgres::{AsyncMessage, Client, Config, Connection, NoTls, Statement};
 
 use super::batch::{Batch, BatchRow};
 use super::pg_tls::MakeRustls;
@@ -277,14 +278,36 @@ async fn in_order<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Out
         .collect()
 }
 
-/// Runs `connection` (it reads and writes the socket for its client) until it ends.
-fn drive<S, T>(connection: Connection<S, T>)
+/// Runs `connection` (it reads and writes the socket for its client) until it ends. The
+/// server's notices are logged (code and message) but one: a `ROLLBACK` after a batch whose
+/// pipeline failed, and whose `COMMIT` then ended the transaction, is told there is none (25P01),
+/// which is expected.
+fn drive<S, T>(mut connection: Connection<S, T>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     tokio::spawn(async move {
-        if let Err(e) = connection.await {
+        let ended = poll_fn(|cx| loop {
+            match connection.poll_message(cx) {
+                Poll::Ready(Some(Ok(AsyncMessage::Notice(notice)))) => {
+                    if notice.code() != &SqlState::NO_ACTIVE_SQL_TRANSACTION {
+                        tracing::info!(
+                            code = notice.code().code(),
+                            "PostgreSQL: {}: {}",
+                            notice.severity(),
+                            notice.message()
+                        );
+                    }
+                }
+                Poll::Ready(Some(Ok(_))) => {}
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
+                Poll::Ready(None) => return Poll::Ready(Ok(())),
+                Poll::Pending => return Poll::Pending,
+            }
+        })
+        .await;
+        if let Err(e) = ended {
             tracing::warn!(error = %pg_error(e), "PostgreSQL: the filer's connection ended");
         }
     });
