@@ -2,6 +2,8 @@
 //! request in one compare-and-set, and enqueue what follows, all in one transaction.
 //! Every refusal is audited and changes nothing else.
 
+use std::borrow::Cow;
+
 use serde_json::json;
 
 use super::FlowError;
@@ -258,7 +260,7 @@ async fn decide_at_once(app: &App, click: &Click) -> Result<Option<DecideReply>,
     {
         return Ok(None);
     }
-    let (ruling, reply) = ruling(app, &req, &approval, click);
+    let (ruling, reply) = ruling(app, &req, &approval, click, app.now_ms());
     Ok(match app.store.file_ruling(ruling).await? {
         Ruled::Written => Some(reply),
         Ruled::Lost => None,
@@ -292,7 +294,7 @@ async fn decide_in_turn(app: &App, click: Click) -> Result<DecideReply, FlowErro
             return Ok(reply);
         }
     }
-    let (ruling, reply) = ruling(app, &req, &approval, &click);
+    let (ruling, reply) = ruling(app, &req, &approval, &click, now);
     // The compare-and-set: a double click, a retry or another approver's click lose here.
     if !tx
         .move_request(&id, RequestState::PendingApproval, ruling.to, ruling.at_ms)
@@ -314,13 +316,17 @@ async fn decide_in_turn(app: &App, click: Click) -> Result<DecideReply, FlowErro
     Ok(reply)
 }
 
-/// The steps of `req`'s route (the catalog's, else the app's owners).
-fn route_steps(app: &App, req: &AccessRequest) -> Vec<crate::domain::Step> {
-    app.catalog
+/// The steps of `req`'s route (the catalog's, else the app's owners), borrowed from the
+/// catalog where it has them.
+fn route_steps<'a>(app: &'a App, req: &AccessRequest) -> Cow<'a, [crate::domain::Step]> {
+    match app
+        .catalog
         .app(&req.app)
         .and_then(|a| a.entitlement(&req.entitlement))
-        .map(|e| e.steps.clone())
-        .unwrap_or_else(|| vec![crate::domain::Step::owners()])
+    {
+        Some(e) => Cow::Borrowed(&e.steps),
+        None => Cow::Owned(vec![crate::domain::Step::owners()]),
+    }
 }
 
 /// Whether `req` may be approved for `d`: shorter than asked, and one of the entitlement's
@@ -342,8 +348,8 @@ fn ruling(
     req: &AccessRequest,
     approval: &ApprovalRecord,
     click: &Click,
+    now: i64,
 ) -> (Ruling, DecideReply) {
-    let now = app.now_ms();
     let id = &req.id;
     let actor = &approval.approver_email;
     let (to, outcome, action) = match click.choice {
