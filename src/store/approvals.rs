@@ -250,8 +250,9 @@ pub(crate) fn push_insert_approvals(
     Ok(())
 }
 
-/// Adds [`Tx::close_approvals`]'s updates to `b`: the decided approval gets `outcome`, the
-/// request's other pending ones are closed.
+/// Adds [`Tx::close_approvals`]'s update to `b`, one statement: the decided approval gets
+/// `outcome`, the request's other pending ones are closed. It finds them by the request (an
+/// index's first column), so its plan is an index scan whatever the batch around it.
 pub(crate) fn push_close_approvals(
     b: &mut Batch,
     request_id: &RequestId,
@@ -259,8 +260,15 @@ pub(crate) fn push_close_approvals(
     outcome: &str,
     now_ms: i64,
 ) -> Result<(), StoreError> {
-    push_decide_approval(b, decided_id, outcome, now_ms)?;
-    b.push("UPDATE approvals SET state = 'closed' WHERE request_id = ? AND id != ? AND state = 'pending'");
+    b.push(
+        "UPDATE approvals SET state = CASE WHEN id = ? THEN ? ELSE 'closed' END, \
+         decided_at = CASE WHEN id = ? THEN ? ELSE decided_at END \
+         WHERE request_id = ? AND (id = ? OR state = 'pending')",
+    );
+    b.bind(decided_id)?;
+    b.bind(outcome)?;
+    b.bind(decided_id)?;
+    b.bind(now_ms)?;
     b.bind(request_id.as_str())?;
     b.bind(decided_id)
 }
@@ -281,35 +289,4 @@ pub(super) fn from_batch_row(row: &BatchRow, at: usize) -> Result<ApprovalRecord
         decided_at: row.get(at + 10)?,
         on_behalf_of: row.get(at + 11)?,
     })
-}
-
-/// Adds the update of one approval to its outcome to `b`.
-pub(crate) fn push_decide_approval(
-    b: &mut Batch,
-    id: i64,
-    outcome: &str,
-    now_ms: i64,
-) -> Result<(), StoreError> {
-    b.push("UPDATE approvals SET state = ?, decided_at = ? WHERE id = ?");
-    b.bind(outcome)?;
-    b.bind(now_ms)?;
-    b.bind(id)
-}
-
-/// Adds the closing of every pending approval of these requests to `b` (one statement per
-/// 1,000 requests).
-pub(crate) fn push_close_pending_approvals(
-    b: &mut Batch,
-    requests: &[&RequestId],
-) -> Result<(), StoreError> {
-    for chunk in requests.chunks(1_000) {
-        b.push(&format!(
-            "UPDATE approvals SET state = 'closed' WHERE state = 'pending' AND request_id IN ({})",
-            vec!["?"; chunk.len()].join(", ")
-        ));
-        for id in chunk {
-            b.bind(id.as_str())?;
-        }
-    }
-    Ok(())
 }

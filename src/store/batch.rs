@@ -7,7 +7,8 @@
 //! extended protocol takes one statement with parameters per round trip, the values are written
 //! into the query as typed literals (`E'…'::text`, `42::int8`, `NULL::text`, see [`PgParam`]) and
 //! the whole batch goes as one simple query; a batch that fails midway fails whole, as its
-//! transaction does.
+//! transaction does. A batch of one statement (a read, say) goes prepared instead, its values
+//! bound: sqlx keeps it prepared on the connection, so PostgreSQL plans it once there.
 //!
 //! Statements are written with `?` placeholders (none of ours has a `?` anywhere else) and bound
 //! in order.
@@ -125,9 +126,14 @@ impl Batch {
         Ok(&self.pg)
     }
 
-    /// The query for sqlx, and SQLite's values for it (bound in order).
-    fn finish(self) -> Result<(String, AnyArguments), StoreError> {
+    /// The query for sqlx with the values it binds (in order), and whether sqlx is to send it
+    /// as a simple query (PostgreSQL's several statements, their values written in as
+    /// literals). SQLite: every statement, each value bound. PostgreSQL, one statement alone:
+    /// prepared, its values bound (sqlx keeps it prepared on the connection, so it is parsed
+    /// and planned once there, not on every read).
+    fn finish(self) -> Result<(String, AnyArguments, bool), StoreError> {
         let mut args = AnyArguments::default();
+        let encode = |e| StoreError::Database(sqlx::Error::Encode(e));
         if self.backend == Backend::Sqlite {
             let sql: Vec<&str> = self.statements.iter().map(|s| s.sql.as_str()).collect();
             let sql = sql.join(";\n");
@@ -139,9 +145,21 @@ impl Batch {
                     Value::Text(t) => args.add(t),
                     Value::Blob(b) => args.add(b),
                 }
-                .map_err(|e| StoreError::Database(sqlx::Error::Encode(e)))?;
+                .map_err(encode)?;
             }
-            return Ok((sql, args));
+            return Ok((sql, args, false));
+        }
+        if let [statement] = self.pg_statements()? {
+            for p in statement.params() {
+                match p.clone() {
+                    PgParam::Text(t) => args.add(t),
+                    PgParam::Int8(n) => args.add(n),
+                    PgParam::Int4(n) => args.add(n),
+                    PgParam::Bool(b) => args.add(b),
+                }
+                .map_err(encode)?;
+            }
+            return Ok((statement.prepared_sql(), args, false));
         }
         let mut sql = String::new();
         for (n, statement) in self.pg_statements()?.iter().enumerate() {
@@ -150,37 +168,31 @@ impl Batch {
             }
             statement.write_with_literals(&mut sql);
         }
-        Ok((sql, args))
+        Ok((sql, args, true))
     }
 
     /// Runs the statements on a sqlx connection; returns the rows they return, in order.
     pub(crate) async fn fetch(self, conn: &mut AnyConnection) -> Result<Vec<BatchRow>, StoreError> {
-        let backend = self.backend;
-        let (sql, args) = self.finish()?;
-        let rows = match backend {
-            Backend::Sqlite => {
-                sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
-                    .fetch_all(&mut *conn)
-                    .await?
-            }
-            Backend::Postgres => conn.fetch_all(sqlx::AssertSqlSafe(sql)).await?,
+        let (sql, args, simple) = self.finish()?;
+        let rows = if simple {
+            conn.fetch_all(sqlx::AssertSqlSafe(sql)).await?
+        } else {
+            sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
+                .fetch_all(&mut *conn)
+                .await?
         };
         Ok(rows.into_iter().map(BatchRow::Any).collect())
     }
 
     /// Runs the statements, returning nothing.
     pub(crate) async fn execute(self, conn: &mut AnyConnection) -> Result<(), StoreError> {
-        let backend = self.backend;
-        let (sql, args) = self.finish()?;
-        match backend {
-            Backend::Sqlite => {
-                sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
-                    .execute(&mut *conn)
-                    .await?;
-            }
-            Backend::Postgres => {
-                conn.execute(sqlx::AssertSqlSafe(sql)).await?;
-            }
+        let (sql, args, simple) = self.finish()?;
+        if simple {
+            conn.execute(sqlx::AssertSqlSafe(sql)).await?;
+        } else {
+            sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
+                .execute(&mut *conn)
+                .await?;
         }
         Ok(())
     }
@@ -510,6 +522,8 @@ impl<T: Literal> Literal for Option<T> {
 
 #[cfg(test)]
 mod tests {
+    use sqlx::Arguments;
+
     use super::{Batch, Literal, PgParam};
     use crate::store::Backend;
 
@@ -558,11 +572,24 @@ mod tests {
         assert!(b.bind(1_i64).is_err(), "a value with no placeholder left");
         b.push("DELETE FROM t WHERE id = ?");
         assert!(b.finish().is_err(), "a placeholder left without a value");
-        let (sql, _) = update_then_select().finish().unwrap();
+        let (sql, _, simple) = update_then_select().finish().unwrap();
         assert_eq!(
             sql,
             "UPDATE t SET a = E'?'::text, b = NULL::int8 WHERE id = 7::int8;\nSELECT 1"
         );
+        assert!(simple, "several statements go as one simple query");
+    }
+
+    #[test]
+    fn postgres_sends_a_lone_statement_prepared_with_its_values_bound() {
+        let mut b = Batch::new(Backend::Postgres);
+        b.push("SELECT a FROM t WHERE id = ? AND b = ?");
+        b.bind("x'y").unwrap();
+        b.bind(None::<i64>).unwrap();
+        let (sql, args, simple) = b.finish().unwrap();
+        assert!(!simple);
+        assert_eq!(sql, "SELECT a FROM t WHERE id = $1::text AND b = $2::int8");
+        assert_eq!(args.len(), 2, "both values bound, none written in");
     }
 
     #[test]
@@ -599,7 +626,9 @@ mod tests {
         b.bind("x").unwrap();
         b.bind(7_i64).unwrap();
         b.push("SELECT 1");
-        let (sql, _) = b.finish().unwrap();
+        let (sql, args, simple) = b.finish().unwrap();
         assert_eq!(sql, "UPDATE t SET a = ? WHERE id = ?;\nSELECT 1");
+        assert!(!simple);
+        assert_eq!(args.len(), 2);
     }
 }

@@ -74,18 +74,17 @@ pub enum Ruled {
 }
 
 /// Adds what rulings (on distinct requests, each past its compare-and-set) write to `b`, but
-/// their audit events: shorter durations, each decided slot with its outcome, then the requests'
-/// other pending slots closed, the decisions, the jobs. The closing, the decisions and the jobs
-/// are one statement each for all of them.
+/// their audit events: shorter durations, each decided slot with its outcome and its request's
+/// other pending slots closed (one statement a ruling, found by its request: a statement for
+/// all of them, `request_id IN (…)`, got a sequential scan for a plan on PostgreSQL once
+/// prepared), then the decisions and the jobs, one statement each for all of them.
 pub(crate) fn push_writes(b: &mut Batch, rulings: &[&Ruling]) -> Result<(), StoreError> {
     for v in rulings {
         if let Some(d) = v.shorter {
             requests::push_set_request_duration(b, &v.request_id, d, v.at_ms)?;
         }
-        approvals::push_decide_approval(b, v.approval_id, v.outcome, v.at_ms)?;
+        approvals::push_close_approvals(b, &v.request_id, v.approval_id, v.outcome, v.at_ms)?;
     }
-    let ids: Vec<&RequestId> = rulings.iter().map(|v| &v.request_id).collect();
-    approvals::push_close_pending_approvals(b, &ids)?;
     let decisions: Vec<&DecisionRecord> = rulings.iter().map(|v| &v.decision).collect();
     decisions::push_insert_decisions(b, &decisions)?;
     let rows: Vec<(&Job, i64, i64)> = rulings
