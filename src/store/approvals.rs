@@ -230,24 +230,35 @@ pub(crate) fn push_insert_approvals(
     tail: &str,
 ) -> Result<(), StoreError> {
     for chunk in approvals.chunks(1_000) {
-        b.push_values(
-            "INSERT INTO approvals (request_id, step, approver_email, approver_name, platform, \
-             chat_user_id, on_behalf_of) VALUES ",
-            chunk.len(),
-            7,
-            tail,
-        );
+        b.push(&insert_sql(chunk.len(), tail));
         for a in chunk {
-            b.bind(a.request_id.as_str())?;
-            b.bind(a.step)?;
-            b.bind(a.email)?;
-            b.bind(a.name)?;
-            b.bind(a.platform)?;
-            b.bind(a.chat_user_id)?;
-            b.bind(a.on_behalf_of)?;
+            bind_new_approval(b, a)?;
         }
     }
     Ok(())
+}
+
+/// The insert of `rows` new approvals, with `?` placeholders, then `tail`.
+pub(crate) fn insert_sql(rows: usize, tail: &str) -> String {
+    super::values_sql(
+        super::Backend::Sqlite,
+        "INSERT INTO approvals (request_id, step, approver_email, approver_name, platform, \
+         chat_user_id, on_behalf_of) VALUES ",
+        rows,
+        7,
+        tail,
+    )
+}
+
+/// Binds a new approval's values, in [`insert_sql`]'s order.
+pub(crate) fn bind_new_approval(b: &mut Batch, a: &NewApproval<'_>) -> Result<(), StoreError> {
+    b.bind(a.request_id.as_str())?;
+    b.bind(a.step)?;
+    b.bind(a.email)?;
+    b.bind(a.name)?;
+    b.bind(a.platform)?;
+    b.bind(a.chat_user_id)?;
+    b.bind(a.on_behalf_of)
 }
 
 /// Adds [`Tx::close_approvals`]'s update to `b`, one statement: the decided approval gets

@@ -663,7 +663,6 @@ fn push_created(
             })
         })
         .collect();
-    approvals::push_insert_approvals(b, &asked, "")?;
 
     // The approvers' cards (ids from the rows just inserted), then the filings' own jobs.
     let carded: Vec<(&str, i64, i64)> = new
@@ -677,7 +676,16 @@ fn push_created(
             )
         })
         .collect();
-    jobs::push_enqueue_first_cards(b, &carded)?;
+    match b.backend() {
+        // One statement, its parameters well under PostgreSQL's 65,535.
+        Backend::Postgres if !asked.is_empty() && asked.len() <= 1_000 && carded.len() <= 1_000 => {
+            jobs::push_insert_approvals_with_cards(b, &asked, &carded)?;
+        }
+        _ => {
+            approvals::push_insert_approvals(b, &asked, "")?;
+            jobs::push_enqueue_first_cards(b, &carded)?;
+        }
+    }
     let own: Vec<(&Job, i64, i64)> = new
         .iter()
         .flat_map(|f| {

@@ -250,6 +250,45 @@ pub(crate) fn push_enqueue_first_cards(
     Ok(())
 }
 
+/// PostgreSQL: new step-0 `approvals` and a [`Job::PostApprovalCard`] for each, in one statement
+/// (each `carded` is `(request id, run_at_ms, max_attempts)`, every approval's request among
+/// them). The cards take their approvals' ids from the insert's `RETURNING` (a data-modifying
+/// `WITH`), so no plan reads the `approvals` table: [`push_enqueue_first_cards`]'s join with it,
+/// prepared while the table was nearly empty, kept a plan that scanned all of it (26 ms a call on
+/// average once it had grown, where the table is never analysed; docs/benchmarks.md).
+pub(crate) fn push_insert_approvals_with_cards(
+    b: &mut Batch,
+    approvals: &[super::approvals::NewApproval<'_>],
+    carded: &[(&str, i64, i64)],
+) -> Result<(), StoreError> {
+    let kind = Job::PostApprovalCard { approval_id: 0 }.kind();
+    b.mark_enqueues();
+    let head = format!(
+        "WITH a AS ({}) \
+         INSERT INTO jobs (kind, payload, max_attempts, run_at, created_at, updated_at) \
+         SELECT ?, json_build_object('kind', ?::text, 'approval_id', a.id)::text, \
+         v.column2, v.column3, v.column3, v.column3 FROM (VALUES ",
+        super::approvals::insert_sql(approvals.len(), " RETURNING id, request_id")
+    );
+    b.push_values(
+        &head,
+        carded.len(),
+        3,
+        ") AS v JOIN a ON a.request_id = v.column1 ORDER BY a.id",
+    );
+    for a in approvals {
+        super::approvals::bind_new_approval(b, a)?;
+    }
+    b.bind(kind)?;
+    b.bind(kind)?;
+    for (request_id, run_at_ms, max_attempts) in carded {
+        b.bind(*request_id)?;
+        b.bind(*max_attempts)?;
+        b.bind(*run_at_ms)?;
+    }
+    Ok(())
+}
+
 impl Store {
     /// Enqueues a job on its own (when no other change goes with it), runnable now.
     pub async fn enqueue_now(
