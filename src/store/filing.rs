@@ -663,8 +663,7 @@ fn push_created(
             })
         })
         .collect();
-
-    // The approvers' cards (ids from the rows just inserted), then the filings' own jobs.
+    // The approvers, their cards (ids from the rows just inserted), then the filings' own jobs.
     let carded: Vec<(&str, i64, i64)> = new
         .iter()
         .filter(|f| !f.approvals.is_empty())

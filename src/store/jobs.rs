@@ -239,13 +239,20 @@ pub(crate) fn push_enqueue_first_cards(
             3,
             ") AS v JOIN approvals a ON a.request_id = v.column1 AND a.step = 0 ORDER BY a.id",
         );
-        b.bind(kind)?;
-        b.bind(kind)?;
-        for (request_id, run_at_ms, max_attempts) in chunk {
-            b.bind(*request_id)?;
-            b.bind(*max_attempts)?;
-            b.bind(*run_at_ms)?;
-        }
+        bind_cards(b, kind, chunk)?;
+    }
+    Ok(())
+}
+
+/// Binds the cards' kind (the column's, then the payload's) and each carded request's values,
+/// `(request id, max_attempts, run_at_ms)` in its `VALUES` row.
+fn bind_cards(b: &mut Batch, kind: &str, carded: &[(&str, i64, i64)]) -> Result<(), StoreError> {
+    b.bind(kind)?;
+    b.bind(kind)?;
+    for (request_id, run_at_ms, max_attempts) in carded {
+        b.bind(*request_id)?;
+        b.bind(*max_attempts)?;
+        b.bind(*run_at_ms)?;
     }
     Ok(())
 }
@@ -279,14 +286,7 @@ pub(crate) fn push_insert_approvals_with_cards(
     for a in approvals {
         super::approvals::bind_new_approval(b, a)?;
     }
-    b.bind(kind)?;
-    b.bind(kind)?;
-    for (request_id, run_at_ms, max_attempts) in carded {
-        b.bind(*request_id)?;
-        b.bind(*max_attempts)?;
-        b.bind(*run_at_ms)?;
-    }
-    Ok(())
+    bind_cards(b, kind, carded)
 }
 
 impl Store {
