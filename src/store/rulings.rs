@@ -14,7 +14,7 @@
 //! compare-and-set and the chain's head; then, for the rulings that won, their decisions,
 //! slots, audit events (and the head's move) and jobs, with the `COMMIT`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
 use super::approvals::{self, ApprovalRecord};
@@ -187,9 +187,10 @@ pub(super) async fn stage(
     let got = conn.run(first).await?;
     // One row per lock, one per request moved (with the slot that moved it), then the head.
     let head = audit::read_head(got.last())?;
-    let moved: HashSet<(String, i64)> = got[locks.min(got.len())..got.len().saturating_sub(1)]
+    // By the slot (an approval's id is its own), the request it moved.
+    let moved: HashMap<i64, String> = got[locks.min(got.len())..got.len().saturating_sub(1)]
         .iter()
-        .map(|r| Ok((r.get::<String>(0)?, r.get::<i64>(1)?)))
+        .map(|r| Ok((r.get::<i64>(1)?, r.get::<String>(0)?)))
         .collect::<Result<_, StoreError>>()?;
     // A request moves once, by the first ruling of its slot in the batch; any other lost.
     let mut taken = HashSet::new();
@@ -197,7 +198,7 @@ pub(super) async fn stage(
         .iter()
         .map(|v| {
             let id = v.request_id.as_str();
-            if moved.contains(&(id.to_string(), v.approval_id)) && taken.insert(id) {
+            if moved.get(&v.approval_id).is_some_and(|r| r == id) && taken.insert(id) {
                 Ruled::Written
             } else {
                 Ruled::Lost
