@@ -663,6 +663,33 @@ async fn concurrent_rulings_each_decide_their_own_request_once() {
             .is_some_and(|(_, slot)| slot.is_none()),
         "no slot for someone who is not an approver"
     );
+    // Read at once (PostgreSQL: one query for the clicks waiting), each gets its own answer:
+    // the approver's slot on its request, none for someone else, nothing for no request.
+    let missing = RequestId::generate();
+    let asked: Vec<(&RequestId, &str)> = ids
+        .iter()
+        .map(|id| (id, "UO1"))
+        .chain([(&ids[1], "UNOBODY"), (&missing, "UO1")])
+        .collect();
+    let reads = join_all(
+        asked
+            .iter()
+            .map(|(id, who)| store.read_for_click(id, "slack", who)),
+    )
+    .await;
+    for ((id, who), read) in asked.iter().zip(reads) {
+        let read = read.unwrap();
+        if *id == &missing {
+            assert!(read.is_none(), "no request {id}");
+            continue;
+        }
+        let (req, slot) = read.expect("the request is there");
+        assert_eq!(&req.id, *id);
+        match *who {
+            "UO1" => assert_eq!(slot.expect("a slot").request_id, id.as_str()),
+            _ => assert!(slot.is_none(), "{who} has no slot on {id}"),
+        }
+    }
     let more: Vec<Filing> = (40..60).map(|n| filing(n, None)).collect();
     let (ruled, filed) = tokio::join!(
         join_all(rulings.into_iter().map(|v| store.file_ruling(v))),
@@ -786,4 +813,69 @@ async fn concurrent_rulings_each_decide_their_own_request_once() {
         grantry::audit::verify(&store).await.unwrap(),
         grantry::audit::Verdict::Whole { .. }
     ));
+}
+
+/// PostgreSQL: the statements of a shared click read and of a batch of rulings, planned on
+/// empty tables and as a prepared statement keeps them (a generic plan), look every row up by
+/// an index key: no table or index is read whole, so their plans stay right as the tables
+/// grow. (A plan made while a table was small and never analysed is kept by a prepared
+/// statement: such plans once read all of `approvals` per click, docs/benchmarks.md.)
+#[tokio::test]
+async fn click_read_and_ruling_plans_look_rows_up_by_key_on_empty_tables() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let (store, db) = store(dir.path()).await;
+    if !db.is_postgres() {
+        return; // SQLite plans each statement with its own index choices; nothing kept.
+    }
+    let mut c = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    for n in [1, 5, 64] {
+        let (settings, statements) = grantry::store::rulings::key_lookup_statements(n).unwrap();
+        for (k, (sql, params, under_settings)) in statements.iter().enumerate() {
+            let name = format!("plan_check_{n}_{k}");
+            let mut tx = c.begin().await.unwrap();
+            if *under_settings {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(settings.to_string()))
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+            }
+            sqlx::raw_sql("SET LOCAL plan_cache_mode = force_generic_plan")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("PREPARE {name} AS {sql}")))
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            let nulls = vec!["NULL"; *params].join(", ");
+            let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "EXPLAIN EXECUTE {name}({nulls})"
+            )))
+            .fetch_all(&mut *tx)
+            .await
+            .unwrap();
+            tx.rollback().await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DEALLOCATE {name}")))
+                .execute(&mut c)
+                .await
+                .unwrap();
+            let shown = plan.join("\n");
+            for whole in ["Seq Scan", "Hash", "Merge Join"] {
+                assert!(
+                    !shown.contains(whole),
+                    "{whole} in the plan of {sql}:\n{shown}"
+                );
+            }
+            for (i, line) in plan.iter().enumerate() {
+                if line.contains("Index Scan") || line.contains("Index Only Scan") {
+                    assert!(
+                        plan.get(i + 1).is_some_and(|l| l.contains("Index Cond")),
+                        "an index read whole in the plan of {sql}:\n{shown}"
+                    );
+                }
+            }
+        }
+    }
+    store.close().await;
 }

@@ -3,20 +3,16 @@
 //!
 //! Every `/access` reads these facts before its policy decision. Instead of one query per
 //! request (a round trip to a reader connection's thread each, and on PostgreSQL a statement
-//! for its backend each), [`Store::intake_facts`] queues the question; whichever caller holds
-//! the right to read answers every question waiting at that moment with **one** query, and
-//! the others wait for their share or, once the reader is done, read next. Alone, a caller
-//! reads its own question at once, with no hand-off to another task. A caller cancelled while
-//! reading leaves the questions it took to be read again by their askers. A read is not part
-//! of the filing's transaction either way: it sees what was committed when it ran.
+//! for its backend each), [`Store::intake_facts`] asks through a [`SharedRead`]: the questions
+//! waiting at that moment are answered with **one** query. A read is not part of the filing's
+//! transaction either way: it sees what was committed when it ran.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
-
-use tokio::sync::oneshot;
+use std::sync::Arc;
 
 use super::batch::Batch;
 use super::reader::Reader;
+use super::shared_read::SharedRead;
 use super::{Backend, Store, StoreError};
 
 /// At most this many questions share a query.
@@ -45,40 +41,19 @@ impl IntakeFacts {
 
 /// One intake's question.
 #[derive(Debug)]
-struct Question {
+pub(crate) struct Question {
     people: Vec<String>,
     subject: String,
     approvers: Vec<String>,
     now_ms: i64,
 }
 
-/// A question is shared with its queue entry, so that its caller can still ask it alone if the
-/// caller that took it is cancelled (no copy of its strings on the ack path).
-type Waiting = (
-    Arc<Question>,
-    oneshot::Sender<Result<IntakeFacts, StoreError>>,
-);
+/// Intake's questions waiting to be read together.
+pub(crate) type FactsQueue = SharedRead<Question, IntakeFacts>;
 
-/// Questions waiting for a read, and the right to read them.
-#[derive(Default)]
-pub(crate) struct FactsQueue {
-    waiting: Mutex<Vec<Waiting>>,
-    reading: tokio::sync::Mutex<()>,
-}
-
-impl FactsQueue {
-    fn take(&self) -> Vec<Waiting> {
-        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
-        let n = waiting.len().min(MAX_BATCH);
-        waiting.drain(..n).collect()
-    }
-
-    fn put(&self, w: Waiting) {
-        self.waiting
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(w);
-    }
+/// A queue for intake's questions.
+pub(crate) fn queue() -> FactsQueue {
+    SharedRead::new(MAX_BATCH)
 }
 
 impl Store {
@@ -92,63 +67,15 @@ impl Store {
         approvers: &[&str],
         now_ms: i64,
     ) -> Result<IntakeFacts, StoreError> {
-        let question = Arc::new(Question {
+        let question = Question {
             people: people.iter().map(|p| p.to_string()).collect(),
             subject: subject.to_string(),
             approvers: approvers.iter().map(|a| a.to_string()).collect(),
             now_ms,
-        });
-        let queue = &self.facts;
-        let (reply, mut answer) = oneshot::channel();
-        queue.put((Arc::clone(&question), reply));
-        loop {
-            tokio::select! {
-                biased;
-                answered = &mut answer => {
-                    return match answered {
-                        Ok(facts) => facts,
-                        // Whoever took the question was cancelled mid-read: ask alone.
-                        Err(_) => {
-                            let mut v = read(self.backend, &self.reader, &[&question]).await?;
-                            Ok(v.pop().unwrap_or_default())
-                        }
-                    };
-                }
-                _reading = queue.reading.lock() => {
-                    // The reader now: every question waiting (this one, unless already answered).
-                    let batch = queue.take();
-                    if !batch.is_empty() {
-                        answer_all(self.backend, &self.reader, batch).await;
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Reads for `batch` in one query and answers each; if that fails, each is read alone (the
-/// error is the database's, not a question's, and each caller gets its own answer).
-async fn answer_all(backend: Backend, pool: &Reader, mut batch: Vec<Waiting>) {
-    let questions: Vec<&Question> = batch.iter().map(|(q, _)| q.as_ref()).collect();
-    match read(backend, pool, &questions).await {
-        Ok(answers) => {
-            for ((_, reply), facts) in batch.drain(..).zip(answers) {
-                let _ = reply.send(Ok(facts));
-            }
-        }
-        Err(e) if batch.len() == 1 => {
-            if let Some((_, reply)) = batch.pop() {
-                let _ = reply.send(Err(e));
-            }
-        }
-        Err(_) => {
-            for (q, reply) in batch.drain(..) {
-                let r = read(backend, pool, &[&q])
-                    .await
-                    .map(|mut v| v.pop().unwrap_or_default());
-                let _ = reply.send(r);
-            }
-        }
+        };
+        self.facts
+            .ask(question, |qs| read(self.backend, &self.reader, qs))
+            .await
     }
 }
 
@@ -171,7 +98,7 @@ fn padded<'a>(values: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
 async fn read(
     backend: Backend,
     pool: &Reader,
-    questions: &[&Question],
+    questions: Vec<Arc<Question>>,
 ) -> Result<Vec<IntakeFacts>, StoreError> {
     let people = padded(
         questions

@@ -26,6 +26,7 @@ pub mod requests;
 pub mod reviews;
 pub mod rulings;
 pub mod schedule;
+mod shared_read;
 pub mod teams;
 pub mod tickets;
 mod writer;
@@ -100,6 +101,8 @@ pub struct Store {
     filer: Option<filing::Filer>,
     /// Intake's questions waiting to be read together ([`intake_facts`]).
     facts: Arc<intake_facts::FactsQueue>,
+    /// Clicks waiting to be read together on PostgreSQL ([`rulings`]).
+    clicks: Arc<rulings::ClickQueue>,
     /// The audit chain's head as the filer's last commit left it ([`filing`]).
     filed_head: Arc<std::sync::Mutex<Option<(i64, String)>>>,
 }
@@ -213,7 +216,8 @@ impl Store {
             reader,
             jobs_ready: Arc::new(Notify::new()),
             filer: None,
-            facts: Arc::default(),
+            facts: Arc::new(intake_facts::queue()),
+            clicks: Arc::new(rulings::click_queue()),
             filed_head: Arc::default(),
         };
         store.filer = Some(filing::Filer::start(store.clone(), filer_conn)?);

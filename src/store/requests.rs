@@ -6,7 +6,7 @@ use sqlx::FromRow;
 use std::collections::HashSet;
 
 use super::batch::{Batch, BatchRow};
-use super::{Store, StoreError, Tx};
+use super::{Backend, Store, StoreError, Tx};
 use crate::domain::{AccessDuration, AccessRequest, RequestId, RequestState};
 
 #[derive(FromRow)]
@@ -420,7 +420,10 @@ pub(crate) fn push_set_request_duration(
     b.bind(id.as_str())
 }
 
-/// A request read from `row`'s columns `at..at + 14`, in [`COLUMNS`]' order.
+/// How many columns [`COLUMNS`] names.
+pub(super) const COLUMN_COUNT: usize = 14;
+
+/// A request read from `row`'s columns `at..at + COLUMN_COUNT`, in [`COLUMNS`]' order.
 pub(super) fn from_batch_row(row: &BatchRow, at: usize) -> Result<AccessRequest, StoreError> {
     Row {
         id: row.get(at)?,
@@ -466,9 +469,87 @@ pub(crate) fn push_move_if_slot_pending(
     b.bind(approval_id)
 }
 
-/// Adds a lock of request `id`'s row until the commit to `b` (PostgreSQL; `FOR UPDATE` is not
-/// SQLite's): one row, whether or not the request exists.
-pub(crate) fn push_lock_request(b: &mut Batch, id: &str) -> Result<(), StoreError> {
-    b.push("SELECT COUNT(*) FROM (SELECT id FROM requests WHERE id = ? FOR UPDATE) locked");
-    b.bind(id)
+/// How many rows a PostgreSQL statement over `n` given rows lists: `n` padded to a power of
+/// two, so that a few statement texts serve every batch (each is prepared once per connection).
+pub(crate) fn padded_rows(n: usize) -> usize {
+    n.max(1).next_power_of_two()
+}
+
+/// Adds a lock of the rows of requests `ids` (PostgreSQL), taken in the order given, until the
+/// commit to `b`: one statement, one row. Each id is looked up by its key in a subquery of its
+/// own, so the plan is a key lookup per id, whatever the table's size when it was made (a
+/// generic plan for `id IN (…)` made on a small table scans it).
+pub(crate) fn push_lock_requests(b: &mut Batch, ids: &[&str]) -> Result<(), StoreError> {
+    let rows = padded_rows(ids.len());
+    b.push(&super::values_sql(
+        Backend::Sqlite,
+        "SELECT COUNT(*) FROM (VALUES ",
+        rows,
+        1,
+        ") AS v (id) CROSS JOIN LATERAL (SELECT id FROM requests WHERE id = v.id FOR UPDATE) locked",
+    ));
+    for id in ids {
+        b.bind(*id)?;
+    }
+    // Padding: no request has the empty id.
+    for _ in ids.len()..rows {
+        b.bind("")?;
+    }
+    Ok(())
+}
+
+/// One request's compare-and-set in [`push_moves_if_slots_pending`]: move `id` to `to` at
+/// `at_ms` if approval `approval_id` is still pending.
+pub(crate) struct SlotMove<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) approval_id: i64,
+    pub(crate) to: RequestState,
+    pub(crate) at_ms: i64,
+}
+
+/// [`push_move_if_slot_pending`] for several requests in one statement (PostgreSQL; their rows
+/// locked first, [`push_lock_requests`]): returns a row (id, approval id) per request moved, by
+/// the first of its moves whose slot is pending. Each request and each slot is found by its key
+/// in a subquery of its own (`LATERAL … LIMIT 1`, which the planner keeps as a loop over the
+/// values), and the request is updated by the row address found there, so the plan is a key
+/// lookup per move whatever the tables' sizes when it was made (a join with `requests` planned
+/// while the table was small read every waiting request through the `state` index; a semi-join
+/// with `approvals`, all its pending slots).
+pub(crate) fn push_moves_if_slots_pending(
+    b: &mut Batch,
+    moves: &[SlotMove<'_>],
+) -> Result<(), StoreError> {
+    let rows = padded_rows(moves.len());
+    b.push(&super::values_sql(
+        Backend::Sqlite,
+        "UPDATE requests r SET state = t.to_state, updated_at = t.at \
+         FROM (SELECT v.approval_id, v.to_state, v.at, found.tid FROM (VALUES ",
+        rows,
+        4,
+        ") AS v (id, approval_id, to_state, at) \
+         CROSS JOIN LATERAL (SELECT ctid AS tid, state FROM requests WHERE id = v.id LIMIT 1) found \
+         CROSS JOIN LATERAL (SELECT 1 FROM approvals a WHERE a.id = v.approval_id \
+         AND a.request_id = v.id AND a.state = 'pending' LIMIT 1) slot \
+         WHERE found.state = 'pending_approval') t \
+         WHERE r.ctid = t.tid RETURNING r.id, t.approval_id",
+    ));
+    for m in moves {
+        debug_assert!(
+            RequestState::PendingApproval.can_move_to(m.to),
+            "{:?}",
+            m.to
+        );
+        b.bind(m.id)?;
+        b.bind(m.approval_id)?;
+        b.bind(m.to.as_str())?;
+        b.bind(m.at_ms)?;
+    }
+    // Padding: no request has the empty id.
+    for _ in moves.len()..rows {
+        b.bind("")?;
+        b.bind(0i64)?;
+        b.bind("")?;
+        b.bind(0i64)?;
+    }
+    Ok(())
 }

@@ -15,15 +15,17 @@
 //! slots, audit events (and the head's move) and jobs, with the `COMMIT`.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use super::approvals::{self, ApprovalRecord};
 use super::audit::{self, NewAuditEvent};
-use super::batch::Batch;
+use super::batch::{Batch, BatchRow};
 use super::decisions::{self, DecisionRecord};
 use super::filing::{FilingEvent, Target};
 use super::jobs::{self, Job};
+use super::reader::Reader;
 use super::requests;
+use super::shared_read::SharedRead;
 use super::{Backend, Store, StoreError};
 use crate::domain::{AccessDuration, AccessRequest, RequestId, RequestState};
 
@@ -83,7 +85,21 @@ pub(crate) fn push_writes(b: &mut Batch, rulings: &[&Ruling]) -> Result<(), Stor
         if let Some(d) = v.shorter {
             requests::push_set_request_duration(b, &v.request_id, d, v.at_ms)?;
         }
-        approvals::push_close_approvals(b, &v.request_id, v.approval_id, v.outcome, v.at_ms)?;
+        if b.backend() == Backend::Sqlite {
+            approvals::push_close_approvals(b, &v.request_id, v.approval_id, v.outcome, v.at_ms)?;
+        }
+    }
+    if b.backend() == Backend::Postgres && !rulings.is_empty() {
+        let slots: Vec<approvals::SlotRuling<'_>> = rulings
+            .iter()
+            .map(|v| approvals::SlotRuling {
+                request_id: v.request_id.as_str(),
+                decided_id: v.approval_id,
+                outcome: v.outcome,
+                at_ms: v.at_ms,
+            })
+            .collect();
+        approvals::push_close_approvals_of(b, &slots)?;
     }
     let decisions: Vec<&DecisionRecord> = rulings.iter().map(|v| &v.decision).collect();
     decisions::push_insert_decisions(b, &decisions)?;
@@ -94,45 +110,172 @@ pub(crate) fn push_writes(b: &mut Batch, rulings: &[&Ruling]) -> Result<(), Stor
     jobs::push_enqueue_rows(b, &rows)
 }
 
+/// What a click's read found: the request and the clicker's pending slot on it, if any;
+/// `None` when there is no such request.
+pub type ClickRead = Option<(AccessRequest, Option<ApprovalRecord>)>;
+
+/// At most this many clicks share a read.
+const MAX_CLICK_READS: usize = 64;
+
+/// One click's question: its request and who clicked, where.
+#[derive(Debug)]
+pub(crate) struct ClickQuestion {
+    id: String,
+    platform: String,
+    chat_user_id: String,
+}
+
+/// Clicks waiting to be read together (PostgreSQL).
+pub(crate) type ClickQueue = SharedRead<ClickQuestion, ClickRead>;
+
+/// A queue for clicks' reads.
+pub(crate) fn click_queue() -> ClickQueue {
+    SharedRead::new(MAX_CLICK_READS)
+}
+
+/// `table`'s `cols` (a comma-separated list), each prefixed with `alias.`.
+fn prefixed(alias: &str, cols: &str) -> String {
+    cols.split(',')
+        .map(|c| format!("{alias}.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Reads one click, on SQLite's connection on the caller's thread.
+async fn read_one_click(
+    reader: &Reader,
+    id: &RequestId,
+    platform: &str,
+    chat_user_id: &str,
+) -> Result<ClickRead, StoreError> {
+    static READ: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT {}, {} FROM requests r LEFT JOIN approvals a ON a.request_id = r.id \
+             AND a.platform = ? AND a.chat_user_id = ? AND a.state = 'pending' \
+             WHERE r.id = ? ORDER BY a.step LIMIT 1",
+            prefixed("r", requests::COLUMNS),
+            prefixed("a", approvals::COLUMNS),
+        )
+    });
+    let mut b = Batch::new(reader.backend());
+    b.push(&READ);
+    b.bind(platform)?;
+    b.bind(chat_user_id)?;
+    b.bind(id.as_str())?;
+    let rows = reader.run(b).await?;
+    rows.first().map(|row| click_from_row(row, 0)).transpose()
+}
+
+/// The request and the slot of a click's read, from column `at` of `row` on.
+fn click_from_row(
+    row: &BatchRow,
+    at: usize,
+) -> Result<(AccessRequest, Option<ApprovalRecord>), StoreError> {
+    let request = requests::from_batch_row(row, at)?;
+    let slot_at = at + requests::COLUMN_COUNT;
+    let slot = match row.get::<Option<i64>>(slot_at)? {
+        Some(_) => Some(approvals::from_batch_row(row, slot_at)?),
+        None => None,
+    };
+    Ok((request, slot))
+}
+
+/// The query reading `clicks` (request id, platform, clicker) on PostgreSQL, padded to a power
+/// of two; its rows lead with the click's place in `clicks`.
+fn click_read_batch<'a>(
+    clicks: impl ExactSizeIterator<Item = (&'a str, &'a str, &'a str)>,
+) -> Result<Batch, StoreError> {
+    static READS: LazyLock<Vec<String>> = LazyLock::new(|| {
+        let size = |k: u32| 1usize << k;
+        (0..=MAX_CLICK_READS.trailing_zeros())
+            .map(|k| {
+                let rows = vec!["(?, ?, ?, ?)"; size(k)].join(", ");
+                format!(
+                    "SELECT q.n, {}, {} FROM (VALUES {rows}) AS q (n, id, platform, chat_user_id) \
+                     CROSS JOIN LATERAL (SELECT {} FROM requests rr WHERE rr.id = q.id LIMIT 1) r \
+                     LEFT JOIN LATERAL (SELECT {} FROM approvals aa WHERE aa.request_id = q.id \
+                     AND aa.platform = q.platform AND aa.chat_user_id = q.chat_user_id \
+                     AND aa.state = 'pending' ORDER BY aa.step LIMIT 1) a ON true",
+                    prefixed("r", requests::COLUMNS),
+                    prefixed("a", approvals::COLUMNS),
+                    prefixed("rr", requests::COLUMNS),
+                    prefixed("aa", approvals::COLUMNS),
+                )
+            })
+            .collect()
+    });
+    let n = clicks.len();
+    let size = n.max(1).next_power_of_two();
+    let sql = READS
+        .get(size.trailing_zeros() as usize)
+        .ok_or_else(|| StoreError::Corrupt(format!("{size} clicks read at once")))?;
+    let mut b = Batch::new(Backend::Postgres);
+    b.push(sql);
+    for (k, (id, platform, chat_user_id)) in clicks.enumerate() {
+        b.bind(k as i64)?;
+        b.bind(id)?;
+        b.bind(platform)?;
+        b.bind(chat_user_id)?;
+    }
+    // Padding: no request has the empty id.
+    for _ in n..size {
+        b.bind(-1i64)?;
+        b.bind("")?;
+        b.bind("")?;
+        b.bind("")?;
+    }
+    Ok(b)
+}
+
+/// Reads `questions` with one PostgreSQL query, padded to a power of two (a few statement
+/// texts, each prepared once per connection). Each click's request and slot are found by
+/// lateral subqueries, so the plan is an index lookup per click whatever the tables' sizes
+/// when it was made (a join with the table was planned as a scan while the table was empty).
+async fn read_clicks(
+    reader: &Reader,
+    questions: Vec<Arc<ClickQuestion>>,
+) -> Result<Vec<ClickRead>, StoreError> {
+    let b = click_read_batch(
+        questions
+            .iter()
+            .map(|q| (q.id.as_str(), q.platform.as_str(), q.chat_user_id.as_str())),
+    )?;
+    let mut answers: Vec<ClickRead> = questions.iter().map(|_| None).collect();
+    for row in reader.run(b).await? {
+        let n = row.get::<i64>(0)?;
+        let answer = usize::try_from(n)
+            .ok()
+            .and_then(|n| answers.get_mut(n))
+            .ok_or_else(|| StoreError::Corrupt(format!("click read {n} was not asked")))?;
+        *answer = Some(click_from_row(&row, 1)?);
+    }
+    Ok(answers)
+}
+
 impl Store {
     /// A click's read, committed state only: the request and the clicker's pending slot on it
-    /// (the lowest step's), if any. `None` when there is no such request.
+    /// (the lowest step's), if any. `None` when there is no such request. SQLite: one query on
+    /// the caller's thread. PostgreSQL: the clicks waiting at that moment are read with one
+    /// query ([`super::shared_read`]).
     pub async fn read_for_click(
         &self,
         id: &RequestId,
         platform: &str,
         chat_user_id: &str,
-    ) -> Result<Option<(AccessRequest, Option<ApprovalRecord>)>, StoreError> {
-        static READ: LazyLock<String> = LazyLock::new(|| {
-            let columns = |table: &str, cols: &str| {
-                cols.split(',')
-                    .map(|c| format!("{table}.{}", c.trim()))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            format!(
-                "SELECT {}, {} FROM requests r LEFT JOIN approvals a ON a.request_id = r.id \
-                 AND a.platform = ? AND a.chat_user_id = ? AND a.state = 'pending' \
-                 WHERE r.id = ? ORDER BY a.step LIMIT 1",
-                columns("r", requests::COLUMNS),
-                columns("a", approvals::COLUMNS),
-            )
-        });
-        let mut b = Batch::new(self.backend);
-        b.push(&READ);
-        b.bind(platform)?;
-        b.bind(chat_user_id)?;
-        b.bind(id.as_str())?;
-        let rows = self.reader.run(b).await?;
-        let Some(row) = rows.first() else {
-            return Ok(None);
-        };
-        let request = requests::from_batch_row(row, 0)?;
-        let slot = match row.get::<Option<i64>>(14)? {
-            Some(_) => Some(approvals::from_batch_row(row, 14)?),
-            None => None,
-        };
-        Ok(Some((request, slot)))
+    ) -> Result<ClickRead, StoreError> {
+        match self.backend {
+            Backend::Sqlite => read_one_click(&self.reader, id, platform, chat_user_id).await,
+            Backend::Postgres => {
+                let question = ClickQuestion {
+                    id: id.as_str().to_string(),
+                    platform: platform.to_string(),
+                    chat_user_id: chat_user_id.to_string(),
+                };
+                self.clicks
+                    .ask(question, |qs| read_clicks(&self.reader, qs))
+                    .await
+            }
+        }
     }
 
     /// Writes a ruling if its request is still waiting and its slot still pending; returns
@@ -148,6 +291,56 @@ impl Store {
     }
 }
 
+/// Settings for the rest of a PostgreSQL transaction under which every join is a loop of key
+/// lookups (see [`stage`]); one statement, one row.
+const PLAN_KEY_LOOKUPS: &str = "SELECT set_config('enable_seqscan', 'off', true), \
+     set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)";
+
+/// A statement's text, its number of parameters, and whether it is planned under
+/// [`PLAN_KEY_LOOKUPS`].
+#[doc(hidden)]
+pub type PlanChecked = (String, usize, bool);
+
+/// PostgreSQL's statements that must look rows up by key whatever the tables' sizes when they
+/// were planned, as prepared for `n` clicks read at once and `n` rulings written at once: each
+/// with its number of parameters and whether it is planned under [`PLAN_KEY_LOOKUPS`] (returned
+/// first). For a test that plans them on empty tables (tests/filing.rs).
+#[doc(hidden)]
+pub fn key_lookup_statements(n: usize) -> Result<(&'static str, Vec<PlanChecked>), StoreError> {
+    let ids: Vec<String> = (0..n).map(|k| format!("R-{k}")).collect();
+    let mut out = Vec::new();
+    let read = click_read_batch(ids.iter().map(|id| (id.as_str(), "slack", "U1")))?;
+    let mut rulings = Batch::new(Backend::Postgres);
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    requests::push_lock_requests(&mut rulings, &refs)?;
+    let moves: Vec<requests::SlotMove<'_>> = refs
+        .iter()
+        .map(|id| requests::SlotMove {
+            id,
+            approval_id: 1,
+            to: RequestState::Provisioning,
+            at_ms: 0,
+        })
+        .collect();
+    requests::push_moves_if_slots_pending(&mut rulings, &moves)?;
+    let slots: Vec<approvals::SlotRuling<'_>> = refs
+        .iter()
+        .map(|id| approvals::SlotRuling {
+            request_id: id,
+            decided_id: 1,
+            outcome: "approved",
+            at_ms: 0,
+        })
+        .collect();
+    approvals::push_close_approvals_of(&mut rulings, &slots)?;
+    for (batch, settings) in [(&read, false), (&rulings, true)] {
+        for s in batch.pg_statements()? {
+            out.push((s.prepared_sql(), s.params().len(), settings));
+        }
+    }
+    Ok((PLAN_KEY_LOOKUPS, out))
+}
+
 /// Writes `rulings` on `conn` in one transaction (`ends`: `BEGIN …`, `COMMIT`); one answer per
 /// ruling, in order, whether a job was enqueued, and the chain's head after them.
 pub(super) async fn stage(
@@ -158,37 +351,57 @@ pub(super) async fn stage(
 ) -> Result<(Vec<Ruled>, bool, (i64, String)), StoreError> {
     let mut first = Batch::new(backend);
     first.push(begin);
-    // PostgreSQL: the requests' rows locked first, each by a statement of its own, in the order
-    // of their ids, then the chain's head, as a click decided the long way locks its request and
-    // then the head: no two writers wait for each other. A compare-and-set that follows its lock
-    // reads what was committed before it (one that waited for the row itself would re-check the
-    // request's new row but read the slots as they were when it began).
-    let locks = match backend {
+    if backend == Backend::Postgres {
+        // The batch's statements join a list of values with tables by their keys: planned
+        // without statistics (a table never analysed, or analysed while small), a join by hash
+        // or merge reads a whole table, and a prepared statement keeps that plan. Until the
+        // commit, only a loop of key lookups is planned.
+        first.push(PLAN_KEY_LOOKUPS);
+    }
+    // PostgreSQL: the requests' rows locked first, in the order of their ids, then the chain's
+    // head, as a click decided the long way locks its request and then the head: no two writers
+    // wait for each other. The compare-and-set follows the lock, so it reads what was committed
+    // before it (one that waited for a row itself would re-check the request's new row but read
+    // the slots as they were when it began). One statement each for the whole batch; SQLite,
+    // which has one writer, a compare-and-set a ruling.
+    let leading = match backend {
         Backend::Postgres => {
             let ids: std::collections::BTreeSet<&str> =
                 rulings.iter().map(|v| v.request_id.as_str()).collect();
-            for id in &ids {
-                requests::push_lock_request(&mut first, id)?;
-            }
-            ids.len()
+            let ids: Vec<&str> = ids.into_iter().collect();
+            requests::push_lock_requests(&mut first, &ids)?;
+            let moves: Vec<requests::SlotMove<'_>> = rulings
+                .iter()
+                .map(|v| requests::SlotMove {
+                    id: v.request_id.as_str(),
+                    approval_id: v.approval_id,
+                    to: v.to,
+                    at_ms: v.at_ms,
+                })
+                .collect();
+            requests::push_moves_if_slots_pending(&mut first, &moves)?;
+            2
         }
-        Backend::Sqlite => 0,
+        Backend::Sqlite => {
+            for v in rulings {
+                requests::push_move_if_slot_pending(
+                    &mut first,
+                    &v.request_id,
+                    v.approval_id,
+                    v.to,
+                    v.at_ms,
+                )?;
+            }
+            0
+        }
     };
-    for v in rulings {
-        requests::push_move_if_slot_pending(
-            &mut first,
-            &v.request_id,
-            v.approval_id,
-            v.to,
-            v.at_ms,
-        )?;
-    }
     audit::push_read_head(&mut first);
     let got = conn.run(first).await?;
-    // One row per lock, one per request moved (with the slot that moved it), then the head.
+    // PostgreSQL: the settings' row and the lock's; then one row per request moved (with the
+    // slot that moved it), then the head.
     let head = audit::read_head(got.last())?;
     // By the slot (an approval's id is its own), the request it moved.
-    let moved: HashMap<i64, String> = got[locks.min(got.len())..got.len().saturating_sub(1)]
+    let moved: HashMap<i64, String> = got[leading.min(got.len())..got.len().saturating_sub(1)]
         .iter()
         .map(|r| Ok((r.get::<i64>(1)?, r.get::<String>(0)?)))
         .collect::<Result<_, StoreError>>()?;
