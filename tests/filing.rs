@@ -809,6 +809,43 @@ async fn concurrent_rulings_each_decide_their_own_request_once() {
         .await,
         1
     );
+
+    // Another writer appends to the chain between the filer's batches: a batch written as all
+    // won on the head the filer kept (PostgreSQL, one round trip) is refused by the chain's key
+    // and written the long way; the ruling still decides its request, the chain stays whole.
+    let after = filing(101, None);
+    let id = after.request.id.clone();
+    store.file(after).await.unwrap();
+    let (_, slot) = store
+        .read_for_click(&id, "slack", "UO1")
+        .await
+        .unwrap()
+        .unwrap();
+    let mut tx = store.begin().await.unwrap();
+    tx.audit(
+        1_700_000_000_900,
+        grantry::store::audit::NewAuditEvent {
+            actor: "it@example.com",
+            action: "person.offboarded",
+            request_id: None,
+            grant_id: None,
+            detail: json!({}),
+        },
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        store
+            .file_ruling(ruling(&id, slot.unwrap().id, 102))
+            .await
+            .unwrap(),
+        Ruled::Written
+    );
+    assert_eq!(
+        store.request(&id).await.unwrap().unwrap().state,
+        RequestState::Provisioning
+    );
     assert!(matches!(
         grantry::audit::verify(&store).await.unwrap(),
         grantry::audit::Verdict::Whole { .. }

@@ -341,9 +341,24 @@ impl Store {
         own: Option<&Own>,
     ) -> Result<Vec<Ruled>, StoreError> {
         let (backend, ends) = (self.backend, self.ends());
-        // The head moves: the one kept is wrong from now on, until the commit says what it is.
-        self.take_filed_head();
+        // Taken, not read: the head moves, and the one kept is wrong from now on until the
+        // commit says what it is. Known, on PostgreSQL, it lets the batch go in one round trip.
+        let head = self.take_filed_head().filter(|_| {
+            backend == Backend::Postgres && own.is_some() && rulings::requests_distinct(rulings)
+        });
         self.in_transaction(own, async |conn| {
+            if let Some(head) = head {
+                match rulings::stage_all_won(conn, rulings, head, ends).await {
+                    // A ruling lost or the head moved: undone, then written the long way. A
+                    // rollback that fails ends here.
+                    Err(e) if !matches!(e, StoreError::Corrupt(_)) => {
+                        if conn.run_sql("ROLLBACK").await.is_err() {
+                            return Err(e);
+                        }
+                    }
+                    done => return done,
+                }
+            }
             rulings::stage(conn, backend, rulings, ends).await
         })
         .await

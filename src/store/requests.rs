@@ -520,7 +520,31 @@ pub(crate) fn push_moves_if_slots_pending(
     moves: &[SlotMove<'_>],
 ) -> Result<(), StoreError> {
     let rows = padded_rows(moves.len());
-    b.push(&super::values_sql(
+    b.push(&moves_sql(rows, "", ""));
+    bind_moves(b, moves, rows)
+}
+
+/// [`push_moves_if_slots_pending`] for requests that are all distinct, when every one is
+/// expected to move: one row if all moved; if one did not, the statement fails (a division by
+/// zero), and with it the transaction.
+pub(crate) fn push_moves_all_or_fail(
+    b: &mut Batch,
+    moves: &[SlotMove<'_>],
+) -> Result<(), StoreError> {
+    let rows = padded_rows(moves.len());
+    b.push(&moves_sql(
+        rows,
+        "WITH moved AS (",
+        ") SELECT 1 / ((SELECT COUNT(*) FROM moved) / ?)",
+    ));
+    bind_moves(b, moves, rows)?;
+    b.bind(moves.len().max(1) as i64)
+}
+
+/// The compare-and-set of `rows` moves, between `head` and `tail`.
+fn moves_sql(rows: usize, head: &str, tail: &str) -> String {
+    let mut sql = String::from(head);
+    sql.push_str(&super::values_sql(
         Backend::Sqlite,
         "UPDATE requests r SET state = t.to_state, updated_at = t.at \
          FROM (SELECT v.approval_id, v.to_state, v.at, found.tid FROM (VALUES ",
@@ -533,6 +557,12 @@ pub(crate) fn push_moves_if_slots_pending(
          WHERE found.state = 'pending_approval') t \
          WHERE r.ctid = t.tid RETURNING r.id, t.approval_id",
     ));
+    sql.push_str(tail);
+    sql
+}
+
+/// Binds `moves`, padded to `rows`, in [`moves_sql`]'s order.
+fn bind_moves(b: &mut Batch, moves: &[SlotMove<'_>], rows: usize) -> Result<(), StoreError> {
     for m in moves {
         debug_assert!(
             RequestState::PendingApproval.can_move_to(m.to),

@@ -12,7 +12,9 @@
 //!
 //! A batch is two round trips (to the filer's own connection, [`super::filing`]): `BEGIN`, every
 //! compare-and-set and the chain's head; then, for the rulings that won, their decisions,
-//! slots, audit events (and the head's move) and jobs, with the `COMMIT`.
+//! slots, audit events (and the head's move) and jobs, with the `COMMIT`. On PostgreSQL, when
+//! the filer knows the chain's head, it is one: every ruling written as won, the database
+//! checking the guess ([`stage_all_won`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, LazyLock};
@@ -426,16 +428,71 @@ pub(super) async fn stage(
         .filter(|(_, r)| **r == Ruled::Written)
         .map(|(v, _)| *v)
         .collect();
-    push_writes(&mut rest, &won)?;
+    let head = push_won(&mut rest, &won, head)?;
+    rest.push(commit);
+    let enqueued = rest.enqueues();
+    conn.run(rest).await?;
+    Ok((ruled, enqueued, head))
+}
+
+/// Adds what the rulings that won write ([`push_writes`]) and their audit events after `head`
+/// to `b`; returns the chain's new head.
+fn push_won(
+    b: &mut Batch,
+    won: &[&Ruling],
+    head: (i64, String),
+) -> Result<(i64, String), StoreError> {
+    push_writes(b, won)?;
     let events: Vec<(i64, Vec<NewAuditEvent<'_>>)> =
         won.iter().map(|v| (v.at_ms, v.audit_events())).collect();
     let timed: Vec<(i64, &NewAuditEvent<'_>)> = events
         .iter()
         .flat_map(|(at, es)| es.iter().map(move |e| (*at, e)))
         .collect();
-    let head = audit::push_append(&mut rest, head, &timed)?;
-    rest.push(commit);
-    let enqueued = rest.enqueues();
-    conn.run(rest).await?;
-    Ok((ruled, enqueued, head))
+    audit::push_append(b, head, &timed)
+}
+
+/// Whether `rulings` are on distinct requests (so that each can be expected to win).
+pub(super) fn requests_distinct(rulings: &[&Ruling]) -> bool {
+    let mut ids = HashSet::new();
+    rulings.iter().all(|v| ids.insert(v.request_id.as_str()))
+}
+
+/// PostgreSQL, when the chain's head is known from the filer's last commit and the rulings are
+/// on distinct requests: every ruling written as won, in one batch (one round trip, `BEGIN` to
+/// `COMMIT`), with no read first. The guesses are checked by the database: a compare-and-set
+/// that does not move its request fails the batch ([`requests::push_moves_all_or_fail`]), and
+/// if another writer appended to the chain since, the first event's `seq` (the primary key) is
+/// taken. Either error fails the batch, whose caller then rolls it back and writes it the
+/// two-round-trip way ([`stage`]), where a ruling that lost writes nothing. Returns what
+/// [`stage`] returns.
+pub(super) async fn stage_all_won(
+    conn: &mut Target<'_>,
+    rulings: &[&Ruling],
+    head: (i64, String),
+    (begin, commit): (&'static str, &'static str),
+) -> Result<(Vec<Ruled>, bool, (i64, String)), StoreError> {
+    let mut b = Batch::new(Backend::Postgres);
+    b.push(begin);
+    b.push(PLAN_KEY_LOOKUPS);
+    let mut ids: Vec<&str> = rulings.iter().map(|v| v.request_id.as_str()).collect();
+    ids.sort_unstable();
+    requests::push_lock_requests(&mut b, &ids)?;
+    // Locked, as every appender locks it, before the compare-and-sets' row locks are held long.
+    audit::push_read_head(&mut b);
+    let moves: Vec<requests::SlotMove<'_>> = rulings
+        .iter()
+        .map(|v| requests::SlotMove {
+            id: v.request_id.as_str(),
+            approval_id: v.approval_id,
+            to: v.to,
+            at_ms: v.at_ms,
+        })
+        .collect();
+    requests::push_moves_all_or_fail(&mut b, &moves)?;
+    let head = push_won(&mut b, rulings, head)?;
+    b.push(commit);
+    let enqueued = b.enqueues();
+    conn.run(b).await?;
+    Ok((vec![Ruled::Written; rulings.len()], enqueued, head))
 }
