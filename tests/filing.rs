@@ -24,6 +24,24 @@ async fn store(dir: &std::path::Path) -> (Store, common::TestDb) {
     (store, db)
 }
 
+/// Another writer's append to the audit chain (as offboarding someone would), at `at_ms`.
+async fn append_elsewhere(store: &Store, at_ms: i64) {
+    let mut tx = store.begin().await.unwrap();
+    tx.audit(
+        at_ms,
+        grantry::store::audit::NewAuditEvent {
+            actor: "it@example.com",
+            action: "person.offboarded",
+            request_id: None,
+            grant_id: None,
+            detail: json!({}),
+        },
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+}
+
 /// A store in which `email` was offboarded.
 async fn store_with_offboarded(dir: &std::path::Path, email: &str) -> (Store, common::TestDb) {
     let (store, db) = store(dir).await;
@@ -498,20 +516,7 @@ async fn a_head_moved_by_another_writer_or_a_duplicate_is_caught_and_the_chain_s
     );
 
     // Another writer appends to the chain between two filings.
-    let mut tx = store.begin().await.unwrap();
-    tx.audit(
-        1_700_000_000_500,
-        grantry::store::audit::NewAuditEvent {
-            actor: "it@example.com",
-            action: "person.offboarded",
-            request_id: None,
-            grant_id: None,
-            detail: json!({}),
-        },
-    )
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
+    append_elsewhere(&store, 1_700_000_000_500).await;
     assert_eq!(
         store
             .file(filing(3, Some("slack:k3".into())))
@@ -821,20 +826,7 @@ async fn concurrent_rulings_each_decide_their_own_request_once() {
         .await
         .unwrap()
         .unwrap();
-    let mut tx = store.begin().await.unwrap();
-    tx.audit(
-        1_700_000_000_900,
-        grantry::store::audit::NewAuditEvent {
-            actor: "it@example.com",
-            action: "person.offboarded",
-            request_id: None,
-            grant_id: None,
-            detail: json!({}),
-        },
-    )
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
+    append_elsewhere(&store, 1_700_000_000_900).await;
     assert_eq!(
         store
             .file_ruling(ruling(&id, slot.unwrap().id, 102))

@@ -368,20 +368,8 @@ pub(super) async fn stage(
     // which has one writer, a compare-and-set a ruling.
     let leading = match backend {
         Backend::Postgres => {
-            let ids: std::collections::BTreeSet<&str> =
-                rulings.iter().map(|v| v.request_id.as_str()).collect();
-            let ids: Vec<&str> = ids.into_iter().collect();
-            requests::push_lock_requests(&mut first, &ids)?;
-            let moves: Vec<requests::SlotMove<'_>> = rulings
-                .iter()
-                .map(|v| requests::SlotMove {
-                    id: v.request_id.as_str(),
-                    approval_id: v.approval_id,
-                    to: v.to,
-                    at_ms: v.at_ms,
-                })
-                .collect();
-            requests::push_moves_if_slots_pending(&mut first, &moves)?;
+            requests::push_lock_requests(&mut first, &lock_order(rulings))?;
+            requests::push_moves_if_slots_pending(&mut first, &slot_moves(rulings))?;
             2
         }
         Backend::Sqlite => {
@@ -452,6 +440,26 @@ fn push_won(
     audit::push_append(b, head, &timed)
 }
 
+/// The requests of `rulings`, each once, in the order their rows are locked (their ids').
+fn lock_order<'a>(rulings: &[&'a Ruling]) -> Vec<&'a str> {
+    let ids: std::collections::BTreeSet<&str> =
+        rulings.iter().map(|v| v.request_id.as_str()).collect();
+    ids.into_iter().collect()
+}
+
+/// Each ruling's compare-and-set, in order.
+fn slot_moves<'a>(rulings: &[&'a Ruling]) -> Vec<requests::SlotMove<'a>> {
+    rulings
+        .iter()
+        .map(|v| requests::SlotMove {
+            id: v.request_id.as_str(),
+            approval_id: v.approval_id,
+            to: v.to,
+            at_ms: v.at_ms,
+        })
+        .collect()
+}
+
 /// Whether `rulings` are on distinct requests (so that each can be expected to win).
 pub(super) fn requests_distinct(rulings: &[&Ruling]) -> bool {
     let mut ids = HashSet::new();
@@ -475,21 +483,10 @@ pub(super) async fn stage_all_won(
     let mut b = Batch::new(Backend::Postgres);
     b.push(begin);
     b.push(PLAN_KEY_LOOKUPS);
-    let mut ids: Vec<&str> = rulings.iter().map(|v| v.request_id.as_str()).collect();
-    ids.sort_unstable();
-    requests::push_lock_requests(&mut b, &ids)?;
+    requests::push_lock_requests(&mut b, &lock_order(rulings))?;
     // Locked, as every appender locks it, before the compare-and-sets' row locks are held long.
     audit::push_read_head(&mut b);
-    let moves: Vec<requests::SlotMove<'_>> = rulings
-        .iter()
-        .map(|v| requests::SlotMove {
-            id: v.request_id.as_str(),
-            approval_id: v.approval_id,
-            to: v.to,
-            at_ms: v.at_ms,
-        })
-        .collect();
-    requests::push_moves_all_or_fail(&mut b, &moves)?;
+    requests::push_moves_all_or_fail(&mut b, &slot_moves(rulings))?;
     let head = push_won(&mut b, rulings, head)?;
     b.push(commit);
     let enqueued = b.enqueues();
