@@ -300,7 +300,7 @@ pub(crate) fn push_close_approvals_of(
     b: &mut Batch,
     rulings: &[SlotRuling<'_>],
 ) -> Result<(), StoreError> {
-    let rows = super::requests::padded_rows(rulings.len());
+    let rows = super::padded_rows(rulings.len());
     b.push(&super::values_sql(
         Backend::Sqlite,
         "UPDATE approvals a SET state = CASE WHEN a.id = v.decided_id THEN v.outcome ELSE 'closed' END, \

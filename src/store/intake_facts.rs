@@ -89,8 +89,7 @@ fn distinct<'a>(values: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
 /// batches of different sizes share a few statement texts (each is prepared once).
 fn padded<'a>(values: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
     let mut list = distinct(values);
-    let size = list.len().max(1).next_power_of_two();
-    list.resize(size, "");
+    list.resize(super::padded_rows(list.len()), "");
     list
 }
 

@@ -349,6 +349,12 @@ impl Drop for Tx {
 /// ones (`($1,$2),($3,$4)`); SQLite plain `?`s, bound in order: its numbered parameters are
 /// named, and finding each by name costs a scan of all names, which made a 1,000-parameter insert
 /// spend more time binding than writing.
+/// How many rows a statement over `n` given rows lists: `n` padded to a power of two, so that a
+/// few statement texts serve every batch (each is prepared once per connection).
+pub(crate) fn padded_rows(n: usize) -> usize {
+    n.max(1).next_power_of_two()
+}
+
 pub(crate) fn values_sql(
     backend: Backend,
     head: &str,

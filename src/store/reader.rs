@@ -51,14 +51,6 @@ pub(crate) enum ReadConn {
 }
 
 impl Reader {
-    /// Which database it reads.
-    pub(crate) fn backend(&self) -> super::Backend {
-        match self {
-            Reader::Own(_) => super::Backend::Sqlite,
-            Reader::Pool(_) => super::Backend::Postgres,
-        }
-    }
-
     /// SQLite's readers: these connections, and the one read on the caller's thread.
     pub(crate) fn own(conns: Vec<AnyConnection>, inline: Option<rusqlite::Connection>) -> Self {
         Reader::Own(Arc::new(Lender {

@@ -469,18 +469,12 @@ pub(crate) fn push_move_if_slot_pending(
     b.bind(approval_id)
 }
 
-/// How many rows a PostgreSQL statement over `n` given rows lists: `n` padded to a power of
-/// two, so that a few statement texts serve every batch (each is prepared once per connection).
-pub(crate) fn padded_rows(n: usize) -> usize {
-    n.max(1).next_power_of_two()
-}
-
 /// Adds a lock of the rows of requests `ids` (PostgreSQL), taken in the order given, until the
 /// commit to `b`: one statement, one row. Each id is looked up by its key in a subquery of its
 /// own, so the plan is a key lookup per id, whatever the table's size when it was made (a
 /// generic plan for `id IN (…)` made on a small table scans it).
 pub(crate) fn push_lock_requests(b: &mut Batch, ids: &[&str]) -> Result<(), StoreError> {
-    let rows = padded_rows(ids.len());
+    let rows = super::padded_rows(ids.len());
     b.push(&super::values_sql(
         Backend::Sqlite,
         "SELECT COUNT(*) FROM (VALUES ",
@@ -519,7 +513,7 @@ pub(crate) fn push_moves_if_slots_pending(
     b: &mut Batch,
     moves: &[SlotMove<'_>],
 ) -> Result<(), StoreError> {
-    let rows = padded_rows(moves.len());
+    let rows = super::padded_rows(moves.len());
     b.push(&moves_sql(rows, "", ""));
     bind_moves(b, moves, rows)
 }
@@ -531,7 +525,7 @@ pub(crate) fn push_moves_all_or_fail(
     b: &mut Batch,
     moves: &[SlotMove<'_>],
 ) -> Result<(), StoreError> {
-    let rows = padded_rows(moves.len());
+    let rows = super::padded_rows(moves.len());
     b.push(&moves_sql(
         rows,
         "WITH moved AS (",

@@ -79,9 +79,10 @@ pub enum Ruled {
 
 /// Adds what rulings (on distinct requests, each past its compare-and-set) write to `b`, but
 /// their audit events: shorter durations, each decided slot with its outcome and its request's
-/// other pending slots closed (one statement a ruling, found by its request: a statement for
-/// all of them, `request_id IN (…)`, got a sequential scan for a plan on PostgreSQL once
-/// prepared), then the decisions and the jobs, one statement each for all of them.
+/// other pending slots closed (SQLite: one statement a ruling, found by its request;
+/// PostgreSQL: one for all, each request's slots looked up by its id,
+/// [`approvals::push_close_approvals_of`]), then the decisions and the jobs, one statement each
+/// for all of them.
 pub(crate) fn push_writes(b: &mut Batch, rulings: &[&Ruling]) -> Result<(), StoreError> {
     for v in rulings {
         if let Some(d) = v.shorter {
@@ -159,7 +160,7 @@ async fn read_one_click(
             prefixed("a", approvals::COLUMNS),
         )
     });
-    let mut b = Batch::new(reader.backend());
+    let mut b = Batch::new(Backend::Sqlite);
     b.push(&READ);
     b.bind(platform)?;
     b.bind(chat_user_id)?;
@@ -207,7 +208,7 @@ fn click_read_batch<'a>(
             .collect()
     });
     let n = clicks.len();
-    let size = n.max(1).next_power_of_two();
+    let size = super::padded_rows(n);
     let sql = READS
         .get(size.trailing_zeros() as usize)
         .ok_or_else(|| StoreError::Corrupt(format!("{size} clicks read at once")))?;
@@ -325,6 +326,7 @@ pub fn key_lookup_statements(n: usize) -> Result<(&'static str, Vec<PlanChecked>
         })
         .collect();
     requests::push_moves_if_slots_pending(&mut rulings, &moves)?;
+    requests::push_moves_all_or_fail(&mut rulings, &moves)?;
     let slots: Vec<approvals::SlotRuling<'_>> = refs
         .iter()
         .map(|id| approvals::SlotRuling {
@@ -353,13 +355,6 @@ pub(super) async fn stage(
 ) -> Result<(Vec<Ruled>, bool, (i64, String)), StoreError> {
     let mut first = Batch::new(backend);
     first.push(begin);
-    if backend == Backend::Postgres {
-        // The batch's statements join a list of values with tables by their keys: planned
-        // without statistics (a table never analysed, or analysed while small), a join by hash
-        // or merge reads a whole table, and a prepared statement keeps that plan. Until the
-        // commit, only a loop of key lookups is planned.
-        first.push(PLAN_KEY_LOOKUPS);
-    }
     // PostgreSQL: the requests' rows locked first, in the order of their ids, then the chain's
     // head, as a click decided the long way locks its request and then the head: no two writers
     // wait for each other. The compare-and-set follows the lock, so it reads what was committed
@@ -368,6 +363,11 @@ pub(super) async fn stage(
     // which has one writer, a compare-and-set a ruling.
     let leading = match backend {
         Backend::Postgres => {
+            // The batch's statements join a list of values with tables by their keys: planned
+            // without statistics (a table never analysed, or analysed while small), a join by
+            // hash or merge reads a whole table, and a prepared statement keeps that plan. Until
+            // the commit, only a loop of key lookups is planned.
+            first.push(PLAN_KEY_LOOKUPS);
             requests::push_lock_requests(&mut first, &lock_order(rulings))?;
             requests::push_moves_if_slots_pending(&mut first, &slot_moves(rulings))?;
             2
