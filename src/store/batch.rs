@@ -65,6 +65,34 @@ impl Batch {
         self.statements.is_empty() && self.pg.is_empty()
     }
 
+    /// How many statements were added.
+    pub(crate) fn len(&self) -> usize {
+        self.statements.len() + self.pg.len()
+    }
+
+    /// PostgreSQL: the statements added from the `from`th on, which only write (none returns
+    /// rows that are read), each made a `WITH` item of the next: `WITH fused_1 AS (…), fused_2
+    /// AS (…) <last>`. PostgreSQL runs every such item once, to its end, whether read or not; so
+    /// the statement writes what they wrote one by one, as long as no two of them change the
+    /// same row. One execution instead of several: on the filer's connection one answer, and one
+    /// flush of PostgreSQL's, instead of one each ([`super::pg_direct`]). A statement with a
+    /// `WITH` of its own ends a group (data-modifying items must be at the top level): its items
+    /// follow the group's. SQLite runs a batch where it is: nothing changes.
+    pub(crate) fn fuse_writes(&mut self, from: usize) {
+        if self.backend != Backend::Postgres || from >= self.pg.len() {
+            return;
+        }
+        let mut rest = self.pg.split_off(from).into_iter().peekable();
+        let mut group = Vec::new();
+        while let Some(s) = rest.next() {
+            if s.sql.starts_with("WITH ") || rest.peek().is_none() {
+                self.pg.push(fused(std::mem::take(&mut group), s));
+            } else {
+                group.push(s);
+            }
+        }
+    }
+
     /// Adds a statement written with `?` placeholders; bind its values next, in order.
     pub(crate) fn push(&mut self, sql: &str) {
         match self.backend {
@@ -195,6 +223,39 @@ impl Batch {
                 .await?;
         }
         Ok(())
+    }
+}
+
+/// `group` as `WITH` items of `last`, one statement ([`Batch::fuse_writes`]).
+fn fused(group: Vec<PgStatement>, last: PgStatement) -> PgStatement {
+    if group.is_empty() {
+        return last;
+    }
+    let mut sql = String::from("WITH ");
+    let mut params = Vec::new();
+    let mut placeholders = 0;
+    for (k, s) in group.into_iter().enumerate() {
+        use std::fmt::Write;
+        let _ = write!(sql, "fused_{} AS ({}), ", k + 1, s.sql);
+        placeholders += s.placeholders;
+        params.extend(s.params);
+    }
+    match last.sql.strip_prefix("WITH ") {
+        Some(items) => sql.push_str(items),
+        None => {
+            // The last item's comma becomes the space before the statement.
+            sql.truncate(sql.len() - 2);
+            sql.push(' ');
+            sql.push_str(&last.sql);
+        }
+    }
+    PgStatement {
+        sql,
+        placeholders: placeholders + last.placeholders,
+        params: {
+            params.extend(last.params);
+            params
+        },
     }
 }
 
@@ -526,6 +587,53 @@ mod tests {
 
     use super::{Batch, Literal, PgParam};
     use crate::store::Backend;
+
+    #[test]
+    fn writes_fuse_into_with_items_of_the_next_statement_and_keep_their_values_in_order() {
+        let mut b = Batch::new(Backend::Postgres);
+        b.push("SELECT seq FROM audit_head WHERE id = ? FOR UPDATE");
+        b.bind(1i64).unwrap();
+        let from = b.len();
+        b.push("INSERT INTO decisions (request_id) VALUES (?)");
+        b.bind("R-1").unwrap();
+        b.push("UPDATE audit_head SET seq = ? WHERE id = 1");
+        b.bind(7i64).unwrap();
+        b.push("WITH a AS (INSERT INTO approvals (request_id) VALUES (?) RETURNING id) INSERT INTO jobs (payload) SELECT ? FROM a");
+        b.bind("R-1").unwrap();
+        b.bind("card").unwrap();
+        b.push("INSERT INTO jobs (payload) VALUES (?)");
+        b.bind("provision").unwrap();
+        b.fuse_writes(from);
+        let texts: Vec<String> = b
+            .pg_statements()
+            .unwrap()
+            .iter()
+            .map(|s| s.prepared_sql())
+            .collect();
+        assert_eq!(
+            texts,
+            [
+                "SELECT seq FROM audit_head WHERE id = $1::int8 FOR UPDATE",
+                "WITH fused_1 AS (INSERT INTO decisions (request_id) VALUES ($1::text)), \
+                 fused_2 AS (UPDATE audit_head SET seq = $2::int8 WHERE id = 1), \
+                 a AS (INSERT INTO approvals (request_id) VALUES ($3::text) RETURNING id) \
+                 INSERT INTO jobs (payload) SELECT $4::text FROM a",
+                "INSERT INTO jobs (payload) VALUES ($1::text)",
+            ]
+        );
+        let mut fused = String::new();
+        b.pg_statements().unwrap()[1].write_with_literals(&mut fused);
+        assert!(fused
+            .contains("VALUES (E'R-1'::text)), fused_2 AS (UPDATE audit_head SET seq = 7::int8"));
+        assert!(fused.ends_with("SELECT E'card'::text FROM a"), "{fused}");
+
+        // SQLite runs a batch where it is: its statements stay as they are.
+        let mut b = Batch::new(Backend::Sqlite);
+        b.push("INSERT INTO decisions (request_id) VALUES (?)");
+        b.push("UPDATE audit_head SET seq = ? WHERE id = 1");
+        b.fuse_writes(0);
+        assert_eq!(b.statements().len(), 2);
+    }
 
     fn literal(v: impl Literal) -> String {
         let mut out = String::new();

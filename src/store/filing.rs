@@ -519,7 +519,9 @@ async fn stage_all_new(
     // other's new idempotency keys.
     audit::push_read_head(&mut batch);
     requests::push_insert_requests(&mut batch, &request_rows(filings))?;
+    let writes = batch.len();
     let head = push_created(&mut batch, filings, head)?;
+    batch.fuse_writes(writes);
     batch.push(commit);
     let enqueued = batch.enqueues();
     // The head's row, then one per request created.

@@ -95,6 +95,13 @@ impl PgOwn {
         if config.get_application_name().is_none() {
             config.application_name("grantry-filer");
         }
+        // Its statements are planned as loops of key lookups (store/rulings.rs), after any
+        // options the URL gives.
+        let options = match config.get_options() {
+            Some(given) => format!("{given} {}", super::rulings::key_lookup_options()),
+            None => super::rulings::key_lookup_options(),
+        };
+        config.options(&options);
         Some(PgOwn {
             config,
             tls,
@@ -327,7 +334,27 @@ mod tests {
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
-    use super::in_order;
+    use super::{in_order, PgOwn};
+
+    #[test]
+    fn the_filers_connection_plans_key_lookups_after_the_urls_own_options() {
+        let own = PgOwn::for_url(
+            "postgres://u@127.0.0.1:5432/db?sslmode=disable&options=-c%20statement_timeout%3D5000",
+        )
+        .expect("a URL tokio-postgres reads");
+        assert_eq!(
+            own.config.get_options(),
+            Some(
+                "-c statement_timeout=5000 -c enable_seqscan=off -c enable_hashjoin=off \
+                 -c enable_mergejoin=off"
+            )
+        );
+        let own = PgOwn::for_url("postgres://u@127.0.0.1:5432/db").expect("a URL");
+        assert_eq!(
+            own.config.get_options(),
+            Some("-c enable_seqscan=off -c enable_hashjoin=off -c enable_mergejoin=off")
+        );
+    }
 
     #[tokio::test]
     async fn in_order_first_polls_each_in_order_and_answers_in_order() {

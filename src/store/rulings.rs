@@ -294,10 +294,25 @@ impl Store {
     }
 }
 
-/// Settings for the rest of a PostgreSQL transaction under which every join is a loop of key
-/// lookups (see [`stage`]); one statement, one row.
+/// The planner's settings, each turned off, under which every join is a loop of key lookups
+/// (see [`stage`]).
+const KEY_LOOKUP_SETTINGS: [&str; 3] = ["enable_seqscan", "enable_hashjoin", "enable_mergejoin"];
+
+/// [`KEY_LOOKUP_SETTINGS`] for the rest of a PostgreSQL transaction; one statement, one row.
+/// The filer's own connection has them from its start ([`key_lookup_options`]) and needs none.
 const PLAN_KEY_LOOKUPS: &str = "SELECT set_config('enable_seqscan', 'off', true), \
      set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)";
+
+/// [`KEY_LOOKUP_SETTINGS`] as a connection's startup options (`-c name=off …`), for the filer's
+/// own connection ([`super::pg_direct`]): the statements it runs (filings' inserts, rulings)
+/// all look rows up by key, and a statement fewer a batch is a round trip's work less.
+pub(super) fn key_lookup_options() -> String {
+    KEY_LOOKUP_SETTINGS
+        .iter()
+        .map(|s| format!("-c {s}=off"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
 
 /// A statement's text, its number of parameters, and whether it is planned under
 /// [`PLAN_KEY_LOOKUPS`].
@@ -367,10 +382,14 @@ pub(super) async fn stage(
             // without statistics (a table never analysed, or analysed while small), a join by
             // hash or merge reads a whole table, and a prepared statement keeps that plan. Until
             // the commit, only a loop of key lookups is planned.
-            first.push(PLAN_KEY_LOOKUPS);
+            let mut leading = 1;
+            if !matches!(conn, Target::Postgres(_)) {
+                first.push(PLAN_KEY_LOOKUPS);
+                leading += 1;
+            }
             requests::push_lock_requests(&mut first, &lock_order(rulings))?;
             requests::push_moves_if_slots_pending(&mut first, &slot_moves(rulings))?;
-            2
+            leading
         }
         Backend::Sqlite => {
             for v in rulings {
@@ -387,8 +406,8 @@ pub(super) async fn stage(
     };
     audit::push_read_head(&mut first);
     let got = conn.run(first).await?;
-    // PostgreSQL: the settings' row and the lock's; then one row per request moved (with the
-    // slot that moved it), then the head.
+    // PostgreSQL: the settings' row (none on the filer's own connection) and the lock's; then
+    // one row per request moved (with the slot that moved it), then the head.
     let head = audit::read_head(got.last())?;
     // By the slot (an approval's id is its own), the request it moved.
     let moved: HashMap<i64, String> = got[leading.min(got.len())..got.len().saturating_sub(1)]
@@ -417,6 +436,7 @@ pub(super) async fn stage(
         .map(|(v, _)| *v)
         .collect();
     let head = push_won(&mut rest, &won, head)?;
+    rest.fuse_writes(0);
     rest.push(commit);
     let enqueued = rest.enqueues();
     conn.run(rest).await?;
@@ -466,14 +486,20 @@ pub(super) fn requests_distinct(rulings: &[&Ruling]) -> bool {
     rulings.iter().all(|v| ids.insert(v.request_id.as_str()))
 }
 
-/// PostgreSQL, when the chain's head is known from the filer's last commit and the rulings are
-/// on distinct requests: every ruling written as won, in one batch (one round trip, `BEGIN` to
-/// `COMMIT`), with no read first. The guesses are checked by the database: a compare-and-set
-/// that does not move its request fails the batch ([`requests::push_moves_all_or_fail`]), and
-/// if another writer appended to the chain since, the first event's `seq` (the primary key) is
-/// taken. Either error fails the batch, whose caller then rolls it back and writes it the
-/// two-round-trip way ([`stage`]), where a ruling that lost writes nothing. Returns what
-/// [`stage`] returns.
+/// PostgreSQL's own connection, when the chain's head is known from the filer's last commit and
+/// the rulings are on distinct requests: every ruling written as won, in one batch (one round
+/// trip, `BEGIN` to `COMMIT`), with no read first. The guesses are checked by the database: a
+/// compare-and-set that does not move its request fails the batch
+/// ([`requests::push_moves_all_or_fail`]), and if another writer appended to the chain since,
+/// the first event's `seq` (the primary key) is taken. Either error fails the batch, whose
+/// caller then rolls it back and writes it the two-round-trip way ([`stage`]), where a ruling
+/// that lost writes nothing. Returns what [`stage`] returns.
+///
+/// The compare-and-sets come first, in the order of the requests' ids: they lock the rows in
+/// that order (a loop over the list, the connection's settings, [`key_lookup_options`]), then
+/// the head is locked, as [`stage`]'s lock and a click decided the long way do. A request
+/// changed by another writer meanwhile is not moved (its row's address changed), so the batch
+/// fails rather than wait on what it read.
 pub(super) async fn stage_all_won(
     conn: &mut Target<'_>,
     rulings: &[&Ruling],
@@ -482,12 +508,13 @@ pub(super) async fn stage_all_won(
 ) -> Result<(Vec<Ruled>, bool, (i64, String)), StoreError> {
     let mut b = Batch::new(Backend::Postgres);
     b.push(begin);
-    b.push(PLAN_KEY_LOOKUPS);
-    requests::push_lock_requests(&mut b, &lock_order(rulings))?;
-    // Locked, as every appender locks it, before the compare-and-sets' row locks are held long.
+    let mut moves = slot_moves(rulings);
+    moves.sort_by_key(|m| m.id);
+    requests::push_moves_all_or_fail(&mut b, &moves)?;
     audit::push_read_head(&mut b);
-    requests::push_moves_all_or_fail(&mut b, &slot_moves(rulings))?;
+    let writes = b.len();
     let head = push_won(&mut b, rulings, head)?;
+    b.fuse_writes(writes);
     b.push(commit);
     let enqueued = b.enqueues();
     conn.run(b).await?;
