@@ -197,7 +197,7 @@ impl Store {
                     .await?;
                 // The filer's pipelined connection where it may have one; one that cannot
                 // connect leaves the filer on the pool.
-                let own = match pg_direct::PgOwn::for_url(&opts.url) {
+                let own = match pg_direct::PgOwn::for_url(&opts.url, "grantry-filer") {
                     Some(own) => match own.connect().await {
                         Ok(()) => Some(filing::OwnConnection::Postgres(Box::new(own))),
                         Err(e) => {
@@ -207,7 +207,22 @@ impl Store {
                     },
                     None => None,
                 };
-                (Writer::Pool(pool.clone()), Reader::Pool(pool), own)
+                // Clicks' reads likewise (one at a time, shared: store/shared_read.rs).
+                let click_reader = match pg_direct::PgOwn::for_url(&opts.url, "grantry-reader") {
+                    Some(pg) => match pg.connect().await {
+                        Ok(()) => Some(Arc::new(pg)),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "PostgreSQL: the click reader's connection could not open; clicks are read through the pool");
+                            None
+                        }
+                    },
+                    None => None,
+                };
+                (
+                    Writer::Pool(pool.clone()),
+                    Reader::Pool(pool, click_reader),
+                    own,
+                )
             }
         };
         let mut store = Self {

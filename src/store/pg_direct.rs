@@ -1,5 +1,6 @@
 //! PostgreSQL's filer connection (tokio-postgres), on which a filing [`Batch`] is sent as one
-//! pipeline of prepared statements ([`super::filing`]).
+//! pipeline of prepared statements ([`super::filing`]); clicks' shared reads have one too
+//! ([`super::reader::Reader::run_pipelined`]).
 //!
 //! Through sqlx a batch goes as one simple query with its values written in as literals
 //! ([`super::batch`]), so PostgreSQL parses and plans each of its statements every time: about
@@ -61,8 +62,9 @@ struct Open {
 
 impl PgOwn {
     /// For `url`, if tokio-postgres can read it; `None` otherwise (sqlx's own parameters,
-    /// `verify-full`), so the filer writes through sqlx.
-    pub(crate) fn for_url(url: &str) -> Option<Self> {
+    /// `verify-full`), so the filer writes (and clicks are read) through sqlx. `name` is its
+    /// `application_name` unless the URL gives one.
+    pub(crate) fn for_url(url: &str, name: &str) -> Option<Self> {
         let mut config = match Config::from_str(url) {
             Ok(c) => c,
             Err(e) => {
@@ -93,7 +95,7 @@ impl PgOwn {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
         if config.get_application_name().is_none() {
-            config.application_name("grantry-filer");
+            config.application_name(name);
         }
         // Its statements are planned as loops of key lookups (store/rulings.rs), after any
         // options the URL gives.
@@ -340,6 +342,7 @@ mod tests {
     fn the_filers_connection_plans_key_lookups_after_the_urls_own_options() {
         let own = PgOwn::for_url(
             "postgres://u@127.0.0.1:5432/db?sslmode=disable&options=-c%20statement_timeout%3D5000",
+            "grantry-filer",
         )
         .expect("a URL tokio-postgres reads");
         assert_eq!(
@@ -349,7 +352,9 @@ mod tests {
                  -c enable_mergejoin=off"
             )
         );
-        let own = PgOwn::for_url("postgres://u@127.0.0.1:5432/db").expect("a URL");
+        let own =
+            PgOwn::for_url("postgres://u@127.0.0.1:5432/db", "grantry-reader").expect("a URL");
+        assert_eq!(own.config.get_application_name(), Some("grantry-reader"));
         assert_eq!(
             own.config.get_options(),
             Some("-c enable_seqscan=off -c enable_hashjoin=off -c enable_mergejoin=off")

@@ -16,6 +16,7 @@ use tokio::sync::{Mutex, OwnedMappedMutexGuard, OwnedMutexGuard, OwnedSemaphoreP
 
 use super::batch::{Batch, BatchRow};
 use super::direct;
+use super::pg_direct::PgOwn;
 use super::StoreError;
 
 /// How long a read waits for a connection before it fails (as the pool's acquire timeout did).
@@ -26,8 +27,9 @@ const TAKE_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) enum Reader {
     /// SQLite's read-only connections.
     Own(Arc<Lender>),
-    /// PostgreSQL's pool (the writers' too).
-    Pool(AnyPool),
+    /// PostgreSQL's pool (the writers' too), and a connection of grantry's own for clicks' reads
+    /// ([`Reader::run_pipelined`]) where the URL allows one.
+    Pool(AnyPool, Option<Arc<PgOwn>>),
 }
 
 /// SQLite's read-only connections (each `None` once closed), with a permit per connection: a
@@ -87,7 +89,7 @@ impl Reader {
                     "no reader free under a free permit".into(),
                 ))
             }
-            Reader::Pool(pool) => Ok(ReadConn::Pool(pool.acquire().await?)),
+            Reader::Pool(pool, _) => Ok(ReadConn::Pool(pool.acquire().await?)),
         }
     }
 
@@ -107,7 +109,12 @@ impl Reader {
                     }
                 }
             }
-            Reader::Pool(pool) => pool.close().await,
+            Reader::Pool(pool, own) => {
+                if let Some(own) = own {
+                    own.close();
+                }
+                pool.close().await
+            }
         }
     }
 
@@ -124,6 +131,19 @@ impl Reader {
             }
         }
         batch.fetch(&mut *self.take().await?).await
+    }
+}
+
+impl Reader {
+    /// Runs a read-only `batch` on PostgreSQL's connection of grantry's own if there is one
+    /// (tokio-postgres, its statement prepared once: [`super::pg_direct`]), else as
+    /// [`Reader::run`]. For reads that run one at a time (clicks', [`super::shared_read`]): the
+    /// connection answers its statements in turn.
+    pub(crate) async fn run_pipelined(&self, batch: Batch) -> Result<Vec<BatchRow>, StoreError> {
+        match self {
+            Reader::Pool(_, Some(own)) => own.run(&batch).await,
+            _ => self.run(batch).await,
+        }
     }
 }
 

@@ -244,7 +244,7 @@ async fn read_clicks(
             .map(|q| (q.id.as_str(), q.platform.as_str(), q.chat_user_id.as_str())),
     )?;
     let mut answers: Vec<ClickRead> = questions.iter().map(|_| None).collect();
-    for row in reader.run(b).await? {
+    for row in reader.run_pipelined(b).await? {
         let n = row.get::<i64>(0)?;
         let answer = usize::try_from(n)
             .ok()
