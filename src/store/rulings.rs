@@ -300,8 +300,13 @@ const KEY_LOOKUP_SETTINGS: [&str; 3] = ["enable_seqscan", "enable_hashjoin", "en
 
 /// [`KEY_LOOKUP_SETTINGS`] for the rest of a PostgreSQL transaction; one statement, one row.
 /// The filer's own connection has them from its start ([`key_lookup_options`]) and needs none.
-const PLAN_KEY_LOOKUPS: &str = "SELECT set_config('enable_seqscan', 'off', true), \
-     set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)";
+static PLAN_KEY_LOOKUPS: LazyLock<String> = LazyLock::new(|| {
+    let each: Vec<String> = KEY_LOOKUP_SETTINGS
+        .iter()
+        .map(|s| format!("set_config('{s}', 'off', true)"))
+        .collect();
+    format!("SELECT {}", each.join(", "))
+});
 
 /// [`KEY_LOOKUP_SETTINGS`] as a connection's startup options (`-c name=off …`), for the filer's
 /// own connection ([`super::pg_direct`]): the statements it runs (filings' inserts, rulings)
@@ -357,7 +362,7 @@ pub fn key_lookup_statements(n: usize) -> Result<(&'static str, Vec<PlanChecked>
             out.push((s.prepared_sql(), s.params().len(), settings));
         }
     }
-    Ok((PLAN_KEY_LOOKUPS, out))
+    Ok((&PLAN_KEY_LOOKUPS, out))
 }
 
 /// Writes `rulings` on `conn` in one transaction (`ends`: `BEGIN …`, `COMMIT`); one answer per
@@ -384,7 +389,7 @@ pub(super) async fn stage(
             // the commit, only a loop of key lookups is planned.
             let mut leading = 1;
             if !matches!(conn, Target::Postgres(_)) {
-                first.push(PLAN_KEY_LOOKUPS);
+                first.push(&PLAN_KEY_LOOKUPS);
                 leading += 1;
             }
             requests::push_lock_requests(&mut first, &lock_order(rulings))?;
