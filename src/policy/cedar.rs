@@ -89,10 +89,8 @@ when { resource.conflicts.containsAny(context.held) };
 /// and no resource, matches every request of its action.
 fn allows_everything(set: &PolicySet) -> bool {
     use cedar_policy::{Effect, PrincipalConstraint, ResourceConstraint};
-    let mut policies = set.policies();
-    let no_forbid = set.policies().all(|p| p.effect() != Effect::Forbid);
-    no_forbid
-        && policies.any(|p| {
+    set.policies().all(|p| p.effect() != Effect::Forbid)
+        && set.policies().any(|p| {
             p.effect() == Effect::Permit
                 && !p.has_non_scope_constraint()
                 && matches!(p.principal_constraint(), PrincipalConstraint::Any)
