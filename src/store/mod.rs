@@ -197,27 +197,21 @@ impl Store {
                     .await?;
                 // The filer's pipelined connection where it may have one; one that cannot
                 // connect leaves the filer on the pool.
-                let own = match pg_direct::PgOwn::for_url(&opts.url, "grantry-filer") {
-                    Some(own) => match own.connect().await {
-                        Ok(()) => Some(filing::OwnConnection::Postgres(Box::new(own))),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "PostgreSQL: the filer's pipelined connection could not open; filings go through the pool");
-                            None
-                        }
-                    },
-                    None => None,
-                };
+                let own = pg_direct::PgOwn::open(
+                    &opts.url,
+                    "grantry-filer",
+                    "filings go through the pool",
+                )
+                .await
+                .map(|own| filing::OwnConnection::Postgres(Box::new(own)));
                 // Clicks' reads likewise (one at a time, shared: store/shared_read.rs).
-                let click_reader = match pg_direct::PgOwn::for_url(&opts.url, "grantry-reader") {
-                    Some(pg) => match pg.connect().await {
-                        Ok(()) => Some(Arc::new(pg)),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "PostgreSQL: the click reader's connection could not open; clicks are read through the pool");
-                            None
-                        }
-                    },
-                    None => None,
-                };
+                let click_reader = pg_direct::PgOwn::open(
+                    &opts.url,
+                    "grantry-reader",
+                    "clicks are read through the pool",
+                )
+                .await
+                .map(Arc::new);
                 (
                     Writer::Pool(pool.clone()),
                     Reader::Pool(pool, click_reader),

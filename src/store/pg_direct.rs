@@ -113,6 +113,19 @@ impl PgOwn {
         })
     }
 
+    /// [`PgOwn::for_url`], connected; `None` when the URL allows none or it cannot connect (a
+    /// warning then says what is done `instead`: the same work through the pool).
+    pub(crate) async fn open(url: &str, name: &str, instead: &str) -> Option<Self> {
+        let own = Self::for_url(url, name)?;
+        match own.connect().await {
+            Ok(()) => Some(own),
+            Err(e) => {
+                tracing::warn!(error = %e, connection = name, "PostgreSQL: a connection of grantry's own could not open; {instead}");
+                None
+            }
+        }
+    }
+
     /// Opens the connection now (at start, so a URL that cannot connect is known early).
     pub(crate) async fn connect(&self) -> Result<(), StoreError> {
         self.client().await.map(drop)

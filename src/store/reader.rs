@@ -132,9 +132,7 @@ impl Reader {
         }
         batch.fetch(&mut *self.take().await?).await
     }
-}
 
-impl Reader {
     /// Runs a read-only `batch` on PostgreSQL's connection of grantry's own if there is one
     /// (tokio-postgres, its statement prepared once: [`super::pg_direct`]), else as
     /// [`Reader::run`]. For reads that run one at a time (clicks', [`super::shared_read`]): the
