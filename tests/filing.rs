@@ -908,3 +908,62 @@ async fn click_read_and_ruling_plans_look_rows_up_by_key_on_empty_tables() {
     }
     store.close().await;
 }
+
+#[tokio::test]
+async fn sqlites_intake_read_uses_no_temporary_btree_and_looks_every_row_up_by_key() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let (store, db) = store(dir.path()).await;
+    if db.is_postgres() {
+        return; // PostgreSQL reads with its own statement.
+    }
+    let mut c = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+    for subjects in [1, 2, 64] {
+        let sql = grantry::store::intake_facts::sqlite_statement(subjects);
+        let bind = |q: &str| {
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(q.to_string()))
+                .bind("[\"a@example.com\",\"b@example.com\",\"c@example.com\"]")
+                .bind("[\"o@example.com\",\"p@example.com\",\"q@example.com\"]")
+                .bind(0_i64);
+            for n in 0..subjects {
+                q = q.bind(format!("s{n}@example.com"));
+            }
+            q
+        };
+        let program: Vec<String> = bind(&format!("EXPLAIN {sql}"))
+            .fetch_all(&mut c)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| sqlx::Row::get::<String, _>(r, 1))
+            .collect();
+        for op in ["OpenEphemeral", "SorterOpen", "OpenAutoindex"] {
+            assert!(
+                !program.iter().any(|o| o == op),
+                "{op} for {subjects} subject(s)"
+            );
+        }
+        let plan: Vec<String> = bind(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .fetch_all(&mut c)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| sqlx::Row::get::<String, _>(r, 3))
+            .collect();
+        let shown = plan.join("\n");
+        for table in ["offboarded", "delegations", "grants"] {
+            assert!(
+                !shown.contains(&format!("SCAN {table}"))
+                    && !shown.contains(&format!("SCAN {}", &table[..1])),
+                "{table} read whole:\n{shown}"
+            );
+        }
+        assert!(!shown.contains("TEMP B-TREE"), "{shown}");
+        assert_eq!(
+            shown.matches("USING INDEX grants_subject").count(),
+            subjects,
+            "{shown}"
+        );
+    }
+    store.close().await;
+}

@@ -27,6 +27,7 @@ use cedar_policy::{
     PolicyId, PolicySet, Request,
 };
 
+use super::reads::Reads;
 use super::{Decision, Outcome, PolicyInput};
 use crate::domain::Risk;
 
@@ -59,6 +60,8 @@ pub struct Engine {
     /// The actions Cedar allows whatever the request: some `permit` of theirs has no condition
     /// and no principal or resource in its scope, and no `forbid` can match them.
     always_allowed: HashSet<&'static str>,
+    /// The attributes and context keys some policy reads: a decision builds only those.
+    reads: Reads,
     /// `Grantry::Person` and `Grantry::Entitlement`, parsed once (Cedar parses a type name with its
     /// policy parser: a few microseconds each time).
     person_type: EntityTypeName,
@@ -118,6 +121,20 @@ fn risk_level(r: Risk) -> i64 {
     }
 }
 
+/// The `(name, value)` pairs whose name `keep` accepts, each value built only then.
+fn kept<'a, const N: usize>(
+    keep: impl Fn(&str) -> bool + 'a,
+    pairs: [(
+        &'static str,
+        &'a dyn Fn() -> cedar_policy::RestrictedExpression,
+    ); N],
+) -> impl Iterator<Item = (String, cedar_policy::RestrictedExpression)> + 'a {
+    pairs
+        .into_iter()
+        .filter(move |(name, _)| keep(name))
+        .map(|(name, value)| (name.to_string(), value()))
+}
+
 impl Engine {
     /// Parses policy texts, `(name, text)` each; ids come from `@id` (else `<name>-<n>`).
     pub fn from_texts(texts: &[(String, String)], source: &str) -> Result<Self, PolicyError> {
@@ -169,10 +186,12 @@ impl Engine {
             }
             by_action.insert(action, (action_uid, subset));
         }
+        let reads = Reads::of(&set);
         Ok(Self {
             set,
             by_action,
             always_allowed,
+            reads,
             person_type: type_name("Grantry::Person").map_err(parse_error)?,
             entitlement_type: type_name("Grantry::Entitlement").map_err(parse_error)?,
             reasons,
@@ -234,104 +253,89 @@ impl Engine {
     ) -> Result<Prepared, String> {
         use cedar_policy::{Entity, RestrictedExpression as X};
         let subject = principal_person;
-        let ent_id = format!("{}/{}", input.app.id, input.entitlement.id);
+        let ent = input.entitlement;
         let text = |s: &str| X::new_string(s.to_string());
         let principal = EntityUid::from_type_name_and_id(
             self.person_type.clone(),
             EntityId::new(&subject.email),
         );
-        let resource =
-            EntityUid::from_type_name_and_id(self.entitlement_type.clone(), EntityId::new(&ent_id));
+        let resource = EntityUid::from_type_name_and_id(
+            self.entitlement_type.clone(),
+            EntityId::new(format!("{}/{}", input.app.id, ent.id)),
+        );
+        // Only what some policy reads is built (reads.rs): the answer is the same.
+        let attribute = |name: &str| self.reads.attribute(name);
         let person = Entity::new(
             principal.clone(),
-            HashMap::from([
-                ("email".to_string(), text(&subject.email)),
-                (
-                    "department".to_string(),
-                    text(subject.department.as_deref().unwrap_or_default()),
-                ),
-                (
-                    "title".to_string(),
-                    text(subject.title.as_deref().unwrap_or_default()),
-                ),
-                (
-                    "manager".to_string(),
-                    text(subject.manager.as_deref().unwrap_or_default()),
-                ),
-                (
-                    "status".to_string(),
-                    text(&format!("{:?}", subject.status).to_ascii_lowercase()),
-                ),
-            ]),
+            kept(
+                attribute,
+                [
+                    ("email", &|| text(&subject.email)),
+                    ("department", &|| {
+                        text(subject.department.as_deref().unwrap_or_default())
+                    }),
+                    ("title", &|| {
+                        text(subject.title.as_deref().unwrap_or_default())
+                    }),
+                    ("manager", &|| {
+                        text(subject.manager.as_deref().unwrap_or_default())
+                    }),
+                    ("status", &|| {
+                        text(&format!("{:?}", subject.status).to_ascii_lowercase())
+                    }),
+                ],
+            )
+            .collect(),
             HashSet::new(),
         )
         .map_err(|e| e.to_string())?;
         let entitlement = Entity::new(
             resource.clone(),
-            HashMap::from([
-                ("app".to_string(), text(&input.app.id)),
-                ("id".to_string(), text(&input.entitlement.id)),
-                (
-                    "risk".to_string(),
-                    text(&input.entitlement.risk.to_string()),
-                ),
-                (
-                    "risk_level".to_string(),
-                    X::new_long(risk_level(input.entitlement.risk)),
-                ),
-                (
-                    "kind".to_string(),
-                    text(&format!("{:?}", input.entitlement.kind).to_ascii_lowercase()),
-                ),
-                (
-                    "conflicts".to_string(),
-                    X::new_set(input.entitlement.conflicts.iter().map(|c| text(c))),
-                ),
-            ]),
+            kept(
+                attribute,
+                [
+                    ("app", &|| text(&input.app.id)),
+                    ("id", &|| text(&ent.id)),
+                    ("risk", &|| text(&ent.risk.to_string())),
+                    ("risk_level", &|| X::new_long(risk_level(ent.risk))),
+                    ("kind", &|| {
+                        text(&format!("{:?}", ent.kind).to_ascii_lowercase())
+                    }),
+                    ("conflicts", &|| {
+                        X::new_set(ent.conflicts.iter().map(|c| text(c)))
+                    }),
+                ],
+            )
+            .collect(),
             HashSet::new(),
         )
         .map_err(|e| e.to_string())?;
         let entities =
             Entities::from_entities([person, entitlement], None).map_err(|e| e.to_string())?;
-        let context = Context::from_pairs([
-            (
-                "duration_minutes".to_string(),
-                X::new_long(input.duration.map(|d| d.minutes() as i64).unwrap_or(0)),
-            ),
-            (
-                "permanent".to_string(),
-                X::new_bool(input.duration.is_none()),
-            ),
-            (
-                "reason_length".to_string(),
-                X::new_long(input.reason_length as i64),
-            ),
-            ("has_ticket".to_string(), X::new_bool(input.has_ticket)),
-            (
-                "held".to_string(),
-                X::new_set(input.held.iter().map(|h| text(h))),
-            ),
-            ("hour_utc".to_string(), X::new_long(input.hour_utc)),
-            (
-                "for_someone_else".to_string(),
-                X::new_bool(
-                    !input
-                        .requester
-                        .email
-                        .eq_ignore_ascii_case(&input.subject.email),
-                ),
-            ),
-            (
-                "on_call_level".to_string(),
-                X::new_long(input.on_call_level),
-            ),
-            ("subject_email".to_string(), text(&input.subject.email)),
-            (
-                "subject_department".to_string(),
-                text(input.subject.department.as_deref().unwrap_or_default()),
-            ),
-            ("requester_email".to_string(), text(&input.requester.email)),
-        ])
+        let for_someone_else = !input
+            .requester
+            .email
+            .eq_ignore_ascii_case(&input.subject.email);
+        let context = Context::from_pairs(kept(
+            |name| self.reads.context_key(name),
+            [
+                ("duration_minutes", &|| {
+                    X::new_long(input.duration.map(|d| d.minutes() as i64).unwrap_or(0))
+                }),
+                ("permanent", &|| X::new_bool(input.duration.is_none())),
+                ("reason_length", &|| X::new_long(input.reason_length as i64)),
+                ("has_ticket", &|| X::new_bool(input.has_ticket)),
+                ("held", &|| X::new_set(input.held.iter().map(|h| text(h)))),
+                ("hour_utc", &|| X::new_long(input.hour_utc)),
+                ("for_someone_else", &|| X::new_bool(for_someone_else)),
+                ("on_call_level", &|| X::new_long(input.on_call_level)),
+                ("subject_email", &|| text(&input.subject.email)),
+                ("subject_department", &|| {
+                    text(input.subject.department.as_deref().unwrap_or_default())
+                }),
+                ("requester_email", &|| text(&input.requester.email)),
+            ],
+        ))
         .map_err(|e| e.to_string())?;
         Ok(Prepared {
             principal,
@@ -577,5 +581,83 @@ mod tests {
         }
         // The baseline's `request` has a forbid: never answered without Cedar.
         assert!(!engine("").always_allowed.contains("request"));
+    }
+
+    #[test]
+    fn a_decision_built_from_what_policies_read_is_the_decision_built_from_everything() {
+        let cat = Catalog::parse(
+            "[[apps]]\nid='a'\nconnector='c'\nowners=['o@x.io']\n\
+             [[apps.entitlements]]\nid='low'\nrisk='low'\nconflicts=['a/high']\n\
+             [[apps.entitlements]]\nid='high'\nrisk='high'\n",
+            None,
+        )
+        .unwrap();
+        let app = &cat.apps[0];
+        let eng = person("s@x.io", Some("eng"));
+        let sales = person("p@x.io", Some("sales"));
+        let held = |h: &[&str]| h.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let policies = [
+            "",
+            "@id(\"dept\") permit(principal, action == Grantry::Action::\"auto_approve\", resource) \
+             when { principal.department == \"eng\" && resource.risk == \"low\" && !context.permanent };",
+            "@id(\"has\") forbid(principal, action == Grantry::Action::\"request\", resource) \
+             when { principal has title && resource has risk_level && resource.risk_level > 2 };",
+            "@id(\"whole\") permit(principal, action == Grantry::Action::\"auto_approve\", resource) \
+             when { context.reason_length > 30 && context != {\"reason_length\": context.reason_length, \"held\": context.held} };",
+            "@id(\"missing\") forbid(principal, action == Grantry::Action::\"request\", resource) \
+             when { principal.nickname == \"x\" };",
+            "@id(\"approve\") forbid(principal, action == Grantry::Action::\"approve\", resource) \
+             when { principal.department != context.subject_department };",
+        ];
+        for extra in policies {
+            let pruned = engine(extra);
+            let mut whole = engine(extra);
+            whole.reads = Reads::everything();
+            for (who, ent, h, duration, reason_length) in [
+                (
+                    &eng,
+                    0,
+                    held(&[]),
+                    crate::domain::AccessDuration::from_minutes(60).ok(),
+                    40,
+                ),
+                (&eng, 0, held(&["a/high"]), None, 10),
+                (
+                    &sales,
+                    1,
+                    held(&[]),
+                    crate::domain::AccessDuration::from_minutes(60).ok(),
+                    10,
+                ),
+                (&eng, 1, held(&["a/low"]), None, 50),
+            ] {
+                let input = PolicyInput {
+                    requester: who,
+                    subject: who,
+                    app,
+                    entitlement: &app.entitlements[ent],
+                    duration,
+                    reason_length,
+                    has_ticket: false,
+                    held: h,
+                    hour_utc: 9,
+                    on_call_level: 0,
+                };
+                assert_eq!(
+                    pruned.decide(&input),
+                    whole.decide(&input),
+                    "{extra}: {}",
+                    who.email
+                );
+                for approver in [&eng, &sales] {
+                    assert_eq!(
+                        pruned.may_approve(approver, &input),
+                        whole.may_approve(approver, &input),
+                        "{extra}: {} approving",
+                        approver.email
+                    );
+                }
+            }
+        }
     }
 }

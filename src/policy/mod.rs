@@ -5,6 +5,7 @@
 //! keeps the ids of the policies that determined it, so cards, replies and the audit can say why.
 
 pub mod cedar;
+mod reads;
 
 use serde::{Deserialize, Serialize};
 

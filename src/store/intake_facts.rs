@@ -99,73 +99,24 @@ async fn read(
     pool: &Reader,
     questions: Vec<Arc<Question>>,
 ) -> Result<Vec<IntakeFacts>, StoreError> {
-    let people = padded(
+    let people = distinct(
         questions
             .iter()
             .flat_map(|q| q.people.iter().map(String::as_str)),
     );
     let subjects = padded(questions.iter().map(|q| q.subject.as_str()));
-    let approvers = padded(
+    let approvers = distinct(
         questions
             .iter()
             .flat_map(|q| q.approvers.iter().map(String::as_str)),
     );
     let since = questions.iter().map(|q| q.now_ms).min().unwrap_or_default();
-
-    let mut n = 0;
-    let mut marks = |k: usize| {
-        let list: Vec<String> = (0..k)
-            .map(|_| {
-                n += 1;
-                match backend {
-                    Backend::Sqlite => "?".to_string(),
-                    Backend::Postgres => format!("${n}"),
-                }
-            })
-            .collect();
-        list.join(",")
-    };
-    let mut sql = format!(
-        "SELECT 'o' AS k, email AS a, CAST(NULL AS TEXT) AS b, CAST(0 AS BIGINT) AS n \
-         FROM offboarded WHERE email IN ({})",
-        marks(people.len())
-    );
-    sql.push_str(&format!(
-        " UNION ALL SELECT 'h', subject_email, a, rn FROM (SELECT subject_email, \
-         app || '/' || entitlement AS a, \
-         CAST(ROW_NUMBER() OVER (PARTITION BY subject_email ORDER BY expires_at, id) AS BIGINT) AS rn \
-         FROM grants WHERE subject_email IN ({}) AND state = 'active') held WHERE rn <= {HELD_LIMIT}",
-        marks(subjects.len())
-    ));
-    sql.push_str(&format!(
-        " UNION ALL SELECT 'd', delegator_email, delegate_email, until_at FROM delegations \
-         WHERE delegator_email IN ({}) AND until_at > {}",
-        marks(approvers.len()),
-        marks(1)
-    ));
-    let values = people.iter().chain(&subjects).chain(&approvers);
-    let rows: Vec<(String, String, Option<String>, i64)> = match backend {
-        // SQLite: read on this thread where it can be (reader.rs).
-        Backend::Sqlite => {
-            let mut b = Batch::new(backend);
-            b.push(&sql);
-            for v in values {
-                b.bind(*v)?;
-            }
-            b.bind(since)?;
-            pool.run(b)
-                .await?
-                .iter()
-                .map(|r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-                .collect::<Result<_, StoreError>>()?
-        }
-        // PostgreSQL: a prepared statement, its values bound.
+    let rows = match backend {
+        Backend::Sqlite => read_sqlite(pool, &people, &subjects, &approvers, since).await?,
         Backend::Postgres => {
-            let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql));
-            for v in values {
-                q = q.bind(v.to_string());
-            }
-            q.bind(since).fetch_all(&mut *pool.take().await?).await?
+            let people = padded(people.into_iter());
+            let approvers = padded(approvers.into_iter());
+            read_postgres(pool, &people, &subjects, &approvers, since).await?
         }
     };
 
@@ -209,6 +160,106 @@ async fn read(
                 .collect(),
         })
         .collect())
+}
+
+/// One fact row: its kind (`o`ffboarded, `h`eld, `d`elegated), whose, what, and a number (the
+/// held grant's place by expiry, the delegation's end).
+type FactRow = (String, String, Option<String>, i64);
+
+/// The statement SQLite reads intake's facts with, for `subjects` subjects: its values are the
+/// people and the approvers (JSON arrays), the moment delegations must outlast, then each
+/// subject. Public for the test that reads its plan.
+pub fn sqlite_statement(subjects: usize) -> String {
+    let mut sql = String::from(
+        "SELECT 'o', o.email, NULL, 0 FROM json_each(?) AS p CROSS JOIN offboarded AS o \
+         ON o.email = p.value \
+         UNION ALL SELECT 'd', d.delegator_email, d.delegate_email, d.until_at \
+         FROM json_each(?) AS a CROSS JOIN delegations AS d \
+         ON d.delegator_email = a.value WHERE d.until_at > ?",
+    );
+    for _ in 0..subjects {
+        // No expiry first (0), as SQLite orders NULL.
+        sql.push_str(&format!(
+            " UNION ALL SELECT * FROM (SELECT 'h', subject_email, app || '/' || entitlement, \
+             COALESCE(expires_at, 0) FROM grants WHERE subject_email = ? AND state = 'active' \
+             ORDER BY expires_at, id LIMIT {HELD_LIMIT})"
+        ));
+    }
+    sql
+}
+
+/// SQLite: no temporary b-tree for any part (each would be a pager opened and closed per read).
+/// People and approvers are JSON arrays walked by `json_each`, each looked up by its key; each
+/// subject's first grants by expiry come from `grants_subject` in its order (subject, state,
+/// expiry, id), `LIMIT` stopping the walk. On this thread where it can be (reader.rs).
+async fn read_sqlite(
+    pool: &Reader,
+    people: &[&str],
+    subjects: &[&str],
+    approvers: &[&str],
+    since: i64,
+) -> Result<Vec<FactRow>, StoreError> {
+    let sql = sqlite_statement(subjects.len());
+    let json = |list: &[&str]| {
+        serde_json::to_string(list).map_err(|e| StoreError::Corrupt(format!("a list as JSON: {e}")))
+    };
+    let mut b = Batch::new(Backend::Sqlite);
+    b.push(&sql);
+    b.bind(json(people)?)?;
+    b.bind(json(approvers)?)?;
+    b.bind(since)?;
+    for s in subjects {
+        b.bind(*s)?;
+    }
+    pool.run(b)
+        .await?
+        .iter()
+        .map(|r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .collect()
+}
+
+/// PostgreSQL: one prepared statement, its lists as `IN` lists padded to a power of two (a few
+/// statement texts, each prepared once), a subject's first grants numbered by expiry.
+async fn read_postgres(
+    pool: &Reader,
+    people: &[&str],
+    subjects: &[&str],
+    approvers: &[&str],
+    since: i64,
+) -> Result<Vec<FactRow>, StoreError> {
+    let mut n = 0;
+    let mut marks = |k: usize| {
+        let list: Vec<String> = (0..k)
+            .map(|_| {
+                n += 1;
+                format!("${n}")
+            })
+            .collect();
+        list.join(",")
+    };
+    let mut sql = format!(
+        "SELECT 'o' AS k, email AS a, CAST(NULL AS TEXT) AS b, CAST(0 AS BIGINT) AS n \
+         FROM offboarded WHERE email IN ({})",
+        marks(people.len())
+    );
+    sql.push_str(&format!(
+        " UNION ALL SELECT 'h', subject_email, a, rn FROM (SELECT subject_email, \
+         app || '/' || entitlement AS a, \
+         CAST(ROW_NUMBER() OVER (PARTITION BY subject_email ORDER BY expires_at, id) AS BIGINT) AS rn \
+         FROM grants WHERE subject_email IN ({}) AND state = 'active') held WHERE rn <= {HELD_LIMIT}",
+        marks(subjects.len())
+    ));
+    sql.push_str(&format!(
+        " UNION ALL SELECT 'd', delegator_email, delegate_email, until_at FROM delegations \
+         WHERE delegator_email IN ({}) AND until_at > {}",
+        marks(approvers.len()),
+        marks(1)
+    ));
+    let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+    for v in people.iter().chain(subjects).chain(approvers) {
+        q = q.bind(v.to_string());
+    }
+    Ok(q.bind(since).fetch_all(&mut *pool.take().await?).await?)
 }
 
 #[cfg(test)]
