@@ -218,8 +218,9 @@ async fn read_sqlite(
         .collect()
 }
 
-/// PostgreSQL: one prepared statement, its lists as `IN` lists padded to a power of two (a few
-/// statement texts, each prepared once), a subject's first grants numbered by expiry.
+/// PostgreSQL: one statement, its lists as `IN` lists padded to a power of two (a few statement
+/// texts, each prepared once), a subject's first grants numbered by expiry. On the reader
+/// connection of grantry's own where there is one (one read at a time, as the shared read asks).
 async fn read_postgres(
     pool: &Reader,
     people: &[&str],
@@ -227,39 +228,31 @@ async fn read_postgres(
     approvers: &[&str],
     since: i64,
 ) -> Result<Vec<FactRow>, StoreError> {
-    let mut n = 0;
-    let mut marks = |k: usize| {
-        let list: Vec<String> = (0..k)
-            .map(|_| {
-                n += 1;
-                format!("${n}")
-            })
-            .collect();
-        list.join(",")
-    };
-    let mut sql = format!(
+    let marks = |k: usize| vec!["?"; k].join(",");
+    let sql = format!(
         "SELECT 'o' AS k, email AS a, CAST(NULL AS TEXT) AS b, CAST(0 AS BIGINT) AS n \
-         FROM offboarded WHERE email IN ({})",
-        marks(people.len())
-    );
-    sql.push_str(&format!(
-        " UNION ALL SELECT 'h', subject_email, a, rn FROM (SELECT subject_email, \
+         FROM offboarded WHERE email IN ({}) \
+         UNION ALL SELECT 'h', subject_email, a, rn FROM (SELECT subject_email, \
          app || '/' || entitlement AS a, \
          CAST(ROW_NUMBER() OVER (PARTITION BY subject_email ORDER BY expires_at, id) AS BIGINT) AS rn \
-         FROM grants WHERE subject_email IN ({}) AND state = 'active') held WHERE rn <= {HELD_LIMIT}",
-        marks(subjects.len())
-    ));
-    sql.push_str(&format!(
-        " UNION ALL SELECT 'd', delegator_email, delegate_email, until_at FROM delegations \
-         WHERE delegator_email IN ({}) AND until_at > {}",
+         FROM grants WHERE subject_email IN ({}) AND state = 'active') held WHERE rn <= {HELD_LIMIT} \
+         UNION ALL SELECT 'd', delegator_email, delegate_email, until_at FROM delegations \
+         WHERE delegator_email IN ({}) AND until_at > ?",
+        marks(people.len()),
+        marks(subjects.len()),
         marks(approvers.len()),
-        marks(1)
-    ));
-    let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+    );
+    let mut b = Batch::new(Backend::Postgres);
+    b.push(&sql);
     for v in people.iter().chain(subjects).chain(approvers) {
-        q = q.bind(v.to_string());
+        b.bind(*v)?;
     }
-    Ok(q.bind(since).fetch_all(&mut *pool.take().await?).await?)
+    b.bind(since)?;
+    pool.run_pipelined(b)
+        .await?
+        .iter()
+        .map(|r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .collect()
 }
 
 #[cfg(test)]
