@@ -204,17 +204,17 @@ impl Store {
                 )
                 .await
                 .map(|own| filing::OwnConnection::Postgres(Box::new(own)));
-                // Clicks' reads likewise (one at a time, shared: store/shared_read.rs).
-                let click_reader = pg_direct::PgOwn::open(
+                // Clicks' and intake's reads likewise (one at a time, shared: store/shared_read.rs).
+                let own_reader = pg_direct::PgOwn::open(
                     &opts.url,
                     "grantry-reader",
-                    "clicks are read through the pool",
+                    "clicks and intake are read through the pool",
                 )
                 .await
                 .map(Arc::new);
                 (
                     Writer::Pool(pool.clone()),
-                    Reader::Pool(pool, click_reader),
+                    Reader::Pool(pool, own_reader),
                     own,
                 )
             }

@@ -1,6 +1,6 @@
 //! PostgreSQL's filer connection (tokio-postgres), on which a filing [`Batch`] is sent as one
-//! pipeline of prepared statements ([`super::filing`]); clicks' shared reads have one too
-//! ([`super::reader::Reader::run_pipelined`]).
+//! pipeline of prepared statements ([`super::filing`]); clicks' and intake's shared reads have
+//! one too ([`super::reader::Reader::run_pipelined`]).
 //!
 //! Through sqlx a batch goes as one simple query with its values written in as literals
 //! ([`super::batch`]), so PostgreSQL parses and plans each of its statements every time: about

@@ -27,8 +27,8 @@ const TAKE_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) enum Reader {
     /// SQLite's read-only connections.
     Own(Arc<Lender>),
-    /// PostgreSQL's pool (the writers' too), and a connection of grantry's own for clicks' reads
-    /// ([`Reader::run_pipelined`]) where the URL allows one.
+    /// PostgreSQL's pool (the writers' too), and a connection of grantry's own for clicks' and
+    /// intake's shared reads ([`Reader::run_pipelined`]) where the URL allows one.
     Pool(AnyPool, Option<Arc<PgOwn>>),
 }
 
@@ -135,8 +135,8 @@ impl Reader {
 
     /// Runs a read-only `batch` on PostgreSQL's connection of grantry's own if there is one
     /// (tokio-postgres, its statement prepared once: [`super::pg_direct`]), else as
-    /// [`Reader::run`]. For reads that run one at a time (clicks', [`super::shared_read`]): the
-    /// connection answers its statements in turn.
+    /// [`Reader::run`]. For reads that run one at a time (clicks' and intake's,
+    /// [`super::shared_read`]): the connection answers its statements in turn.
     pub(crate) async fn run_pipelined(&self, batch: Batch) -> Result<Vec<BatchRow>, StoreError> {
         match self {
             Reader::Pool(_, Some(own)) => own.run(&batch).await,
