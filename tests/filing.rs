@@ -920,36 +920,30 @@ async fn sqlites_intake_read_uses_no_temporary_btree_and_looks_every_row_up_by_k
     let mut c = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
     for subjects in [1, 2, 64] {
         let sql = grantry::store::intake_facts::sqlite_statement(subjects);
-        let bind = |q: &str| {
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(q.to_string()))
+        // The program (its opcodes, column 1), then the plan (its lines, column 3).
+        let mut read = Vec::new();
+        for (explain, column) in [("EXPLAIN", 1), ("EXPLAIN QUERY PLAN", 3)] {
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(format!("{explain} {sql}")))
                 .bind("[\"a@example.com\",\"b@example.com\",\"c@example.com\"]")
                 .bind("[\"o@example.com\",\"p@example.com\",\"q@example.com\"]")
                 .bind(0_i64);
             for n in 0..subjects {
                 q = q.bind(format!("s{n}@example.com"));
             }
-            q
-        };
-        let program: Vec<String> = bind(&format!("EXPLAIN {sql}"))
-            .fetch_all(&mut c)
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| sqlx::Row::get::<String, _>(r, 1))
-            .collect();
+            let rows = q.fetch_all(&mut c).await.unwrap();
+            read.push(
+                rows.iter()
+                    .map(|r| sqlx::Row::get::<String, _>(r, column))
+                    .collect::<Vec<_>>(),
+            );
+        }
+        let (program, plan) = (&read[0], &read[1]);
         for op in ["OpenEphemeral", "SorterOpen", "OpenAutoindex"] {
             assert!(
                 !program.iter().any(|o| o == op),
                 "{op} for {subjects} subject(s)"
             );
         }
-        let plan: Vec<String> = bind(&format!("EXPLAIN QUERY PLAN {sql}"))
-            .fetch_all(&mut c)
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| sqlx::Row::get::<String, _>(r, 3))
-            .collect();
         let shown = plan.join("\n");
         for table in ["offboarded", "delegations", "grants"] {
             assert!(

@@ -111,14 +111,23 @@ async fn read(
             .flat_map(|q| q.approvers.iter().map(String::as_str)),
     );
     let since = questions.iter().map(|q| q.now_ms).min().unwrap_or_default();
-    let rows = match backend {
-        Backend::Sqlite => read_sqlite(pool, &people, &subjects, &approvers, since).await?,
-        Backend::Postgres => {
-            let people = padded(people.into_iter());
-            let approvers = padded(approvers.into_iter());
-            read_postgres(pool, &people, &subjects, &approvers, since).await?
-        }
+    let batch = match backend {
+        Backend::Sqlite => sqlite_batch(&people, &subjects, &approvers, since)?,
+        Backend::Postgres => postgres_batch(
+            &padded(people.into_iter()),
+            &subjects,
+            &padded(approvers.into_iter()),
+            since,
+        )?,
     };
+    // SQLite: on this thread where it can be (reader.rs); PostgreSQL: on the reader connection
+    // of grantry's own where there is one (one read at a time, as the shared read asks).
+    let rows: Vec<FactRow> = pool
+        .run_pipelined(batch)
+        .await?
+        .iter()
+        .map(|r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .collect::<Result<_, StoreError>>()?;
 
     let mut offboarded: HashSet<String> = HashSet::new();
     let mut held: HashMap<String, Vec<(i64, String)>> = HashMap::new();
@@ -188,46 +197,38 @@ pub fn sqlite_statement(subjects: usize) -> String {
     sql
 }
 
-/// SQLite: no temporary b-tree for any part (each would be a pager opened and closed per read).
-/// People and approvers are JSON arrays walked by `json_each`, each looked up by its key; each
-/// subject's first grants by expiry come from `grants_subject` in its order (subject, state,
-/// expiry, id), `LIMIT` stopping the walk. On this thread where it can be (reader.rs).
-async fn read_sqlite(
-    pool: &Reader,
+/// SQLite's read: no temporary b-tree for any part (each would be a pager opened and closed per
+/// read). People and approvers are JSON arrays walked by `json_each`, each looked up by its key;
+/// each subject's first grants by expiry come from `grants_subject` in its order (subject, state,
+/// expiry, id), `LIMIT` stopping the walk.
+fn sqlite_batch(
     people: &[&str],
     subjects: &[&str],
     approvers: &[&str],
     since: i64,
-) -> Result<Vec<FactRow>, StoreError> {
-    let sql = sqlite_statement(subjects.len());
+) -> Result<Batch, StoreError> {
     let json = |list: &[&str]| {
         serde_json::to_string(list).map_err(|e| StoreError::Corrupt(format!("a list as JSON: {e}")))
     };
     let mut b = Batch::new(Backend::Sqlite);
-    b.push(&sql);
+    b.push(&sqlite_statement(subjects.len()));
     b.bind(json(people)?)?;
     b.bind(json(approvers)?)?;
     b.bind(since)?;
     for s in subjects {
         b.bind(*s)?;
     }
-    pool.run(b)
-        .await?
-        .iter()
-        .map(|r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-        .collect()
+    Ok(b)
 }
 
-/// PostgreSQL: one statement, its lists as `IN` lists padded to a power of two (a few statement
-/// texts, each prepared once), a subject's first grants numbered by expiry. On the reader
-/// connection of grantry's own where there is one (one read at a time, as the shared read asks).
-async fn read_postgres(
-    pool: &Reader,
+/// PostgreSQL's read: one statement, its lists as `IN` lists (padded to a power of two by the
+/// caller: a few statement texts, each prepared once), a subject's first grants numbered by expiry.
+fn postgres_batch(
     people: &[&str],
     subjects: &[&str],
     approvers: &[&str],
     since: i64,
-) -> Result<Vec<FactRow>, StoreError> {
+) -> Result<Batch, StoreError> {
     let marks = |k: usize| vec!["?"; k].join(",");
     let sql = format!(
         "SELECT 'o' AS k, email AS a, CAST(NULL AS TEXT) AS b, CAST(0 AS BIGINT) AS n \
@@ -248,11 +249,7 @@ async fn read_postgres(
         b.bind(*v)?;
     }
     b.bind(since)?;
-    pool.run_pipelined(b)
-        .await?
-        .iter()
-        .map(|r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-        .collect()
+    Ok(b)
 }
 
 #[cfg(test)]
