@@ -961,3 +961,50 @@ async fn sqlites_intake_read_uses_no_temporary_btree_and_looks_every_row_up_by_k
     }
     store.close().await;
 }
+
+#[tokio::test]
+async fn a_subject_holding_more_than_200_grants_is_read_with_the_200_that_end_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _db) = store(dir.path()).await;
+    let f = filing(0, None);
+    let request_id = f.request.id.as_str().to_string();
+    store.file(f).await.unwrap();
+    // 205 active grants of p0, inserted out of expiry order (g * 37 mod 205 visits every end once).
+    let ends = |g: usize| 10_000 + ((g * 37) % 205) as i64;
+    let mut tx = store.begin().await.unwrap();
+    for g in 0..205usize {
+        tx.insert_grant(&grantry::store::grants::GrantRecord {
+            id: format!("G-{g}"),
+            request_id: request_id.clone(),
+            subject_email: "p0@example.com".into(),
+            app: "github".into(),
+            entitlement: format!("team-{g}"),
+            connector: "scim".into(),
+            account_id: "a".into(),
+            target: "t".into(),
+            receipt: "{}".into(),
+            state: "active".into(),
+            approved_by: None,
+            granted_at: 1,
+            expires_at: Some(ends(g)),
+            revoked_at: None,
+            revoked_by: None,
+            revoke_reason: None,
+        })
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+    let facts = store
+        .intake_facts(&["p0@example.com"], "p0@example.com", &[], 1)
+        .await
+        .unwrap();
+    let mut expected: Vec<usize> = (0..205).collect();
+    expected.sort_by_key(|g| ends(*g));
+    let expected: Vec<String> = expected[..200]
+        .iter()
+        .map(|g| format!("github/team-{g}"))
+        .collect();
+    assert_eq!(facts.held, expected);
+    store.close().await;
+}
