@@ -53,6 +53,34 @@ async fn store_with_offboarded(dir: &std::path::Path, email: &str) -> (Store, co
     (store, db)
 }
 
+/// Grant `G-<n>-<g>` of `p<n>@example.com` to `github/team-<g>`, on request `request_id`.
+fn team_grant(
+    request_id: &str,
+    n: usize,
+    g: usize,
+    state: &str,
+    expires_at: i64,
+) -> grantry::store::grants::GrantRecord {
+    grantry::store::grants::GrantRecord {
+        id: format!("G-{n}-{g}"),
+        request_id: request_id.to_string(),
+        subject_email: format!("p{n}@example.com"),
+        app: "github".into(),
+        entitlement: format!("team-{g}"),
+        connector: "scim".into(),
+        account_id: "a".into(),
+        target: "t".into(),
+        receipt: "{}".into(),
+        state: state.into(),
+        approved_by: None,
+        granted_at: 1,
+        expires_at: Some(expires_at),
+        revoked_at: None,
+        revoked_by: None,
+        revoke_reason: None,
+    }
+}
+
 fn filing(n: usize, key: Option<String>) -> Filing {
     let id = RequestId::generate();
     let now = 1_700_000_000_000 + n as i64;
@@ -319,27 +347,9 @@ async fn concurrent_intake_reads_share_a_query_and_each_gets_its_own_facts() {
         let mut tx = store.begin().await.unwrap();
         for g in 0..=(n % 3) {
             let state = if g == n % 3 { "revoked" } else { "active" };
-            tx.insert_grant(&grantry::store::grants::GrantRecord {
-                id: format!("G-{n}-{g}"),
-                request_id: request_id.clone(),
-                subject_email: format!("p{n}@example.com"),
-                app: "github".into(),
-                entitlement: format!("team-{g}"),
-                connector: "scim".into(),
-                account_id: "a".into(),
-                target: "t".into(),
-                receipt: "{}".into(),
-                state: state.into(),
-                approved_by: None,
-                granted_at: 1,
-                // Ordered by expiry: team-1 ends before team-0.
-                expires_at: Some(10_000 - g as i64),
-                revoked_at: None,
-                revoked_by: None,
-                revoke_reason: None,
-            })
-            .await
-            .unwrap();
+            // Ordered by expiry: team-1 ends before team-0.
+            let grant = team_grant(&request_id, n, g, state, 10_000 - g as i64);
+            tx.insert_grant(&grant).await.unwrap();
         }
         tx.set_delegation(
             &format!("owner{n}@example.com"),
@@ -973,26 +983,8 @@ async fn a_subject_holding_more_than_200_grants_is_read_with_the_200_that_end_fi
     let ends = |g: usize| 10_000 + ((g * 37) % 205) as i64;
     let mut tx = store.begin().await.unwrap();
     for g in 0..205usize {
-        tx.insert_grant(&grantry::store::grants::GrantRecord {
-            id: format!("G-{g}"),
-            request_id: request_id.clone(),
-            subject_email: "p0@example.com".into(),
-            app: "github".into(),
-            entitlement: format!("team-{g}"),
-            connector: "scim".into(),
-            account_id: "a".into(),
-            target: "t".into(),
-            receipt: "{}".into(),
-            state: "active".into(),
-            approved_by: None,
-            granted_at: 1,
-            expires_at: Some(ends(g)),
-            revoked_at: None,
-            revoked_by: None,
-            revoke_reason: None,
-        })
-        .await
-        .unwrap();
+        let grant = team_grant(&request_id, 0, g, "active", ends(g));
+        tx.insert_grant(&grant).await.unwrap();
     }
     tx.commit().await.unwrap();
     let facts = store
