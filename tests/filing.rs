@@ -558,6 +558,82 @@ async fn a_head_moved_by_another_writer_or_a_duplicate_is_caught_and_the_chain_s
     assert_eq!(count(&db, "SELECT COUNT(*) FROM jobs").await, 12);
 }
 
+/// Batches that fail among batches that do not: redeliveries of stored requests (their batch
+/// fails on the taken key) and another writer's appends (the head moves under the batches
+/// built on it), amid a stream of new filings. On PostgreSQL a batch is sent behind the one in
+/// flight, built on the head that one leaves (store/in_flight.rs): when the one before rolls
+/// back, it must roll back too and be written again. Every caller gets its own answer, nothing
+/// is written twice, and the chain stays whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn batches_behind_one_that_rolls_back_are_written_again_and_every_answer_is_right() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, db) = store(dir.path()).await;
+    let mut first_ids = Vec::new();
+    for k in 0..5 {
+        let f = filing(1_000 + k, Some(format!("stored-{k}")));
+        first_ids.push(f.request.id.clone());
+        assert_eq!(store.file(f).await.unwrap(), Filed::Created);
+    }
+    // Sixteen callers, each filing ten in turn (as the ack path's clients do, so that batches
+    // go out while others are in flight), and another writer appending now and then.
+    let appends = {
+        let s = store.clone();
+        tokio::spawn(async move {
+            for k in 0..4 {
+                tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+                append_elsewhere(&s, 1_700_000_100_000 + k).await;
+            }
+        })
+    };
+    let callers = (0..16).map(|c| {
+        let s = store.clone();
+        tokio::spawn(async move {
+            let mut answers = Vec::new();
+            for n in (c * 10)..(c * 10 + 10) {
+                // Every eighth a redelivery of a stored request.
+                let (f, first) = if n % 8 == 3 {
+                    let k = (n / 8) % 5;
+                    (filing(n, Some(format!("stored-{k}"))), Some(k))
+                } else {
+                    (filing(n, Some(format!("new-{n}"))), None)
+                };
+                answers.push((first, s.file(f).await.unwrap()));
+            }
+            answers
+        })
+    });
+    let answers = join_all(callers).await;
+    appends.await.unwrap();
+    let (mut created, mut redelivered) = (0, 0);
+    for (first, filed) in answers.into_iter().flat_map(|a| a.unwrap()) {
+        match first {
+            None => {
+                assert_eq!(filed, Filed::Created);
+                created += 1;
+            }
+            Some(k) => {
+                assert_eq!(
+                    filed,
+                    Filed::Duplicate {
+                        id: first_ids[k].clone(),
+                        state: RequestState::PendingApproval
+                    }
+                );
+                redelivered += 1;
+            }
+        }
+    }
+    assert_eq!((created, redelivered), (140, 20));
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM requests").await, 145);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM decisions").await, 145);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM approvals").await, 290);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM jobs").await, 435);
+    assert!(matches!(
+        grantry::audit::verify(&store).await.unwrap(),
+        grantry::audit::Verdict::Whole { events: 294, .. }
+    ));
+}
+
 /// PostgreSQL only (on SQLite there is no such connection): the filer files on a connection of
 /// its own (store/pg_direct.rs, `application_name` grantry-filer), and when the server ends it
 /// the next filing opens another. At most the filing in flight as it ended fails (unacked, so

@@ -92,6 +92,30 @@ pub(crate) fn push_read_head(b: &mut Batch) {
     });
 }
 
+/// [`push_read_head`] for a batch written after `head`, known beforehand: on PostgreSQL the
+/// statement fails (a division by zero) unless the head is `head` once its row is locked, so a
+/// batch built on a head that another writer has moved since, or that a batch before it on the
+/// same connection was to leave but rolled back, fails whole. SQLite's one writer reads it.
+pub(crate) fn push_read_head_expecting(
+    b: &mut Batch,
+    (seq, hash): &(i64, String),
+) -> Result<(), StoreError> {
+    match b.backend() {
+        Backend::Sqlite => {
+            push_read_head(b);
+            Ok(())
+        }
+        Backend::Postgres => {
+            b.push(
+                "SELECT seq, hash FROM audit_head \
+                 WHERE id = 1 AND 1 / (seq = ? AND hash = ?)::int = 1 FOR UPDATE",
+            );
+            b.bind(*seq)?;
+            b.bind(hash.as_str())
+        }
+    }
+}
+
 /// The head from the row [`push_read_head`] returned.
 pub(crate) fn read_head(row: Option<&BatchRow>) -> Result<(i64, String), StoreError> {
     let row = row.ok_or_else(|| StoreError::Corrupt("the audit chain has no head".into()))?;

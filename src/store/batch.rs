@@ -154,6 +154,12 @@ impl Batch {
         Ok(&self.pg)
     }
 
+    /// [`Batch::pg_statements`], taken.
+    pub(crate) fn into_pg_statements(self) -> Result<Vec<PgStatement>, StoreError> {
+        self.pg_statements()?;
+        Ok(self.pg)
+    }
+
     /// The query for sqlx with the values it binds (in order), and whether sqlx is to send it
     /// as a simple query (PostgreSQL's several statements, their values written in as
     /// literals). SQLite: every statement, each value bound. PostgreSQL, one statement alone:
@@ -277,6 +283,11 @@ impl PgStatement {
     /// Its values, in order.
     pub(crate) fn params(&self) -> &[PgParam] {
         &self.params
+    }
+
+    /// Its values, taken.
+    pub(crate) fn into_params(self) -> Vec<PgParam> {
+        self.params
     }
 
     /// The statement to prepare: each `?` as a parameter cast to its value's type (`$1::text`),

@@ -42,7 +42,7 @@ use super::{Backend, Store, StoreError};
 use crate::domain::{AccessRequest, RequestId, RequestState};
 
 /// At most this many filings share a transaction.
-const MAX_BATCH: usize = 128;
+pub(super) const MAX_BATCH: usize = 128;
 
 /// An audit event of a filing (about the filed request, at its time).
 #[derive(Debug, Clone, PartialEq)]
@@ -100,12 +100,12 @@ pub enum Filed {
 }
 
 /// Where a caller waits for its answer.
-type Reply<A> = oneshot::Sender<Result<A, StoreError>>;
+pub(super) type Reply<A> = oneshot::Sender<Result<A, StoreError>>;
 
 /// What the filer writes: a new request, or an approver's ruling ([`super::rulings`]). Moved
 /// once, into the filer's queue: boxing the larger would cost an allocation per filing.
 #[allow(clippy::large_enum_variant)]
-enum Work {
+pub(super) enum Work {
     File(Filing, Reply<Filed>),
     Rule(Ruling, Reply<Ruled>),
 }
@@ -147,8 +147,8 @@ impl Filer {
             None => {
                 tokio::spawn(run(store, rx, None));
             }
-            Some(pg @ Own::Postgres(_)) => {
-                tokio::spawn(run(store, rx, Some(pg)));
+            Some(Own::Postgres(pg)) => {
+                tokio::spawn(super::in_flight::run(store, rx, pg));
             }
             Some(own @ Own::Sqlite(_)) => {
                 let cannot = |e: std::io::Error| StoreError::Start(format!("the filer: {e}"));
@@ -190,27 +190,40 @@ impl Filer {
 /// another; ends when every sender is gone.
 async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<Work>, own: Option<Own>) {
     let own = own.as_ref();
-    let mut filings = Vec::new();
-    let mut rulings = Vec::new();
     while let Some(first) = rx.recv().await {
-        let mut next = Some(first);
-        while let Some(work) = next.take() {
-            match work {
-                Work::File(f, reply) => filings.push((f, reply)),
-                Work::Rule(v, reply) => rulings.push((v, reply)),
-            }
-            if filings.len() + rulings.len() < MAX_BATCH {
-                next = rx.try_recv().ok();
-            }
-        }
+        let (mut filings, mut rulings) = waiting(first, &mut rx);
         answer_all(&store, own, &mut filings).await;
         answer_all(&store, own, &mut rulings).await;
     }
 }
 
+/// Filings, then rulings, to write together.
+pub(super) type Waiting = (Vec<(Filing, Reply<Filed>)>, Vec<(Ruling, Reply<Ruled>)>);
+
+/// `first` and the work waiting after it, [`MAX_BATCH`] at most: its filings and its rulings.
+pub(super) fn waiting(first: Work, rx: &mut mpsc::UnboundedReceiver<Work>) -> Waiting {
+    let mut waiting = (Vec::new(), Vec::new());
+    let mut next = Some(first);
+    while let Some(work) = next.take() {
+        hold(work, &mut waiting);
+        if waiting.0.len() + waiting.1.len() < MAX_BATCH {
+            next = rx.try_recv().ok();
+        }
+    }
+    waiting
+}
+
+/// Adds `work` to what is `waiting`.
+pub(super) fn hold(work: Work, (filings, rulings): &mut Waiting) {
+    match work {
+        Work::File(f, reply) => filings.push((f, reply)),
+        Work::Rule(v, reply) => rulings.push((v, reply)),
+    }
+}
+
 /// Writes `batch` together and answers each; if that fails, writes each alone (one of them is
 /// at fault, or the database hiccuped), each its own answer.
-async fn answer_all<W: Written>(
+pub(super) async fn answer_all<W: Written>(
     store: &Store,
     own: Option<&Own>,
     batch: &mut Vec<(W, Reply<W::Answer>)>,
@@ -244,9 +257,17 @@ async fn answer_all<W: Written>(
 }
 
 /// What the filer writes in batches.
-trait Written: Sized {
+pub(super) trait Written: Sized {
     /// What a caller is answered.
     type Answer;
+
+    /// PostgreSQL: `items` as one batch written after `head` in one round trip, `BEGIN` to
+    /// `COMMIT`, and the chain's head after it; `None` where some could not be written so
+    /// (two filings with one idempotency key, two rulings on one request).
+    fn in_one(items: &[&Self], head: Head) -> Result<InOne, StoreError>;
+
+    /// The answers to a batch of [`Written::in_one`] that committed, from its rows.
+    fn answers(rows: &[BatchRow], items: usize) -> Result<Vec<Self::Answer>, StoreError>;
 
     /// Writes `items` in one transaction; one answer each, in order.
     fn write<'a>(
@@ -259,6 +280,17 @@ trait Written: Sized {
 impl Written for Filing {
     type Answer = Filed;
 
+    fn in_one(items: &[&Self], head: Head) -> Result<InOne, StoreError> {
+        if !keys_distinct(items) {
+            return Ok(None);
+        }
+        all_new_batch(Backend::Postgres, items, head, POSTGRES_ENDS).map(Some)
+    }
+
+    fn answers(rows: &[BatchRow], items: usize) -> Result<Vec<Filed>, StoreError> {
+        all_new_answers(rows, items)
+    }
+
     fn write<'a>(
         store: &'a Store,
         items: &'a [&'a Self],
@@ -270,6 +302,17 @@ impl Written for Filing {
 
 impl Written for Ruling {
     type Answer = Ruled;
+
+    fn in_one(items: &[&Self], head: Head) -> Result<InOne, StoreError> {
+        if !rulings::requests_distinct(items) {
+            return Ok(None);
+        }
+        rulings::all_won_batch(items, head, POSTGRES_ENDS).map(Some)
+    }
+
+    fn answers(_: &[BatchRow], items: usize) -> Result<Vec<Ruled>, StoreError> {
+        Ok(vec![Ruled::Written; items])
+    }
 
     fn write<'a>(
         store: &'a Store,
@@ -368,7 +411,7 @@ impl Store {
     fn ends(&self) -> (&'static str, &'static str) {
         match self.backend {
             Backend::Sqlite => ("BEGIN IMMEDIATE", "COMMIT"),
-            Backend::Postgres => ("BEGIN", "COMMIT"),
+            Backend::Postgres => POSTGRES_ENDS,
         }
     }
 
@@ -416,7 +459,7 @@ impl Store {
         }
     }
 
-    fn take_filed_head(&self) -> Option<(i64, String)> {
+    pub(super) fn take_filed_head(&self) -> Option<(i64, String)> {
         self.filed_head
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -427,6 +470,15 @@ impl Store {
         *self.filed_head.lock().unwrap_or_else(|e| e.into_inner()) = Some(head);
     }
 }
+
+/// The audit chain's head: its last `seq` and hash.
+pub(super) type Head = (i64, String);
+
+/// A batch written in one round trip and the chain's head after it ([`Written::in_one`]).
+pub(super) type InOne = Option<(Batch, Head)>;
+
+/// PostgreSQL's `BEGIN` and `COMMIT`.
+const POSTGRES_ENDS: (&str, &str) = ("BEGIN", "COMMIT");
 
 /// Where a filing's statements run, in the writer's turn.
 pub(super) enum Target<'a> {
@@ -471,7 +523,7 @@ impl Target<'_> {
     pub(super) async fn run(&mut self, batch: Batch) -> Result<Vec<BatchRow>, StoreError> {
         match self {
             Target::Own(own) => own.with(|conn| direct::run(conn, &batch)),
-            Target::Postgres(own) => own.run(&batch).await,
+            Target::Postgres(own) => own.run(batch).await,
             Target::Writer(w) => batch.fetch(w).await,
         }
     }
@@ -500,40 +552,57 @@ fn keys_distinct(filings: &[&Filing]) -> bool {
 
 /// When the chain's head is known from the filer's last commit: every filing written as new, in
 /// one batch (one round trip, `BEGIN` to `COMMIT`), with no read first. The guesses are checked
-/// by the database: if another writer appended since, the first event's `seq` (the primary key)
-/// is taken (on PostgreSQL, once that writer commits); if a request's idempotency key was taken,
-/// its row is not inserted and its decision's foreign key fails. Either error fails the batch,
-/// whose caller then rolls it back and writes it the long way ([`stage_filings`]). Returns what
-/// [`stage_filings`] returns.
+/// by the database: if the head is not the one known (another writer appended since; on
+/// PostgreSQL, a batch before it on the filer's connection rolled back), the head's lock fails
+/// on PostgreSQL ([`audit::push_read_head_expecting`]) and the first event's `seq` (the primary
+/// key) is taken on SQLite; if a request's idempotency key was taken, its row is not inserted and
+/// its decision's foreign key fails. Either error fails the batch, whose caller then rolls it
+/// back and writes it the long way ([`stage_filings`]). Returns what [`stage_filings`] returns.
 async fn stage_all_new(
     conn: &mut Target<'_>,
     backend: Backend,
     filings: &[&Filing],
     head: (i64, String),
-    (begin, commit): (&'static str, &'static str),
+    ends: (&'static str, &'static str),
 ) -> Result<(Vec<Filed>, bool, (i64, String)), StoreError> {
+    let (batch, head) = all_new_batch(backend, filings, head, ends)?;
+    let enqueued = batch.enqueues();
+    let rows = conn.run(batch).await?;
+    Ok((all_new_answers(&rows, filings.len())?, enqueued, head))
+}
+
+/// The batch of [`stage_all_new`], and the chain's head after it.
+fn all_new_batch(
+    backend: Backend,
+    filings: &[&Filing],
+    head: (i64, String),
+    (begin, commit): (&'static str, &'static str),
+) -> Result<(Batch, (i64, String)), StoreError> {
     let mut batch = Batch::new(backend);
     batch.push(begin);
-    // Read only to be locked, as every appender locks it first (PostgreSQL: `FOR UPDATE`): with
-    // the row locks taken in the same order, two replicas' batches cannot deadlock on each
-    // other's new idempotency keys.
-    audit::push_read_head(&mut batch);
+    // Locked, as every appender locks it first (PostgreSQL: `FOR UPDATE`): with the row locks
+    // taken in the same order, two replicas' batches cannot deadlock on each other's new
+    // idempotency keys.
+    audit::push_read_head_expecting(&mut batch, &head)?;
     requests::push_insert_requests(&mut batch, &request_rows(filings))?;
     let writes = batch.len();
     let head = push_created(&mut batch, filings, head)?;
     batch.fuse_writes(writes);
     batch.push(commit);
-    let enqueued = batch.enqueues();
-    // The head's row, then one per request created.
-    let created = conn.run(batch).await?.len().saturating_sub(1);
-    if created != filings.len() {
+    Ok((batch, head))
+}
+
+/// The answers of [`all_new_batch`]'s filings, committed, from its rows: the head's row, then
+/// one per request created.
+fn all_new_answers(rows: &[BatchRow], filings: usize) -> Result<Vec<Filed>, StoreError> {
+    let created = rows.len().saturating_sub(1);
+    if created != filings {
         // Cannot happen with the writer's foreign keys on; committed, so said, not hidden.
         return Err(StoreError::Corrupt(format!(
-            "{created} of {} filings created in a batch written as all new",
-            filings.len()
+            "{created} of {filings} filings created in a batch written as all new"
         )));
     }
-    Ok((vec![Filed::Created; filings.len()], enqueued, head))
+    Ok(vec![Filed::Created; filings])
 }
 
 fn request_rows<'a>(filings: &[&'a Filing]) -> Vec<RequestRow<'a>> {

@@ -16,6 +16,7 @@ mod direct;
 pub mod filing;
 pub mod fulfilments;
 pub mod grants;
+mod in_flight;
 pub mod intake_facts;
 pub mod jobs;
 pub mod ledger;

@@ -32,7 +32,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{AsyncMessage, Client, Config, Connection, NoTls, Statement};
 
-use super::batch::{Batch, BatchRow};
+use super::batch::{Batch, BatchRow, PgParam};
 use super::pg_tls::MakeRustls;
 use super::StoreError;
 
@@ -42,6 +42,26 @@ const STATEMENT_CACHE: usize = 1024;
 
 /// How long opening the connection may take, unless the URL says (`connect_timeout`).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A batch's answers to come ([`PgOwn::send`]): its rows in order, or its first error.
+pub(crate) struct Sent(Pin<Box<MaybeDone<BoxedAnswers>>>);
+
+type BoxedAnswers = Pin<Box<dyn Future<Output = Result<Vec<BatchRow>, StoreError>> + Send>>;
+
+impl Future for Sent {
+    type Output = Result<Vec<BatchRow>, StoreError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        match self.0.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(self.0.as_mut().take_output().unwrap_or_else(|| {
+                Err(StoreError::Corrupt(
+                    "a batch's answers were taken twice".into(),
+                ))
+            })),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
 
 /// The filer's connection: opened when needed, with the statements prepared on it.
 pub(crate) struct PgOwn {
@@ -194,39 +214,66 @@ impl PgOwn {
     /// Runs `batch`'s statements as one pipeline; returns the rows they return, in order. A
     /// statement that fails fails the batch with its error (those after it fail too, in the
     /// aborted transaction, and a `COMMIT` among them rolls it back).
-    pub(crate) async fn run(&self, batch: &Batch) -> Result<Vec<BatchRow>, StoreError> {
+    pub(crate) async fn run(&self, batch: Batch) -> Result<Vec<BatchRow>, StoreError> {
+        self.send(batch).await?.await
+    }
+
+    /// Sends `batch`'s statements as one pipeline and returns at once, with what answers them
+    /// to come ([`Sent`]): a batch sent after it, on this connection, runs after it. Nothing
+    /// is sent unless every statement can be (its values of the types it was prepared with), so
+    /// a `COMMIT` never follows a statement left out.
+    pub(crate) async fn send(&self, batch: Batch) -> Result<Sent, StoreError> {
         let client = self.client().await?;
-        let statements = batch.pg_statements()?;
+        let statements = batch.into_pg_statements()?;
         let texts: Vec<String> = statements.iter().map(|s| s.prepared_sql()).collect();
         let prepared = self.prepare(&client, &texts).await?;
-        let params: Vec<Vec<&(dyn ToSql + Sync)>> = statements
-            .iter()
-            .map(|s| {
-                s.params()
+        let params: Vec<Vec<PgParam>> = statements.into_iter().map(|s| s.into_params()).collect();
+        let fits = prepared.iter().zip(&params).all(|(statement, values)| {
+            statement.params().len() == values.len()
+                && statement
+                    .params()
                     .iter()
-                    .map(|p| p as &(dyn ToSql + Sync))
-                    .collect()
-            })
-            .collect();
-        // Each execution is queued to the connection at its first poll, so they are polled in
-        // order: all are written out before any answer is read, and in the batch's order.
-        let answers = in_order(
-            prepared
-                .iter()
-                .zip(&params)
-                .map(|(statement, params)| client.query(statement, params)),
-        )
-        .await;
-        if answers.len() != prepared.len() {
+                    .zip(values)
+                    .all(|(ty, v)| v.type_name() == ty.name())
+        });
+        if !fits {
             return Err(StoreError::Corrupt(
-                "a statement of a batch went unanswered".into(),
+                "a statement's values are not of the types it was prepared with".into(),
             ));
         }
-        let mut rows = Vec::new();
-        for answer in answers {
-            rows.extend(answer.map_err(pg_error)?.into_iter().map(BatchRow::Pg));
-        }
-        Ok(rows)
+        let answers = async move {
+            let params: Vec<Vec<&(dyn ToSql + Sync)>> = params
+                .iter()
+                .map(|values| values.iter().map(|p| p as &(dyn ToSql + Sync)).collect())
+                .collect();
+            // Each execution is queued to the connection at its first poll, so they are polled
+            // in order: all are written out before any answer is read, and in the batch's order.
+            let answers = in_order(
+                prepared
+                    .iter()
+                    .zip(&params)
+                    .map(|(statement, params)| client.query(statement, params)),
+            )
+            .await;
+            if answers.len() != prepared.len() {
+                return Err(StoreError::Corrupt(
+                    "a statement of a batch went unanswered".into(),
+                ));
+            }
+            let mut rows = Vec::new();
+            for answer in answers {
+                rows.extend(answer.map_err(pg_error)?.into_iter().map(BatchRow::Pg));
+            }
+            Ok(rows)
+        };
+        // Polled once here, so that every execution is queued before this returns.
+        let mut sent = Sent(Box::pin(maybe_done(Box::pin(answers) as BoxedAnswers)));
+        poll_fn(|cx| {
+            let _ = sent.0.as_mut().poll(cx);
+            Poll::Ready(())
+        })
+        .await;
+        Ok(sent)
     }
 
     /// Each of `texts` prepared on `client`: from the cache, the rest prepared together.

@@ -139,7 +139,7 @@ impl Reader {
     /// [`super::shared_read`]): the connection answers its statements in turn.
     pub(crate) async fn run_pipelined(&self, batch: Batch) -> Result<Vec<BatchRow>, StoreError> {
         match self {
-            Reader::Pool(_, Some(own)) => own.run(&batch).await,
+            Reader::Pool(_, Some(own)) => own.run(batch).await,
             _ => self.run(batch).await,
         }
     }

@@ -495,10 +495,11 @@ pub(super) fn requests_distinct(rulings: &[&Ruling]) -> bool {
 /// the rulings are on distinct requests: every ruling written as won, in one batch (one round
 /// trip, `BEGIN` to `COMMIT`), with no read first. The guesses are checked by the database: a
 /// compare-and-set that does not move its request fails the batch
-/// ([`requests::push_moves_all_or_fail`]), and if another writer appended to the chain since,
-/// the first event's `seq` (the primary key) is taken. Either error fails the batch, whose
-/// caller then rolls it back and writes it the two-round-trip way ([`stage`]), where a ruling
-/// that lost writes nothing. Returns what [`stage`] returns.
+/// ([`requests::push_moves_all_or_fail`]), and so does a head that is not the one known
+/// ([`audit::push_read_head_expecting`]: another writer appended since, or a batch before it on
+/// the filer's connection rolled back). Either error fails the batch, whose caller then rolls it
+/// back and writes it the two-round-trip way ([`stage`]), where a ruling that lost writes
+/// nothing. Returns what [`stage`] returns.
 ///
 /// The compare-and-sets come first, in the order of the requests' ids: they lock the rows in
 /// that order (a loop over the list, the connection's settings, [`key_lookup_options`]), then
@@ -509,19 +510,29 @@ pub(super) async fn stage_all_won(
     conn: &mut Target<'_>,
     rulings: &[&Ruling],
     head: (i64, String),
-    (begin, commit): (&'static str, &'static str),
+    ends: (&'static str, &'static str),
 ) -> Result<(Vec<Ruled>, bool, (i64, String)), StoreError> {
+    let (b, head) = all_won_batch(rulings, head, ends)?;
+    let enqueued = b.enqueues();
+    conn.run(b).await?;
+    Ok((vec![Ruled::Written; rulings.len()], enqueued, head))
+}
+
+/// The batch of [`stage_all_won`], and the chain's head after it.
+pub(super) fn all_won_batch(
+    rulings: &[&Ruling],
+    head: (i64, String),
+    (begin, commit): (&'static str, &'static str),
+) -> Result<(Batch, (i64, String)), StoreError> {
     let mut b = Batch::new(Backend::Postgres);
     b.push(begin);
     let mut moves = slot_moves(rulings);
     moves.sort_by_key(|m| m.id);
     requests::push_moves_all_or_fail(&mut b, &moves)?;
-    audit::push_read_head(&mut b);
+    audit::push_read_head_expecting(&mut b, &head)?;
     let writes = b.len();
     let head = push_won(&mut b, rulings, head)?;
     b.fuse_writes(writes);
     b.push(commit);
-    let enqueued = b.enqueues();
-    conn.run(b).await?;
-    Ok((vec![Ruled::Written; rulings.len()], enqueued, head))
+    Ok((b, head))
 }
