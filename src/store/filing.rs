@@ -7,8 +7,9 @@
 //! per table and one move of the audit chain's head, one commit (one fsync). On SQLite the
 //! filer is a thread with a connection of its own ([`super::direct`]) that runs the
 //! statements itself, in the writer's turn; on PostgreSQL it is a task that sends each batch
-//! as one pipeline on a connection of its own ([`super::pg_direct`]), or through the writer's
-//! connection where it has none (and on SQLite in memory). Each caller is answered only after
+//! as one pipeline on a connection of its own ([`super::pg_direct`]), the next one sent while
+//! the one before is being written ([`super::in_flight`]), or through the writer's connection
+//! where it has none (and on SQLite in memory). Each caller is answered only after
 //! that commit, so an acked request is as durable as before; a batch that fails is written
 //! again one filing at a time, so one bad filing fails alone. With one filing waiting the batch
 //! is that filing: nothing waits for company.
