@@ -57,7 +57,7 @@ impl Reads {
         match v {
             Value::Array(items) => items.iter().for_each(|i| self.walk(i)),
             Value::Object(map) => {
-                if map.get("Var").and_then(Value::as_str) == Some("context") {
+                if is_context(v) {
                     self.whole_context = true;
                 }
                 for (key, inner) in map {

@@ -79,8 +79,6 @@ impl Flies for Ruling {
 struct Pipeline {
     store: Store,
     own: Arc<PgOwn>,
-    /// `own`, as the long way takes it.
-    pg: Own,
     flights: VecDeque<AnyFlight>,
     /// The chain's head after every batch sent, if known; `None` until a batch written the long
     /// way has read it, and again once a batch fails.
@@ -92,7 +90,6 @@ struct Pipeline {
 pub(super) async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<Work>, own: Arc<PgOwn>) {
     let mut p = Pipeline {
         store,
-        pg: Own::Postgres(own.clone()),
         own,
         flights: VecDeque::new(),
         head: None,
@@ -236,7 +233,8 @@ impl Pipeline {
         self.head = None;
         // None kept: the long way reads the head.
         let _ = self.store.take_filed_head();
-        filing::answer_all(&self.store, Some(&self.pg), items).await;
+        let own = Own::Postgres(self.own.clone());
+        filing::answer_all(&self.store, Some(&own), items).await;
         self.head = self.store.take_filed_head();
     }
 }
