@@ -81,6 +81,19 @@ impl RequestState {
         )
     }
 
+    /// Whether the request is still under way: not yet settled (active, or ended), counting a
+    /// failed provisioning IT must follow up.
+    pub fn is_under_way(self) -> bool {
+        matches!(
+            self,
+            Self::Submitted
+                | Self::PendingApproval
+                | Self::Approved
+                | Self::Provisioning
+                | Self::Failed
+        )
+    }
+
     /// Whether a human approver can still act on it.
     pub fn is_open(self) -> bool {
         matches!(self, Self::Submitted | Self::PendingApproval)

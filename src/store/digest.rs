@@ -57,6 +57,22 @@ pub struct WaitingFailure {
     pub since: i64,
 }
 
+/// Every request waiting for approval, oldest first (through the partial index of requests under
+/// way: see `requests::reads_by_state`).
+pub(super) const WAITING_REQUESTS_SQL: &str =
+    "SELECT id, app, entitlement, subject_email, created_at FROM requests \
+     WHERE under_way AND state = 'pending_approval' ORDER BY created_at, id LIMIT $1";
+
+/// Failed requests and failed revokes whose grant is still held, oldest first.
+pub(super) const WAITING_FAILURES_SQL: &str = "SELECT kind, id, app, entitlement, subject_email, since FROM ( \
+       SELECT 'request' AS kind, id, app, entitlement, subject_email, updated_at AS since \
+       FROM requests WHERE under_way AND state = 'failed' \
+       UNION ALL \
+       SELECT 'revoke' AS kind, g.id, g.app, g.entitlement, g.subject_email, COALESCE(f.decided_at, f.created_at) AS since \
+       FROM fulfilments f JOIN grants g ON g.id = f.grant_id \
+       WHERE f.kind = 'revoke' AND f.state = 'failed' AND g.state <> 'revoked' \
+     ) failures ORDER BY since, id LIMIT $1";
+
 impl Store {
     /// Requests opened in `[from_ms, to_ms)`, oldest first, each with its final decision made
     /// before `to_ms` (none if undecided then).
@@ -101,30 +117,18 @@ impl Store {
 
     /// Every request waiting for approval, oldest first (at most `limit`).
     pub async fn waiting_requests(&self, limit: i64) -> Result<Vec<WaitingRequest>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT id, app, entitlement, subject_email, created_at FROM requests \
-             WHERE state = 'pending_approval' ORDER BY created_at, id LIMIT $1",
-        )
-        .bind(limit)
-        .fetch_all(&mut *self.read_conn().await?)
-        .await?)
+        Ok(sqlx::query_as(WAITING_REQUESTS_SQL)
+            .bind(limit)
+            .fetch_all(&mut *self.read_conn().await?)
+            .await?)
     }
 
     /// Failures waiting for IT, oldest first (at most `limit`): failed requests, and revokes IT
     /// could not make by hand whose grant is still held.
     pub async fn waiting_failures(&self, limit: i64) -> Result<Vec<WaitingFailure>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT kind, id, app, entitlement, subject_email, since FROM ( \
-               SELECT 'request' AS kind, id, app, entitlement, subject_email, updated_at AS since \
-               FROM requests WHERE state = 'failed' \
-               UNION ALL \
-               SELECT 'revoke' AS kind, g.id, g.app, g.entitlement, g.subject_email, COALESCE(f.decided_at, f.created_at) AS since \
-               FROM fulfilments f JOIN grants g ON g.id = f.grant_id \
-               WHERE f.kind = 'revoke' AND f.state = 'failed' AND g.state <> 'revoked' \
-             ) failures ORDER BY since, id LIMIT $1",
-        )
-        .bind(limit)
-        .fetch_all(&mut *self.read_conn().await?)
-        .await?)
+        Ok(sqlx::query_as(WAITING_FAILURES_SQL)
+            .bind(limit)
+            .fetch_all(&mut *self.read_conn().await?)
+            .await?)
     }
 }

@@ -31,6 +31,53 @@ pub(super) const COLUMNS: &str =
     "id, platform, requester_chat_id, requester_email, subject_email, app, \
      entitlement, duration_minutes, reason, ticket, extends_grant, state, created_at, updated_at";
 
+// The reads that find requests by state. No index holds the state (so that a move between two
+// states under way changes no indexed value: on PostgreSQL, a HOT update). Each read narrows
+// first to the requests under way, the `under_way` column's few (true in the states
+// `RequestState::is_under_way` names), through the partial indexes that hold only those.
+
+fn open_requests_of_sql() -> String {
+    format!(
+        "SELECT {COLUMNS} FROM requests WHERE requester_email = $1 AND under_way \
+         AND state IN ('submitted', 'pending_approval', 'approved', 'provisioning') \
+         ORDER BY created_at DESC, id LIMIT $2"
+    )
+}
+
+fn pending_requests_sql() -> String {
+    format!(
+        "SELECT {COLUMNS}, reminded_at, escalated_at FROM requests \
+         WHERE under_way AND state = 'pending_approval' ORDER BY created_at LIMIT $1"
+    )
+}
+
+fn pending_requests_for_sql() -> String {
+    format!(
+        "SELECT {COLUMNS} FROM requests WHERE (subject_email = $1 OR requester_email = $1) \
+         AND under_way AND state = 'pending_approval' ORDER BY created_at"
+    )
+}
+
+const OPEN_REQUEST_COUNT_FOR_SQL: &str = "SELECT COUNT(*) FROM requests WHERE subject_email = $1 \
+     AND under_way AND state IN ('submitted', 'pending_approval', 'approved', 'provisioning')";
+
+const EXPIRE_EXTENSIONS_SQL: &str = "UPDATE requests SET state = 'expired', updated_at = $1 \
+     WHERE extends_grant = $2 AND state = 'active'";
+
+/// Every statement that finds requests by state or by the grant they extend, with its number of
+/// parameters: for the tests that check each is read through a partial index.
+pub fn reads_by_state() -> Vec<(String, usize)> {
+    vec![
+        (open_requests_of_sql(), 2),
+        (pending_requests_sql(), 1),
+        (pending_requests_for_sql(), 1),
+        (OPEN_REQUEST_COUNT_FOR_SQL.to_string(), 1),
+        (EXPIRE_EXTENSIONS_SQL.to_string(), 2),
+        (super::digest::WAITING_REQUESTS_SQL.to_string(), 1),
+        (super::digest::WAITING_FAILURES_SQL.to_string(), 1),
+    ]
+}
+
 impl TryFrom<Row> for AccessRequest {
     type Error = StoreError;
     fn try_from(r: Row) -> Result<Self, StoreError> {
@@ -216,13 +263,11 @@ impl Tx {
         grant_id: &str,
         now_ms: i64,
     ) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "UPDATE requests SET state = 'expired', updated_at = $1 WHERE extends_grant = $2 AND state = 'active'",
-        )
-        .bind(now_ms)
-        .bind(grant_id)
-        .execute(self.conn())
-        .await?;
+        let done = sqlx::query(EXPIRE_EXTENSIONS_SQL)
+            .bind(now_ms)
+            .bind(grant_id)
+            .execute(self.conn())
+            .await?;
         Ok(done.rows_affected())
     }
 
@@ -279,12 +324,7 @@ impl Store {
         requester_email: &str,
         limit: i64,
     ) -> Result<Vec<AccessRequest>, StoreError> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM requests WHERE requester_email = $1 \
-             AND state IN ('submitted', 'pending_approval', 'approved', 'provisioning') \
-             ORDER BY created_at DESC, id LIMIT $2"
-        );
-        sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql))
+        sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(open_requests_of_sql()))
             .bind(requester_email)
             .bind(limit)
             .fetch_all(&mut *self.read_conn().await?)
@@ -299,11 +339,7 @@ impl Store {
         &self,
         limit: i64,
     ) -> Result<Vec<(AccessRequest, Option<i64>, Option<i64>)>, StoreError> {
-        let sql = format!(
-            "SELECT {COLUMNS}, reminded_at, escalated_at FROM requests WHERE state = 'pending_approval' \
-             ORDER BY created_at LIMIT $1"
-        );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let rows = sqlx::query(sqlx::AssertSqlSafe(pending_requests_sql()))
             .bind(limit)
             .fetch_all(&mut *self.read_conn().await?)
             .await?;
@@ -326,11 +362,7 @@ impl Store {
         &self,
         subject_email: &str,
     ) -> Result<Vec<AccessRequest>, StoreError> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM requests WHERE (subject_email = $1 OR requester_email = $1) \
-             AND state = 'pending_approval' ORDER BY created_at"
-        );
-        sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(sql))
+        sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(pending_requests_for_sql()))
             .bind(subject_email)
             .fetch_all(&mut *self.read_conn().await?)
             .await?
@@ -350,13 +382,10 @@ impl Store {
 
     /// How many requests for this person are still open (waiting or being provisioned).
     pub async fn open_request_count_for(&self, subject_email: &str) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT COUNT(*) FROM requests WHERE subject_email = $1 \
-             AND state IN ('submitted', 'pending_approval', 'approved', 'provisioning')",
-        )
-        .bind(subject_email)
-        .fetch_one(&mut *self.read_conn().await?)
-        .await?)
+        Ok(sqlx::query_scalar(OPEN_REQUEST_COUNT_FOR_SQL)
+            .bind(subject_email)
+            .fetch_one(&mut *self.read_conn().await?)
+            .await?)
     }
 
     /// How many requests are in each state.
