@@ -1,7 +1,7 @@
 //! On PostgreSQL no index holds a request's state: the reads by state go through partial indexes
 //! over the requests under way, so a move between two states under way changes no index (a HOT
 //! update: the new version beside the old, no index entry written). SQLite, which rewrites a row
-//! in place, keeps one index on the state. On both, no read by state reads the table whole.
+//! in place, keeps its indexes on the state and none by subject (migrations/sqlite/0013 says why).
 
 mod common;
 
@@ -116,6 +116,9 @@ async fn reads_by_state_go_through_the_partial_indexes() {
     let reads = grantry::store::requests::reads_by_state();
     assert_eq!(reads.len(), 7);
     for (k, (sql, params)) in reads.iter().enumerate() {
+        if !db.is_postgres() && sql.contains("subject_email = $1") {
+            continue; // SQLite reads a person's requests as subject from the table.
+        }
         let plan: Vec<String> = if db.is_postgres() {
             // A generic plan, with sequential scans priced out: one shows only where no index
             // can serve the statement at all.
