@@ -57,8 +57,8 @@ pub struct WaitingFailure {
     pub since: i64,
 }
 
-/// Every request waiting for approval, oldest first (through the partial index of requests under
-/// way: see `requests::reads_by_state`).
+/// Every request waiting for approval, oldest first (`under_way` named for PostgreSQL's partial
+/// indexes: see `requests::reads_by_state`).
 pub(super) const WAITING_REQUESTS_SQL: &str =
     "SELECT id, app, entitlement, subject_email, created_at FROM requests \
      WHERE under_way AND state = 'pending_approval' ORDER BY created_at, id LIMIT $1";

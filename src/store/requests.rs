@@ -31,10 +31,10 @@ pub(super) const COLUMNS: &str =
     "id, platform, requester_chat_id, requester_email, subject_email, app, \
      entitlement, duration_minutes, reason, ticket, extends_grant, state, created_at, updated_at";
 
-// The reads that find requests by state. No index holds the state (so that a move between two
-// states under way changes no indexed value: on PostgreSQL, a HOT update). Each read narrows
-// first to the requests under way, the `under_way` column's few (true in the states
-// `RequestState::is_under_way` names), through the partial indexes that hold only those.
+// The reads that find requests by state. Each also names `under_way` (true in the states
+// `RequestState::is_under_way` names): on PostgreSQL no index holds the state (so that a move
+// between two states under way is a HOT update), and these reads go through the partial indexes
+// over `under_way`; SQLite, where the column is computed when read, uses its indexes on the state.
 
 fn open_requests_of_sql() -> String {
     format!(
@@ -65,7 +65,8 @@ const EXPIRE_EXTENSIONS_SQL: &str = "UPDATE requests SET state = 'expired', upda
      WHERE extends_grant = $2 AND state = 'active'";
 
 /// Every statement that finds requests by state or by the grant they extend, with its number of
-/// parameters: for the tests that check each is read through a partial index.
+/// parameters: for the tests that check each is read through an index (on PostgreSQL, a partial
+/// one).
 pub fn reads_by_state() -> Vec<(String, usize)> {
     vec![
         (open_requests_of_sql(), 2),
