@@ -1076,3 +1076,64 @@ async fn a_subject_holding_more_than_200_grants_is_read_with_the_200_that_end_fi
     assert_eq!(facts.held, expected);
     store.close().await;
 }
+
+/// The log lines written while it is alive, as text (this thread's, so this test's).
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_filing_held_up_by_a_lock_is_warned_of_and_written_once_the_lock_goes() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let (store, db) = store(dir.path()).await;
+    if !db.is_postgres() {
+        return;
+    }
+    let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = logs.clone();
+    let _logging = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_writer(move || Captured(sink.clone()))
+            .finish(),
+    );
+    // A session holds the audit chain's head, as one left open (or another replica stuck) would.
+    let mut holder = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
+    sqlx::query("SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+
+    let filed = tokio::spawn({
+        let store = store.clone();
+        async move { store.file(filing(1, Some("held".into()))).await }
+    });
+    common::eventually(30, "a warning that the filer is slow", || async {
+        let text = String::from_utf8_lossy(&logs.lock().unwrap()).to_string();
+        text.contains("the filer has not written this yet")
+            .then_some(())
+    })
+    .await;
+    let text = String::from_utf8_lossy(&logs.lock().unwrap()).to_string();
+    assert!(text.contains("a new request"), "{text}");
+    assert!(!filed.is_finished(), "it waits for the lock");
+
+    sqlx::query("COMMIT").execute(&mut holder).await.unwrap();
+    let filed = tokio::time::timeout(std::time::Duration::from_secs(30), filed)
+        .await
+        .expect("written once the lock went")
+        .unwrap();
+    assert_eq!(filed.unwrap(), Filed::Created);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM requests").await, 1);
+}

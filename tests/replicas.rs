@@ -17,6 +17,7 @@ mod common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use common::process::{now_secs, open_store, Grantry};
 use common::*;
@@ -131,14 +132,81 @@ async fn count_by(pg: &mut sqlx::PgConnection, sql: &str) -> BTreeMap<String, i6
         .collect()
 }
 
+/// How long the whole scenario may take (it takes ~15 s): past it the test fails and says what
+/// each database session was doing, instead of waiting for CI's own limit.
+const SCENARIO_LIMIT: Duration = Duration::from_secs(600);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_replicas_on_one_postgres_give_one_outcome_per_request_and_per_expiry() {
     let admin = postgres_admin().await;
+    let db = TestDb::create_postgres(&admin).await;
+    let phase = Phase::default();
+    let scenario = scenario(&db, &phase);
+    tokio::pin!(scenario);
+    tokio::select! {
+        () = &mut scenario => {}
+        () = tokio::time::sleep(SCENARIO_LIMIT) => {
+            // Read while the replicas still run (the scenario is dropped, and they with it,
+            // after the panic).
+            let report = stuck_report(&db.url).await;
+            panic!(
+                "two replicas: not done in {SCENARIO_LIMIT:?}, stuck at: {}\n{report}",
+                phase.get()
+            );
+        }
+    }
+}
+
+/// Where the scenario is, for the report of one that does not finish.
+#[derive(Default, Clone)]
+struct Phase(Arc<std::sync::Mutex<&'static str>>);
+
+impl Phase {
+    fn set(&self, what: &'static str) {
+        *self.0.lock().unwrap() = what;
+    }
+
+    fn get(&self) -> &'static str {
+        &self.0.lock().unwrap()
+    }
+}
+
+/// What every session on the test's database is doing, and which wait on which.
+async fn stuck_report(url: &str) -> String {
+    let read = async {
+        let mut pg = sqlx::PgConnection::connect(url).await?;
+        let sessions: Vec<(i32, String, String, String, String, String)> = sqlx::query_as(
+            "SELECT pid, application_name, COALESCE(state, ''), \
+             COALESCE(wait_event_type || ':' || wait_event, ''), \
+             COALESCE((now() - xact_start)::text, ''), left(query, 300) \
+             FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .fetch_all(&mut pg)
+        .await?;
+        let waits: Vec<(i32, String, String)> = sqlx::query_as(
+            "SELECT pid, mode || ' on ' || locktype, pg_blocking_pids(pid)::text \
+             FROM pg_locks WHERE NOT granted",
+        )
+        .fetch_all(&mut pg)
+        .await?;
+        Ok::<_, sqlx::Error>(format!(
+            "sessions (pid, application, state, wait, transaction's age, query): {sessions:#?}\n\
+             locks waited for (pid, lock, blocked by): {waits:#?}"
+        ))
+    };
+    match tokio::time::timeout(Duration::from_secs(20), read).await {
+        Ok(Ok(report)) => report,
+        Ok(Err(e)) => format!("(the database could not be read: {e})"),
+        Err(_) => "(the database did not answer in 20 s)".to_string(),
+    }
+}
+
+async fn scenario(db: &TestDb, phase: &Phase) {
+    phase.set("starting SCIM, Slack's stand-in and two replicas");
     let scim = Scim::start().await;
     let slack = SlackStandIn::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let db = TestDb::create_postgres(&admin).await;
-    let config = write_config(dir.path(), &db, &slack.base_url(), &scim.base_url, "");
+    let config = write_config(dir.path(), db, &slack.base_url(), &scim.base_url, "");
     write_catalog_and_people(dir.path());
     let mut scim_users = HashMap::new();
     for n in 0..PEOPLE {
@@ -174,7 +242,11 @@ async fn two_replicas_on_one_postgres_give_one_outcome_per_request_and_per_expir
         Grantry::start(&config, &env_b)
     );
     let replicas = [a.base_url.clone(), b.base_url.clone()];
-    let http = reqwest::Client::new();
+    // Every request has a deadline: a replica that stops answering fails the test, not CI.
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
     let filers: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM pg_stat_activity \
          WHERE datname = current_database() AND application_name = 'grantry-filer'",
@@ -189,6 +261,7 @@ async fn two_replicas_on_one_postgres_give_one_outcome_per_request_and_per_expir
     let store = open_store(&db.url).await;
     let mut pg = sqlx::PgConnection::connect(&db.url).await.unwrap();
 
+    phase.set("500 slash commands, each to both replicas");
     // 500 slash commands; each is delivered twice at once, to both replicas (a Slack retry).
     let commands: Vec<(usize, usize)> = (0..PEOPLE)
         .flat_map(|n| (0..ENTITLEMENTS).map(move |e| (n, e)))
@@ -232,6 +305,7 @@ async fn two_replicas_on_one_postgres_give_one_outcome_per_request_and_per_expir
     assert_eq!(ids.len(), 500, "500 commands, 500 distinct requests");
     assert_eq!(store.recent_requests(10_000).await.unwrap().len(), 500);
 
+    phase.set("500 approval clicks, each to both replicas");
     // Each approval click is sent to both replicas at once (Bob for even, Carol for odd ones).
     let started = std::time::Instant::now();
     let clicks: Vec<()> = bounded(filed.clone(), 16, |(i, id)| {
@@ -261,6 +335,7 @@ async fn two_replicas_on_one_postgres_give_one_outcome_per_request_and_per_expir
     assert_eq!(clicks.len(), 500);
     let clicks_took = started.elapsed();
 
+    phase.set("waiting for 500 requests to be active");
     eventually(240, "all 500 requests active", || async {
         let states = store.count_requests_by_state().await.unwrap();
         (states == vec![("active".to_string(), 500)]).then_some(())
@@ -277,6 +352,7 @@ async fn two_replicas_on_one_postgres_give_one_outcome_per_request_and_per_expir
     })
     .await;
 
+    phase.set("checking decisions, grants and SCIM's groups");
     // One decision, one provisioning, one grant per request; the second click was refused.
     let per_action = |action: &'static str| {
         let db_url = db.url.clone();
@@ -353,6 +429,7 @@ async fn two_replicas_on_one_postgres_give_one_outcome_per_request_and_per_expir
         );
     }
 
+    phase.set("expiring every grant");
     // Every grant expires while both replicas sweep: each is revoked exactly once.
     let started = std::time::Instant::now();
     let past = chrono::Utc::now().timestamp_millis() - 1_000;
@@ -361,6 +438,7 @@ async fn two_replicas_on_one_postgres_give_one_outcome_per_request_and_per_expir
         .execute(&mut pg)
         .await
         .unwrap();
+    phase.set("waiting for 500 grants to be revoked");
     eventually(240, "all 500 grants revoked", || async {
         let revoked = store.grants(Some("revoked"), 10_000).await.unwrap().len();
         (revoked == 500).then_some(())
@@ -402,13 +480,18 @@ async fn two_replicas_on_one_postgres_give_one_outcome_per_request_and_per_expir
         );
     }
 
+    phase.set("grantry audit verify");
     // The hash chain, appended to by two processes at once, is whole.
-    let verify = std::process::Command::new(env!("CARGO_BIN_EXE_grantry"))
+    let verify = tokio::process::Command::new(env!("CARGO_BIN_EXE_grantry"))
         .arg("--config")
         .arg(&config)
         .args(["audit", "verify"])
         .env("GRANTRY__DATABASE__URL", &db.url)
-        .output()
+        .kill_on_drop(true)
+        .output();
+    let verify = tokio::time::timeout(Duration::from_secs(60), verify)
+        .await
+        .expect("grantry audit verify finished within 60 s")
         .unwrap();
     assert!(
         verify.status.success(),

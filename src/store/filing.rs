@@ -23,7 +23,9 @@
 //! one wasted round trip.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
@@ -44,6 +46,45 @@ use crate::domain::{AccessRequest, RequestId, RequestState};
 
 /// At most this many filings share a transaction.
 pub(super) const MAX_BATCH: usize = 128;
+
+/// How long a caller waits for the filer before a warning says so (it goes on waiting: what it
+/// handed over may yet be committed). A batch takes milliseconds; this long means the database
+/// is waiting on a lock or the filer is stuck.
+const SLOW_FILER: Duration = Duration::from_secs(10);
+
+/// When the last warning of a slow filer was logged (seconds since the epoch): one each
+/// [`SLOW_FILER`] at most, however many callers wait.
+static SLOW_FILER_WARNED: AtomicU64 = AtomicU64::new(0);
+
+/// The filer's answer to a caller; past [`SLOW_FILER`], a warning first.
+async fn filer_answer<T>(
+    mut answer: oneshot::Receiver<Result<T, StoreError>>,
+    what: &'static str,
+) -> Result<T, StoreError> {
+    let answered = match tokio::time::timeout(SLOW_FILER, &mut answer).await {
+        Ok(answered) => answered,
+        Err(_) => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let last = SLOW_FILER_WARNED.load(Ordering::Relaxed);
+            if now >= last + SLOW_FILER.as_secs()
+                && SLOW_FILER_WARNED
+                    .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+            {
+                tracing::warn!(
+                    waited_secs = SLOW_FILER.as_secs(),
+                    what,
+                    "the filer has not written this yet: the database may be waiting on a lock \
+                     (another replica's, or a session's left open)"
+                );
+            }
+            answer.await
+        }
+    };
+    answered.map_err(|_| StoreError::Closed)?
+}
 
 /// An audit event of a filing (about the filed request, at its time).
 #[derive(Debug, Clone, PartialEq)]
@@ -173,7 +214,7 @@ impl Filer {
         self.to_filer
             .send(Work::Rule(ruling, reply))
             .map_err(|_| StoreError::Closed)?;
-        answer.await.map_err(|_| StoreError::Closed)?
+        filer_answer(answer, "an approver's decision").await
     }
 
     /// Closes SQLite's own connection (after the writer's, so no batch is using it); later
@@ -338,7 +379,7 @@ impl Store {
             // The filer is gone (its runtime ended): nothing was written, write it here.
             return self.file_alone(filing).await;
         }
-        answer.await.map_err(|_| StoreError::Closed)?
+        filer_answer(answer, "a new request").await
     }
 
     async fn file_alone(&self, filing: Filing) -> Result<Filed, StoreError> {

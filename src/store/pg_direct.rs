@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use futures_util::future::{join_all, maybe_done, MaybeDone};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::oneshot;
 use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
@@ -43,8 +44,9 @@ const STATEMENT_CACHE: usize = 1024;
 /// How long opening the connection may take, unless the URL says (`connect_timeout`).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A batch's answers to come ([`PgOwn::send`]): its rows in order, or its first error.
-pub(crate) struct Sent(Pin<Box<MaybeDone<BoxedAnswers>>>);
+/// A batch's answers to come ([`PgOwn::send`]): its rows in order, or its first error. They are
+/// read off the connection by a task of their own as they arrive, whether or not this is polled.
+pub(crate) struct Sent(oneshot::Receiver<Result<Vec<BatchRow>, StoreError>>);
 
 type BoxedAnswers = Pin<Box<dyn Future<Output = Result<Vec<BatchRow>, StoreError>> + Send>>;
 
@@ -52,12 +54,10 @@ impl Future for Sent {
     type Output = Result<Vec<BatchRow>, StoreError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
-        match self.0.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(self.0.as_mut().take_output().unwrap_or_else(|| {
-                Err(StoreError::Corrupt(
-                    "a batch's answers were taken twice".into(),
-                ))
-            })),
+        match Pin::new(&mut self.0).poll(cx) {
+            Poll::Ready(Ok(answers)) => Poll::Ready(answers),
+            // The runtime is shutting down: its tasks are being dropped.
+            Poll::Ready(Err(_)) => Poll::Ready(Err(StoreError::Closed)),
             Poll::Pending => Poll::Pending,
         }
     }
@@ -215,14 +215,31 @@ impl PgOwn {
     /// statement that fails fails the batch with its error (those after it fail too, in the
     /// aborted transaction, and a `COMMIT` among them rolls it back).
     pub(crate) async fn run(&self, batch: Batch) -> Result<Vec<BatchRow>, StoreError> {
-        self.send(batch).await?.await
+        self.start(batch).await?.await
     }
 
     /// Sends `batch`'s statements as one pipeline and returns at once, with what answers them
     /// to come ([`Sent`]): a batch sent after it, on this connection, runs after it. Nothing
     /// is sent unless every statement can be (its values of the types it was prepared with), so
     /// a `COMMIT` never follows a statement left out.
+    ///
+    /// Its answers are read by a task of its own. tokio-postgres stops reading the socket while
+    /// an answer waits to be taken (a few messages per statement), and with it every statement
+    /// queued behind: a batch whose answers nobody read while its sender waited for a later
+    /// one on this connection (a statement being prepared, a batch written the long way) would
+    /// wait forever.
     pub(crate) async fn send(&self, batch: Batch) -> Result<Sent, StoreError> {
+        let answers = self.start(batch).await?;
+        let (tx, rx) = oneshot::channel();
+        tokio::spawn(async move {
+            let _ = tx.send(answers.await);
+        });
+        Ok(Sent(rx))
+    }
+
+    /// Sends `batch`'s statements (as [`PgOwn::send`]) and returns the future of their
+    /// answers, polled once: every execution is queued to the connection in order.
+    async fn start(&self, batch: Batch) -> Result<BoxedAnswers, StoreError> {
         let client = self.client().await?;
         let statements = batch.into_pg_statements()?;
         let texts: Vec<String> = statements.iter().map(|s| s.prepared_sql()).collect();
@@ -267,13 +284,20 @@ impl PgOwn {
             Ok(rows)
         };
         // Polled once here, so that every execution is queued before this returns.
-        let mut sent = Sent(Box::pin(maybe_done(Box::pin(answers) as BoxedAnswers)));
+        let mut answers = Box::pin(maybe_done(Box::pin(answers) as BoxedAnswers));
         poll_fn(|cx| {
-            let _ = sent.0.as_mut().poll(cx);
+            let _ = answers.as_mut().poll(cx);
             Poll::Ready(())
         })
         .await;
-        Ok(sent)
+        Ok(Box::pin(async move {
+            answers.as_mut().await;
+            answers.as_mut().take_output().unwrap_or_else(|| {
+                Err(StoreError::Corrupt(
+                    "a batch's answers were taken twice".into(),
+                ))
+            })
+        }))
     }
 
     /// Each of `texts` prepared on `client`: from the cache, the rest prepared together.
@@ -396,6 +420,8 @@ mod tests {
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
+    use super::super::batch::Batch;
+    use super::super::Backend;
     use super::{in_order, PgOwn};
 
     #[test]
@@ -419,6 +445,33 @@ mod tests {
             own.config.get_options(),
             Some("-c enable_seqscan=off -c enable_hashjoin=off -c enable_mergejoin=off")
         );
+    }
+
+    /// A batch whose answers nobody reads yet does not hold up the batch behind it. Runs on
+    /// the server `GRANTRY_TEST_POSTGRES` names (scripts/test's PostgreSQL pass).
+    #[tokio::test]
+    async fn answers_nobody_reads_yet_do_not_hold_up_the_batch_behind() {
+        let Some(url) = std::env::var("GRANTRY_TEST_POSTGRES")
+            .ok()
+            .filter(|u| !u.is_empty() && u != "skip")
+        else {
+            return;
+        };
+        let own = PgOwn::for_url(&url, "grantry-test").expect("a URL tokio-postgres reads");
+        own.connect().await.unwrap();
+        // 100 kB of rows: far more than tokio-postgres holds for a statement nobody reads.
+        let mut big = Batch::new(Backend::Postgres);
+        big.push("SELECT repeat('x', 100) FROM generate_series(1, 1000)");
+        let unread = own.send(big).await.unwrap();
+        let mut next = Batch::new(Backend::Postgres);
+        next.push("SELECT 7::int8");
+        let rows = tokio::time::timeout(Duration::from_secs(10), own.run(next))
+            .await
+            .expect("the batch behind was answered")
+            .unwrap();
+        assert_eq!(rows[0].get::<i64>(0).unwrap(), 7);
+        assert_eq!(unread.await.unwrap().len(), 1000);
+        own.close();
     }
 
     #[tokio::test]

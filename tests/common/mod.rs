@@ -69,8 +69,18 @@ where
 {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
     loop {
-        if let Some(v) = f().await {
-            return v;
+        // Each attempt is bounded too: one that never returns (a request nobody answers, a
+        // statement waiting on a lock) fails the wait instead of hanging the test.
+        let left = deadline
+            .saturating_duration_since(tokio::time::Instant::now())
+            .max(Duration::from_secs(1));
+        match tokio::time::timeout(left, f()).await {
+            Ok(Some(v)) => return v,
+            Ok(None) => {}
+            Err(_) => panic!(
+                "timed out waiting for: {what} (an attempt did not return in {left:?}){}",
+                explain().await
+            ),
         }
         if tokio::time::Instant::now() > deadline {
             panic!("timed out waiting for: {what}{}", explain().await);
