@@ -52,14 +52,13 @@ pub(super) const MAX_BATCH: usize = 128;
 /// is waiting on a lock or the filer is stuck.
 const SLOW_FILER: Duration = Duration::from_secs(10);
 
-/// When the last warning of a slow filer was logged (seconds since the epoch): one each
-/// [`SLOW_FILER`] at most, however many callers wait.
-static SLOW_FILER_WARNED: AtomicU64 = AtomicU64::new(0);
-
-/// The filer's answer to a caller; past [`SLOW_FILER`], a warning first.
+/// The filer's answer to a caller; past [`SLOW_FILER`], a warning first. `warned` is when this
+/// filer's last such warning was logged (seconds since the epoch): one each [`SLOW_FILER`] at
+/// most, however many callers wait.
 async fn filer_answer<T>(
     mut answer: oneshot::Receiver<Result<T, StoreError>>,
     what: &'static str,
+    warned: &AtomicU64,
 ) -> Result<T, StoreError> {
     let answered = match tokio::time::timeout(SLOW_FILER, &mut answer).await {
         Ok(answered) => answered,
@@ -67,9 +66,9 @@ async fn filer_answer<T>(
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
-            let last = SLOW_FILER_WARNED.load(Ordering::Relaxed);
+            let last = warned.load(Ordering::Relaxed);
             if now >= last + SLOW_FILER.as_secs()
-                && SLOW_FILER_WARNED
+                && warned
                     .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
                     .is_ok()
             {
@@ -172,6 +171,8 @@ pub(super) enum Own {
 pub(crate) struct Filer {
     to_filer: mpsc::UnboundedSender<Work>,
     own: Option<Own>,
+    /// When a caller last warned that this filer is slow ([`filer_answer`]).
+    slow_warned: Arc<AtomicU64>,
 }
 
 impl Filer {
@@ -204,7 +205,11 @@ impl Filer {
                     .map_err(cannot)?;
             }
         }
-        Ok(Filer { to_filer, own })
+        Ok(Filer {
+            to_filer,
+            own,
+            slow_warned: Arc::default(),
+        })
     }
 
     /// Has the filer write `ruling` with its next batch; returns after the commit. Fails with
@@ -214,7 +219,7 @@ impl Filer {
         self.to_filer
             .send(Work::Rule(ruling, reply))
             .map_err(|_| StoreError::Closed)?;
-        filer_answer(answer, "an approver's decision").await
+        filer_answer(answer, "an approver's decision", &self.slow_warned).await
     }
 
     /// Closes SQLite's own connection (after the writer's, so no batch is using it); later
@@ -379,7 +384,7 @@ impl Store {
             // The filer is gone (its runtime ended): nothing was written, write it here.
             return self.file_alone(filing).await;
         }
-        filer_answer(answer, "a new request").await
+        filer_answer(answer, "a new request", &filer.slow_warned).await
     }
 
     async fn file_alone(&self, filing: Filing) -> Result<Filed, StoreError> {
