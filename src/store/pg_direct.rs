@@ -284,20 +284,12 @@ impl PgOwn {
             Ok(rows)
         };
         // Polled once here, so that every execution is queued before this returns.
-        let mut answers = Box::pin(maybe_done(Box::pin(answers) as BoxedAnswers));
-        poll_fn(|cx| {
-            let _ = answers.as_mut().poll(cx);
-            Poll::Ready(())
+        let mut answers: BoxedAnswers = Box::pin(answers);
+        let first = poll_fn(|cx| Poll::Ready(answers.as_mut().poll(cx))).await;
+        Ok(match first {
+            Poll::Ready(done) => Box::pin(std::future::ready(done)),
+            Poll::Pending => answers,
         })
-        .await;
-        Ok(Box::pin(async move {
-            answers.as_mut().await;
-            answers.as_mut().take_output().unwrap_or_else(|| {
-                Err(StoreError::Corrupt(
-                    "a batch's answers were taken twice".into(),
-                ))
-            })
-        }))
     }
 
     /// Each of `texts` prepared on `client`: from the cache, the rest prepared together.
