@@ -18,7 +18,8 @@
 //! with the commit. When the filer knows the head from its own last commit, it writes the batch
 //! as all new in one round trip, and the database checks the guess: an event's `seq`
 //! already taken (another writer appended) or a request not inserted (a duplicate key, so its
-//! decision's foreign key fails) fails the batch, which is rolled back and written the long way.
+//! decision's foreign key fails; in PostgreSQL's one statement, its insert) fails the batch,
+//! which is rolled back and written the long way.
 //! With several replicas on PostgreSQL a replica's kept head is often stale: such a batch costs
 //! one wasted round trip.
 
@@ -308,9 +309,10 @@ pub(super) trait Written: Sized {
     /// What a caller is answered.
     type Answer;
 
-    /// PostgreSQL: `items` as one batch written after `head` in one round trip, `BEGIN` to
-    /// `COMMIT`, and the chain's head after it; `None` where some could not be written so
-    /// (two filings with one idempotency key, two rulings on one request).
+    /// PostgreSQL: `items` as one batch written after `head` in one round trip, one statement
+    /// that is its own transaction ([`Batch::fuse_as_one`]), and the chain's head after it;
+    /// `None` where some could not be written so (two filings with one idempotency key, two
+    /// rulings on one request).
     fn in_one(items: &[&Self], head: Head) -> Result<InOne, StoreError>;
 
     /// The answers to a batch of [`Written::in_one`] that committed, from its rows.
@@ -331,11 +333,11 @@ impl Written for Filing {
         if !keys_distinct(items) {
             return Ok(None);
         }
-        all_new_batch(Backend::Postgres, items, head, POSTGRES_ENDS).map(Some)
+        one_statement_batch(items, head).map(Some)
     }
 
     fn answers(rows: &[BatchRow], items: usize) -> Result<Vec<Filed>, StoreError> {
-        all_new_answers(rows, items)
+        one_statement_answers(rows, items)
     }
 
     fn write<'a>(
@@ -354,7 +356,7 @@ impl Written for Ruling {
         if !rulings::requests_distinct(items) {
             return Ok(None);
         }
-        rulings::all_won_batch(items, head, POSTGRES_ENDS).map(Some)
+        rulings::one_statement_batch(items, head).map(Some)
     }
 
     fn answers(_: &[BatchRow], items: usize) -> Result<Vec<Ruled>, StoreError> {
@@ -637,6 +639,34 @@ fn all_new_batch(
     batch.fuse_writes(writes);
     batch.push(commit);
     Ok((batch, head))
+}
+
+/// PostgreSQL, on the filer's own connection: [`all_new_batch`] as **one** statement, which is
+/// its own transaction ([`Batch::fuse_as_one`]): the chain's head locked and checked against
+/// `head` first, then the requests inserted (each failing on an idempotency key taken), then
+/// everything else the filings write. One execution, one answer and no `BEGIN` or `COMMIT`
+/// where the transaction's five statements were each one, with an answer and a flush each
+/// (docs/benchmarks.md). A guess that fails fails the statement, which is rolled back as a
+/// whole. Returns the batch and the chain's head after it.
+fn one_statement_batch(filings: &[&Filing], head: Head) -> Result<(Batch, Head), StoreError> {
+    let mut batch = Batch::new(Backend::Postgres);
+    audit::push_read_head_expecting(&mut batch, &head)?;
+    requests::push_insert_new_requests_after(&mut batch, &request_rows(filings), "head")?;
+    let head = push_created(&mut batch, filings, head)?;
+    batch.fuse_as_one("head")?;
+    Ok((batch, head))
+}
+
+/// The answers of [`one_statement_batch`]'s filings, committed, from its rows: one per request
+/// created, which is every one (a key taken fails the statement).
+fn one_statement_answers(rows: &[BatchRow], filings: usize) -> Result<Vec<Filed>, StoreError> {
+    if rows.len() != filings {
+        return Err(StoreError::Corrupt(format!(
+            "{} of {filings} filings created in a batch written as all new",
+            rows.len()
+        )));
+    }
+    Ok(vec![Filed::Created; filings])
 }
 
 /// The answers of [`all_new_batch`]'s filings, committed, from its rows: the head's row, then

@@ -414,25 +414,53 @@ pub(crate) fn push_insert_requests(
             16,
             " ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
         );
-        for row in chunk {
-            let r = row.request;
-            b.bind(r.id.as_str())?;
-            b.bind(row.idempotency_key)?;
-            b.bind(r.platform.as_str())?;
-            b.bind(r.requester_chat_id.as_str())?;
-            b.bind(r.requester_email.as_str())?;
-            b.bind(r.subject_email.as_str())?;
-            b.bind(r.app.as_str())?;
-            b.bind(r.entitlement.as_str())?;
-            b.bind(r.duration.map(|d| d.minutes() as i64))?;
-            b.bind(r.reason.as_str())?;
-            b.bind(r.ticket.as_deref())?;
-            b.bind(r.state.as_str())?;
-            b.bind(row.reply_channel)?;
-            b.bind(r.created_at_ms)?;
-            b.bind(r.updated_at_ms)?;
-            b.bind(r.extends_grant.as_deref())?;
-        }
+        bind_request_rows(b, chunk)?;
+    }
+    Ok(())
+}
+
+/// PostgreSQL: adds one insert of `rows` (at most the filer's batch, so one statement) that
+/// reads the `WITH` item `after` first ([`Batch::fuse_as_one`]: the chain's head, locked), so
+/// no idempotency key is taken before that lock is. It fails on a key taken instead of skipping
+/// its row: it is for a batch guessed all new, which then goes the long way. A plain insert
+/// finds the duplicate as it adds the key's index entry, where `ON CONFLICT` would look the key
+/// up first, then insert the row as speculative and confirm it. Returns the ids it created.
+pub(crate) fn push_insert_new_requests_after(
+    b: &mut Batch,
+    rows: &[RequestRow<'_>],
+    after: &str,
+) -> Result<(), StoreError> {
+    b.push_values(
+        "INSERT INTO requests (id, idempotency_key, platform, requester_chat_id, requester_email, \
+         subject_email, app, entitlement, duration_minutes, reason, ticket, state, reply_channel, \
+         created_at, updated_at, extends_grant) SELECT * FROM (VALUES ",
+        rows.len(),
+        16,
+        &format!(") AS v WHERE EXISTS (SELECT FROM {after}) RETURNING id"),
+    );
+    bind_request_rows(b, rows)
+}
+
+/// Binds each of `rows`' values, in the inserts' column order.
+fn bind_request_rows(b: &mut Batch, rows: &[RequestRow<'_>]) -> Result<(), StoreError> {
+    for row in rows {
+        let r = row.request;
+        b.bind(r.id.as_str())?;
+        b.bind(row.idempotency_key)?;
+        b.bind(r.platform.as_str())?;
+        b.bind(r.requester_chat_id.as_str())?;
+        b.bind(r.requester_email.as_str())?;
+        b.bind(r.subject_email.as_str())?;
+        b.bind(r.app.as_str())?;
+        b.bind(r.entitlement.as_str())?;
+        b.bind(r.duration.map(|d| d.minutes() as i64))?;
+        b.bind(r.reason.as_str())?;
+        b.bind(r.ticket.as_deref())?;
+        b.bind(r.state.as_str())?;
+        b.bind(row.reply_channel)?;
+        b.bind(r.created_at_ms)?;
+        b.bind(r.updated_at_ms)?;
+        b.bind(r.extends_grant.as_deref())?;
     }
     Ok(())
 }

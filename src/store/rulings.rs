@@ -465,6 +465,34 @@ fn push_won(
     audit::push_append(b, head, &timed)
 }
 
+/// PostgreSQL, on the filer's own connection: [`all_won_batch`] as **one** statement, which is
+/// its own transaction ([`Batch::fuse_as_one`]): the compare-and-sets first, in the order of the
+/// requests' ids (they lock the rows in that order), then the chain's head, locked and checked
+/// against `head`, with the check that every compare-and-set moved its request (else a division
+/// by zero fails the statement), then every write after them. One execution and one answer where
+/// the transaction's five statements were each one (docs/benchmarks.md). Returns the batch and
+/// the chain's head after it.
+pub(super) fn one_statement_batch(
+    rulings: &[&Ruling],
+    head: (i64, String),
+) -> Result<(Batch, (i64, String)), StoreError> {
+    let mut b = Batch::new(Backend::Postgres);
+    let mut moves = slot_moves(rulings);
+    moves.sort_by_key(|m| m.id);
+    requests::push_moves_if_slots_pending(&mut b, &moves)?;
+    // Read in its condition, the compare-and-sets run before the head's row is locked.
+    b.push(
+        "SELECT seq, hash FROM audit_head WHERE id = 1 AND 1 / (seq = ? AND hash = ?)::int = 1 \
+         AND 1 / ((SELECT COUNT(*) FROM moved) / ?) = 1 FOR UPDATE",
+    );
+    b.bind(head.0)?;
+    b.bind(head.1.as_str())?;
+    b.bind(moves.len().max(1) as i64)?;
+    let head = push_won(&mut b, rulings, head)?;
+    b.fuse_as_one("moved")?;
+    Ok((b, head))
+}
+
 /// The requests of `rulings`, each once, in the order their rows are locked (their ids').
 fn lock_order<'a>(rulings: &[&'a Ruling]) -> Vec<&'a str> {
     let ids: std::collections::BTreeSet<&str> =
