@@ -98,22 +98,30 @@ pub(crate) fn push_read_head(b: &mut Batch) {
 /// same connection was to leave but rolled back, fails whole. SQLite's one writer reads it.
 pub(crate) fn push_read_head_expecting(
     b: &mut Batch,
-    (seq, hash): &(i64, String),
+    head: &(i64, String),
 ) -> Result<(), StoreError> {
     match b.backend() {
         Backend::Sqlite => {
             push_read_head(b);
             Ok(())
         }
-        Backend::Postgres => {
-            b.push(
-                "SELECT seq, hash FROM audit_head \
-                 WHERE id = 1 AND 1 / (seq = ? AND hash = ?)::int = 1 FOR UPDATE",
-            );
-            b.bind(*seq)?;
-            b.bind(hash.as_str())
-        }
+        Backend::Postgres => push_lock_head_expecting_and(b, head, ""),
     }
+}
+
+/// PostgreSQL: [`push_read_head_expecting`]'s statement with `condition` (` AND …`, its values
+/// bound next by the caller) added to what the row must meet before it is locked.
+pub(crate) fn push_lock_head_expecting_and(
+    b: &mut Batch,
+    (seq, hash): &(i64, String),
+    condition: &str,
+) -> Result<(), StoreError> {
+    b.push(&format!(
+        "SELECT seq, hash FROM audit_head \
+         WHERE id = 1 AND 1 / (seq = ? AND hash = ?)::int = 1{condition} FOR UPDATE"
+    ));
+    b.bind(*seq)?;
+    b.bind(hash.as_str())
 }
 
 /// The head from the row [`push_read_head`] returned.

@@ -660,19 +660,18 @@ fn one_statement_batch(filings: &[&Filing], head: Head) -> Result<(Batch, Head),
 /// The answers of [`one_statement_batch`]'s filings, committed, from its rows: one per request
 /// created, which is every one (a key taken fails the statement).
 fn one_statement_answers(rows: &[BatchRow], filings: usize) -> Result<Vec<Filed>, StoreError> {
-    if rows.len() != filings {
-        return Err(StoreError::Corrupt(format!(
-            "{} of {filings} filings created in a batch written as all new",
-            rows.len()
-        )));
-    }
-    Ok(vec![Filed::Created; filings])
+    all_created(rows.len(), filings)
 }
 
 /// The answers of [`all_new_batch`]'s filings, committed, from its rows: the head's row, then
 /// one per request created.
 fn all_new_answers(rows: &[BatchRow], filings: usize) -> Result<Vec<Filed>, StoreError> {
-    let created = rows.len().saturating_sub(1);
+    all_created(rows.len().saturating_sub(1), filings)
+}
+
+/// `filings` answers [`Filed::Created`] if `created` requests were, which a batch written as
+/// all new must have done.
+fn all_created(created: usize, filings: usize) -> Result<Vec<Filed>, StoreError> {
     if created != filings {
         // Cannot happen with the writer's foreign keys on; committed, so said, not hidden.
         return Err(StoreError::Corrupt(format!(

@@ -6,8 +6,8 @@
 //!
 //! One connection runs its batches in the order they were sent, each a transaction (a batch
 //! sent here is one statement, which is its own: [`super::batch::Batch::fuse_as_one`]; the long
-//! way's, `BEGIN` to `COMMIT`). A batch sent behind another is built on the chain's head that the one before leaves, and its
-//! head's lock fails unless that is the head when it runs
+//! way's, `BEGIN` to `COMMIT`). A batch sent behind another is built on the chain's head that
+//! the one before leaves, and its head's lock fails unless that is the head when it runs
 //! ([`super::audit::push_read_head_expecting`]): if the batch before rolled back, the one
 //! behind it rolls back too. A batch that fails is written again the long way, its head read
 //! first ([`super::filing::answer_all`]), so every caller's answer is the one a filer writing a

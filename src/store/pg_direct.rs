@@ -7,8 +7,9 @@
 //! a third of its time for a one-filing batch (docs/benchmarks.md). Here each statement is
 //! prepared once per connection (its text has typed parameters, `$1::text`, so other values
 //! and `NULL`s reuse it) and a batch's executions go out together, `BEGIN` to `COMMIT` (or the
-//! one statement a batch guessed right is), in one round trip. tokio-postgres logs a statement's parameters at debug level; the binary sets
-//! `tokio_postgres=info` after `RUST_LOG`'s directives (`main.rs`).
+//! one statement a batch guessed right is), in one round trip. tokio-postgres logs a
+//! statement's parameters at debug level; the binary sets `tokio_postgres=info` after
+//! `RUST_LOG`'s directives (`main.rs`).
 //!
 //! The connection is opened at start and again, at the next batch, after it has ended (the
 //! server restarted, the network dropped it), until the store closes it. It takes the URL's

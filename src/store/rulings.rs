@@ -476,20 +476,20 @@ pub(super) fn one_statement_batch(
     rulings: &[&Ruling],
     head: (i64, String),
 ) -> Result<(Batch, (i64, String)), StoreError> {
+    const MOVED: &str = "moved";
     let mut b = Batch::new(Backend::Postgres);
     let mut moves = slot_moves(rulings);
     moves.sort_by_key(|m| m.id);
     requests::push_moves_if_slots_pending(&mut b, &moves)?;
     // Read in its condition, the compare-and-sets run before the head's row is locked.
-    b.push(
-        "SELECT seq, hash FROM audit_head WHERE id = 1 AND 1 / (seq = ? AND hash = ?)::int = 1 \
-         AND 1 / ((SELECT COUNT(*) FROM moved) / ?) = 1 FOR UPDATE",
-    );
-    b.bind(head.0)?;
-    b.bind(head.1.as_str())?;
+    audit::push_lock_head_expecting_and(
+        &mut b,
+        &head,
+        &format!(" AND 1 / ((SELECT COUNT(*) FROM {MOVED}) / ?) = 1"),
+    )?;
     b.bind(moves.len().max(1) as i64)?;
     let head = push_won(&mut b, rulings, head)?;
-    b.fuse_as_one("moved")?;
+    b.fuse_as_one(MOVED)?;
     Ok((b, head))
 }
 
