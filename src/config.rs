@@ -90,8 +90,9 @@ pub struct ServerConfig {
     /// below Kubernetes' `terminationGracePeriodSeconds`.
     pub shutdown_timeout_secs: u64,
     /// Threads serving HTTP and running jobs (tokio's workers); 0 picks: one per core, less one
-    /// on SQLite (whose filer writes on a thread of its own), at least one. `TOKIO_WORKER_THREADS`
-    /// in the environment overrides the pick, not a number set here.
+    /// where the database writes on this machine's cores (SQLite, whose filer is a thread of its
+    /// own; PostgreSQL on this host), at least one. `TOKIO_WORKER_THREADS` in the environment
+    /// overrides the pick, not a number set here.
     pub worker_threads: usize,
 }
 
@@ -105,10 +106,31 @@ impl ServerConfig {
         if std::env::var_os("TOKIO_WORKER_THREADS").is_some() {
             return None;
         }
-        database_url
-            .starts_with("sqlite:")
-            .then(|| cores.saturating_sub(1).max(1))
+        database_on_this_host(database_url).then(|| cores.saturating_sub(1).max(1))
     }
+}
+
+/// Whether the database's writes take this machine's cores: SQLite's always (its filer is a thread
+/// of grantry's), PostgreSQL's when its every host is this one (a Unix socket, `localhost` or a
+/// loopback address; no host is libpq's default, the socket). A URL that does not parse is left to
+/// the connection to refuse.
+fn database_on_this_host(database_url: &str) -> bool {
+    if database_url.starts_with("sqlite:") {
+        return true;
+    }
+    let Ok(config) = database_url.parse::<tokio_postgres::Config>() else {
+        return false;
+    };
+    config.get_hosts().iter().all(|host| match host {
+        tokio_postgres::config::Host::Unix(_) => true,
+        tokio_postgres::config::Host::Tcp(name) => {
+            name == "localhost"
+                || name
+                    .trim_matches(['[', ']'])
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+    })
 }
 
 impl Default for ServerConfig {
@@ -835,17 +857,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn worker_threads_leave_sqlites_filer_a_core_unless_set() {
+    fn worker_threads_leave_a_core_to_a_database_on_this_host_unless_set() {
         assert!(std::env::var_os("TOKIO_WORKER_THREADS").is_none());
         let mut server = ServerConfig::default();
         assert_eq!(server.workers("sqlite://g.db", 2), Some(1));
         assert_eq!(server.workers("sqlite://g.db", 8), Some(7));
         assert_eq!(server.workers("sqlite://g.db", 1), Some(1));
-        assert_eq!(
-            server.workers("postgres://db/g", 2),
-            None,
-            "tokio's own: one per core"
-        );
+        for here in [
+            "postgres://grantry@127.0.0.1:5432/g",
+            "postgresql://localhost/g",
+            "postgres://[::1]:5432/g",
+            "postgres:///g?host=/var/run/postgresql",
+            "postgres:///g",
+        ] {
+            assert_eq!(server.workers(here, 2), Some(1), "{here}");
+            assert_eq!(server.workers(here, 8), Some(7), "{here}");
+        }
+        for elsewhere in [
+            "postgres://db/g",
+            "postgres://10.0.0.5/g",
+            "postgres://localhost,db.internal/g",
+            "not a url",
+        ] {
+            assert_eq!(
+                server.workers(elsewhere, 2),
+                None,
+                "{elsewhere}: tokio's own, one per core"
+            );
+        }
         server.worker_threads = 3;
         assert_eq!(server.workers("sqlite://g.db", 2), Some(3));
         assert_eq!(server.workers("postgres://db/g", 2), Some(3));
