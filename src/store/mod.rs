@@ -116,13 +116,13 @@ fn install_drivers() {
     ONCE.call_once(sqlx::any::install_default_drivers);
 }
 
-/// `sqlite://x.db` with `mode=rwc` (create) or `mode=ro` (read-only) added.
 /// The page size of a SQLite database grantry creates; one that exists keeps its own (SQLite
 /// changes it only by a `VACUUM` outside WAL mode). A commit writes every page it touched whole
 /// into the WAL, and a new request touches 17–20 (its rows and the last leaf of each index):
 /// ~20 kB to flush with 1 KiB pages against ~75 kB with SQLite's 4 KiB (docs/benchmarks.md).
 const SQLITE_PAGE_SIZE: u32 = 1024;
 
+/// `sqlite://x.db` with `mode=rwc` (create) or `mode=ro` (read-only) added.
 fn sqlite_url(url: &str, mode: &str) -> String {
     let sep = if url.contains('?') { '&' } else { '?' };
     if url.contains("mode=") {
