@@ -106,31 +106,8 @@ impl ServerConfig {
         if std::env::var_os("TOKIO_WORKER_THREADS").is_some() {
             return None;
         }
-        database_on_this_host(database_url).then(|| cores.saturating_sub(1).max(1))
+        crate::store::database_on_this_host(database_url).then(|| cores.saturating_sub(1).max(1))
     }
-}
-
-/// Whether the database's writes take this machine's cores: SQLite's always (its filer is a thread
-/// of grantry's), PostgreSQL's when its every host is this one (a Unix socket, `localhost` or a
-/// loopback address; no host is libpq's default, the socket). A URL that does not parse is left to
-/// the connection to refuse.
-fn database_on_this_host(database_url: &str) -> bool {
-    if database_url.starts_with("sqlite:") {
-        return true;
-    }
-    let Ok(config) = database_url.parse::<tokio_postgres::Config>() else {
-        return false;
-    };
-    config.get_hosts().iter().all(|host| match host {
-        tokio_postgres::config::Host::Unix(_) => true,
-        tokio_postgres::config::Host::Tcp(name) => {
-            name == "localhost"
-                || name
-                    .trim_matches(['[', ']'])
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback())
-        }
-    })
 }
 
 impl Default for ServerConfig {

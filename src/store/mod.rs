@@ -122,6 +122,12 @@ fn install_drivers() {
 /// ~20 kB to flush with 1 KiB pages against ~75 kB with SQLite's 4 KiB (docs/benchmarks.md).
 const SQLITE_PAGE_SIZE: u32 = 1024;
 
+/// Whether the database's writes take this machine's cores: SQLite's always (its filer is a thread
+/// of grantry's), PostgreSQL's when its every host is this one ([`pg_direct::url_on_this_host`]).
+pub fn database_on_this_host(url: &str) -> bool {
+    url.starts_with("sqlite:") || pg_direct::url_on_this_host(url)
+}
+
 /// `sqlite://x.db` with `mode=rwc` (create) or `mode=ro` (read-only) added.
 fn sqlite_url(url: &str, mode: &str) -> String {
     let sep = if url.contains('?') { '&' } else { '?' };

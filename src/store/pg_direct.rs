@@ -81,6 +81,25 @@ struct Open {
     statements: HashMap<String, Statement>,
 }
 
+/// Whether `url`'s every host is this machine: a Unix socket, `localhost` or a loopback address
+/// (no host is libpq's default, the socket). `false` for a URL tokio-postgres does not read,
+/// left to the connection to refuse.
+pub(crate) fn url_on_this_host(url: &str) -> bool {
+    let Ok(config) = Config::from_str(url) else {
+        return false;
+    };
+    config.get_hosts().iter().all(|host| match host {
+        Host::Unix(_) => true,
+        Host::Tcp(name) => {
+            name == "localhost"
+                || name
+                    .trim_matches(['[', ']'])
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+    })
+}
+
 impl PgOwn {
     /// For `url`, if tokio-postgres can read it; `None` otherwise (sqlx's own parameters,
     /// `verify-full`), so the filer writes (and clicks are read) through sqlx. `name` is its
